@@ -1,0 +1,140 @@
+"""The camera actor: owns the one upstream session for a source URL and fans packets out.
+
+Every job recording the same URL (with the same options) subscribes to the same camera, so two jobs
+share one connection. Fan-out uses `send_nowait` into each subscriber's bounded channel: a job that
+falls behind by more than its buffer is dropped (its channel closed), never waited for.
+
+The camera reconnects on its own with exponential backoff while it has subscribers; each subscriber
+hears `SourceDown` with the count of consecutive failures and decides by its own retry policy when to
+give up. The supervisor closes the camera's inbox when its last subscriber leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+
+from actors.backoff import RetryPolicy, backoff_delays
+from actors.messages import AddSubscriber, CameraEvent, CameraMessage, Packets, RemoveSubscriber, SourceDown
+from collector.errors import SourceEnded, SourceError
+from collector.media.opener import Opener
+from collector.media.packets import MediaPacket, SessionInfo, StreamInfo
+from collector.urls import redact
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraStatistics:
+    url: str  # redacted
+    subscribers: int
+    sessions: int
+    failures: int
+    packets: int
+    bytes: int
+    dropped_subscribers: int
+
+
+class Camera:
+    def __init__(
+        self, url: str, options: dict[str, str], opener: Opener, policy: RetryPolicy
+    ) -> None:
+        self.url, self.options, self.opener, self.policy = url, options, opener, policy
+        self.inbox, self._inbox = trio.open_memory_channel[CameraMessage](256)
+        self._subscribers: dict[int, trio.MemorySendChannel[CameraEvent]] = {}
+        self._session: SessionInfo | None = None
+        self._sessions = self._failures = self._packets = self._bytes = self._dropped = 0
+        self._got_video = False
+
+    def statistics(self) -> CameraStatistics:
+        return CameraStatistics(
+            url=redact(self.url),
+            subscribers=len(self._subscribers),
+            sessions=self._sessions,
+            failures=self._failures,
+            packets=self._packets,
+            bytes=self._bytes,
+            dropped_subscribers=self._dropped,
+        )
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._stream_forever)
+            with self._inbox:
+                async for msg in self._inbox:
+                    self._handle(msg)
+            nursery.cancel_scope.cancel()
+        for channel in self._subscribers.values():
+            channel.close()
+        self._subscribers.clear()
+
+    def _handle(self, msg: CameraMessage) -> None:
+        match msg:
+            case AddSubscriber(subscriber=sid, channel=channel):
+                self._subscribers[sid] = channel
+                if self._session is not None:
+                    self._send(sid, channel, self._session)
+            case RemoveSubscriber(subscriber=sid):
+                channel = self._subscribers.pop(sid, None)
+                if channel is not None:
+                    channel.close()
+            case _:
+                raise TypeError(f"camera got an unknown message {msg!r}")
+
+    async def _stream_forever(self) -> None:
+        delays = backoff_delays(self.policy)
+        failures = 0
+        while True:
+            started = trio.current_time()
+            self._got_video = False
+            try:
+                await self.opener.run(self.url, self.options, self)
+                error: SourceError = SourceEnded(f"stream ended at {redact(self.url)}")
+            except SourceError as exc:
+                error = exc
+            self._session = None
+            if self._got_video and trio.current_time() - started >= self.policy.stable_after:
+                failures, delays = 0, backoff_delays(self.policy)
+            failures += 1
+            self._failures += 1
+            delay = next(delays)
+            log.warning(
+                "camera.down url=%s reason=%s failures=%d retry_in=%.1fs error=%s",
+                redact(self.url), error.reason, failures, delay, error,
+            )
+            self._broadcast(SourceDown(error=error, failures=failures))
+            await trio.sleep(delay)
+
+    # PacketSink: called by the opener in the trio thread
+    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+        self._sessions += 1
+        self._session = SessionInfo(session=self._sessions, streams=streams)
+        log.info("camera.open url=%s session=%d streams=%s", redact(self.url), self._sessions,
+                 ",".join(f"{s.kind}:{s.codec}" for s in streams))
+        self._broadcast(self._session)
+
+    def packets(self, batch: Sequence[MediaPacket]) -> None:
+        if self._session is None:
+            return
+        self._got_video = True
+        self._packets += len(batch)
+        self._bytes += sum(len(p.data) for p in batch)
+        self._broadcast(Packets(session=self._session.session, batch=tuple(batch)))
+
+    def _broadcast(self, event: CameraEvent) -> None:
+        for sid, channel in list(self._subscribers.items()):
+            self._send(sid, channel, event)
+
+    def _send(self, sid: int, channel: trio.MemorySendChannel[CameraEvent], event: CameraEvent) -> None:
+        try:
+            channel.send_nowait(event)
+        except trio.WouldBlock:
+            log.warning("camera.lagged url=%s subscriber=%d dropped", redact(self.url), sid)
+            self._dropped += 1
+            self._subscribers.pop(sid, None)
+            channel.close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._subscribers.pop(sid, None)

@@ -1,0 +1,109 @@
+"""A job's events: the history every late subscriber replays, and live fan-out to subscribers.
+
+The texts are the original API's, byte for byte. Events without a text (`interrupted`, per-segment
+details) reach only JSON subscribers (`?format=json`).
+
+All methods are synchronous and run in the trio thread, so `subscribe` takes the history snapshot and
+registers the live channel in one atomic step: nothing is lost or repeated between the two.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+TERMINAL = frozenset({"completed", "error", "interrupted"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobEvent:
+    type: str  # started | progress | completed | error | interrupted | segment | retry
+    job_id: str
+    text: str | None  # the original API's text frame, None for JSON-only events
+    data: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "job_id": self.job_id, "at": self.at}
+        if self.text is not None:
+            out["message"] = self.text
+        out.update(self.data)
+        return out
+
+
+def started(job_id: str) -> JobEvent:
+    return JobEvent(type="started", job_id=job_id, text=f"Collection started with Job ID: {job_id}")
+
+
+def progress(job_id: str, step: int, total: int, **data: Any) -> JobEvent:
+    return JobEvent(
+        type="progress", job_id=job_id, text=f"Progress: Step {step}/{total}",
+        data={"step": step, "total": total, **data},
+    )
+
+
+def completed(job_id: str) -> JobEvent:
+    return JobEvent(
+        type="completed", job_id=job_id, text=f"Collection completed for Job ID: {job_id}"
+    )
+
+
+def error(job_id: str, message: str) -> JobEvent:
+    return JobEvent(
+        type="error", job_id=job_id, text=f"Error with Job ID {job_id}: {message}",
+        data={"error": message},
+    )
+
+
+def interrupted(job_id: str, reason: str) -> JobEvent:
+    return JobEvent(type="interrupted", job_id=job_id, text=None, data={"reason": reason})
+
+
+def not_found(job_id: str) -> JobEvent:
+    return error(job_id, "job not found")
+
+
+class EventLog:
+    def __init__(self, buffer: int) -> None:
+        self.history: list[JobEvent] = []
+        self._buffer = buffer
+        self._subscribers: set[trio.MemorySendChannel[JobEvent]] = set()
+        self.closed = False
+        self.dropped = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, event: JobEvent) -> None:
+        assert not self.closed, "publish after close"
+        self.history.append(event)
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:  # a slow subscriber is dropped, never waited for
+                self.dropped += 1
+                self._subscribers.discard(channel)
+                channel.close()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.discard(channel)
+
+    def close(self) -> None:
+        """No more events: every subscriber's channel ends after what it has buffered."""
+        self.closed = True
+        for channel in self._subscribers:
+            channel.close()
+        self._subscribers.clear()
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[JobEvent]:
+        send, receive = trio.open_memory_channel[JobEvent](len(self.history) + self._buffer)
+        for event in self.history:
+            send.send_nowait(event)
+        if self.closed:
+            send.close()
+        else:
+            self._subscribers.add(send)
+        return receive

@@ -1,0 +1,207 @@
+"""The job actor: records each of its sources from their cameras, counts steps, publishes events.
+
+One task per source drains that source's camera subscription. Segment files are written by a
+`Recorder` in a worker thread, one thread hop per packet batch (not per packet). A step is announced
+only after the segment file that completed it is closed and fsync'ed.
+
+Final status: `completed` when every source recorded its full duration; `failed` when any source
+failed (the error names each failed source; the others' segments stay listed); `cancelled` on
+DELETE; `interrupted` on shutdown.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from pathlib import Path
+
+import trio
+
+from actors import events
+from actors.messages import (
+    CameraEvent,
+    Packets,
+    SourceDown,
+    SubscribeCamera,
+    SupervisorMessage,
+    UnsubscribeCamera,
+)
+from actors.records import JobRecord, SourceRecord
+from collector.errors import CollectorError, SegmentError
+from collector.media.cutting import CutPlan
+from collector.media.packets import SessionInfo
+from collector.media.recorder import Progress, Recorder
+from collector.params import CollectRequest
+from collector.urls import redact
+
+log = logging.getLogger(__name__)
+
+_subscriber_ids = itertools.count(1)
+CLOSE_GRACE_S = 10.0  # how long closing a segment may take when a job is stopped
+
+
+class SourceFailed(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Job:
+    def __init__(
+        self,
+        record: JobRecord,
+        request: CollectRequest,
+        *,
+        supervisor: trio.MemorySendChannel[SupervisorMessage],
+        log_: events.EventLog,
+        folder: Path,
+        writer_limiter: trio.CapacityLimiter,
+        subscriber_buffer: int,
+    ) -> None:
+        self.record, self.request, self.supervisor = record, request, supervisor
+        self.events, self.folder = log_, folder
+        self.writer_limiter, self.subscriber_buffer = writer_limiter, subscriber_buffer
+        self.cancel_scope = trio.CancelScope()
+        self.stop_reason: str | None = None  # "cancelled" or "interrupted" once asked to stop
+        self.finished = trio.Event()
+
+    def stop(self, status: str) -> None:
+        """Ask the job to stop: segments are closed cleanly, then it ends with `status`."""
+        if self.stop_reason is None:
+            self.stop_reason = status
+        self.cancel_scope.cancel()
+
+    async def run(self) -> None:
+        rec = self.record
+        try:
+            rec.status, rec.started_at = "running", time.time()
+            self.events.publish(events.started(rec.id))
+            log.info("job.start job=%s sources=%d steps=%d", rec.id, len(rec.sources), rec.total)
+            failures: list[str] = []
+            with self.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    for src in rec.sources:
+                        nursery.start_soon(self._source_task, src, failures)
+            self._finish(failures)
+        finally:
+            if rec.active:  # crashed: never leave a job looking alive
+                rec.status, rec.error = "failed", rec.error or "internal error"
+                rec.finished_at = time.time()
+                self.events.publish(events.error(rec.id, rec.error))
+            if not self.events.closed:
+                self.events.close()
+            self.finished.set()
+
+    def _finish(self, failures: list[str]) -> None:
+        rec = self.record
+        rec.finished_at = time.time()
+        if self.stop_reason == "cancelled":
+            rec.status, rec.error = "cancelled", "cancelled"
+            self.events.publish(events.error(rec.id, "cancelled"))
+        elif self.stop_reason is not None:
+            rec.status, rec.error = "interrupted", self.stop_reason
+            self.events.publish(events.interrupted(rec.id, self.stop_reason))
+        elif failures:
+            rec.status, rec.error = "failed", "; ".join(failures)
+            self.events.publish(events.error(rec.id, rec.error))
+        else:
+            rec.status = "completed"
+            self.events.publish(events.completed(rec.id))
+        log.info(
+            "job.end job=%s status=%s steps=%d/%d segments=%d error=%s",
+            rec.id, rec.status, rec.step, rec.total,
+            sum(len(s.segments) for s in rec.sources), rec.error,
+        )
+
+    async def _source_task(self, src: SourceRecord, failures: list[str]) -> None:
+        plan = CutPlan(duration=self.request.duration, segment_seconds=self.request.segment_seconds)
+        folder = self.folder / src.name
+        recorder = Recorder(folder, self.request.format, plan)
+        src.status = "running"
+        try:
+            await self._record(src, recorder)
+            src.status = "completed"
+        except SourceFailed as exc:
+            src.status = "failed"
+            src.errors.append(exc.message)
+            failures.append(exc.message)
+        except trio.Cancelled:
+            src.status = self.stop_reason or "cancelled"
+            raise
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
+                progress = await self._in_thread(recorder.stop, "stopped")
+                self._apply(src, progress)
+
+    async def _record(self, src: SourceRecord, recorder: Recorder) -> None:
+        sid = next(_subscriber_ids)
+        options = tuple(sorted(src.options.items()))
+        send, receive = trio.open_memory_channel[CameraEvent](self.subscriber_buffer)
+        await self.supervisor.send(
+            SubscribeCamera(subscriber=sid, url=src.url, options=options, channel=send)
+        )
+        try:
+            with receive:
+                async for event in receive:
+                    if await self._on_camera_event(src, recorder, event):
+                        return
+            raise SourceFailed(f"source {src.name!r} fell behind its camera and was dropped")
+        finally:
+            try:
+                self.supervisor.send_nowait(UnsubscribeCamera(subscriber=sid, url=src.url, options=options))
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                log.warning("job.unsubscribe_lost job=%s source=%s", self.record.id, src.name)
+
+    async def _on_camera_event(self, src: SourceRecord, recorder: Recorder, event: CameraEvent) -> bool:
+        """Apply one camera event; True when the source has recorded all it should."""
+        match event:
+            case SessionInfo():
+                src.attempts += 1
+                if src.gaps and src.gaps[-1]["end"] is None:
+                    src.gaps[-1]["end"] = time.time()
+                progress = await self._in_thread(recorder.new_session, event)
+            case Packets():
+                progress = await self._in_thread(recorder.write, event.batch)
+            case SourceDown(error=error, failures=failures):
+                src.failures += 1
+                message = f"{error} (attempt {failures})"
+                src.errors.append(redact(message))
+                progress = await self._in_thread(recorder.stop, "discontinuity")
+                if not src.gaps or src.gaps[-1]["end"] is not None:
+                    src.gaps.append({"start": time.time(), "end": None, "reason": error.reason})
+                self._apply(src, progress)
+                if failures >= self.request.retry.max_attempts:
+                    raise SourceFailed(
+                        f"source {src.name!r} ({redact(src.url)}) failed after {failures} "
+                        f"attempts: {redact(str(error))}"
+                    )
+                return False
+            case _:
+                raise TypeError(f"job got an unknown camera event {event!r}")
+        self._apply(src, progress)
+        return progress.done
+
+    async def _in_thread(self, fn, *args):  # type: ignore[no-untyped-def]
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self.writer_limiter)
+        except SegmentError as exc:
+            raise SourceFailed(f"cannot write segments: {exc}") from None
+        except CollectorError as exc:
+            raise SourceFailed(str(exc)) from None
+
+    def _apply(self, src: SourceRecord, progress: Progress) -> None:
+        rec = self.record
+        for seg in progress.segments:
+            src.add_segment(seg)
+            log.info(
+                "segment.closed job=%s source=%s index=%d frames=%d duration=%.3f bytes=%d reason=%s",
+                rec.id, src.name, seg.index, seg.frames, seg.duration, seg.bytes, seg.reason,
+            )
+        while src.steps_done < progress.steps_done:
+            src.steps_done += 1
+            rec.step += 1
+            last = src.segments[-1] if src.segments else {}
+            self.events.publish(
+                events.progress(rec.id, rec.step, rec.total, source=src.name, segment=last)
+            )

@@ -1,0 +1,149 @@
+"""Every message the actors exchange: frozen dataclasses, one closed union per inbox.
+
+Request/reply: a request carries `reply`, the send end of a size-1 channel; the actor answers with
+`reply.send_nowait(outcome.Value(...))` or `outcome.Error(...)` inside `with msg.reply:`, so a
+caller that went away never stalls the actor, and an actor that crashes closes the channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import outcome
+import trio
+
+from collector.errors import SourceError
+from collector.media.packets import MediaPacket, SessionInfo
+
+Reply = trio.MemorySendChannel[outcome.Outcome[Any]]
+
+
+async def ask(inbox: trio.MemorySendChannel[Any], make: Callable[[Reply], Any]) -> Any:
+    """Send the request `make(reply)` to an actor and wait for its answer (or its error)."""
+    reply, answer = trio.open_memory_channel[outcome.Outcome[Any]](1)
+    with answer:
+        await inbox.send(make(reply))
+        try:
+            result = await answer.receive()
+        except trio.EndOfChannel:
+            raise RuntimeError("the actor ended without answering") from None
+    return result.unwrap()
+
+
+# --- requests to the supervisor (from the HTTP/WebSocket layer and from job actors) --------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartJob:
+    request: Any  # collector.params.CollectRequest
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetJob:
+    job_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListJobs:
+    status: str | None
+    limit: int
+    before: str | None  # cursor: a job id; list jobs created before it
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelJob:
+    job_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscribeJob:
+    """Ask for a job's events: every past event first, then live ones, on one channel."""
+
+    job_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscribeCamera:
+    """From a job actor: feed `channel` with the camera's events for `url`."""
+
+    subscriber: int
+    url: str
+    options: tuple[tuple[str, str], ...]
+    channel: trio.MemorySendChannel[CameraEvent]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnsubscribeCamera:
+    subscriber: int
+    url: str
+    options: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStatistics:
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Drain:
+    """Shutdown: stop every job (segments closed cleanly, status `interrupted`), then reply."""
+
+    reason: str
+    reply: Reply
+
+
+SupervisorMessage = (
+    StartJob
+    | GetJob
+    | ListJobs
+    | CancelJob
+    | SubscribeJob
+    | SubscribeCamera
+    | UnsubscribeCamera
+    | GetStatistics
+    | Drain
+)
+
+
+# --- camera actor inbox ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddSubscriber:
+    subscriber: int
+    channel: trio.MemorySendChannel[CameraEvent]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveSubscriber:
+    subscriber: int
+
+
+CameraMessage = AddSubscriber | RemoveSubscriber
+
+
+# --- what a camera sends its subscribers -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Packets:
+    session: int
+    batch: tuple[MediaPacket, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceDown:
+    """The session failed or ended; the camera retries on its own schedule."""
+
+    error: SourceError
+    failures: int  # consecutive failed attempts so far
+
+
+CameraEvent = SessionInfo | Packets | SourceDown

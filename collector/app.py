@@ -1,0 +1,122 @@
+"""The Quart-Trio app: maps HTTP and WebSocket endpoints onto messages to the supervisor.
+
+Handlers hold no state of their own: they validate input, ask the supervisor, and render the answer.
+Every error is a JSON body `{"error": <problem>, "field": <field>}` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import trio
+from quart import Response, request, websocket
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from actors.events import TERMINAL, JobEvent, not_found
+from actors.messages import CancelJob, GetJob, ListJobs, StartJob, SubscribeJob, ask
+from actors.supervisor import Supervisor
+from collector.config import Settings
+from collector.errors import NotFound, RequestError
+from collector.params import parse_collect
+
+JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+WS_CLOSE_NORMAL, WS_CLOSE_GOING_AWAY, WS_CLOSE_POLICY = 1000, 1001, 1008
+
+
+def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event) -> QuartTrio:
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    sup = supervisor.inbox
+
+    @app.errorhandler(RequestError)
+    async def request_error(exc: RequestError) -> tuple[dict[str, str], int]:
+        return exc.as_json(), exc.status
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> tuple[dict[str, str], int]:
+        field = "body" if exc.code == 413 else "path"
+        return {"error": (exc.description or exc.name).rstrip("."), "field": field}, exc.code or 500
+
+    @app.get("/")
+    async def health() -> dict[str, str]:
+        return {"message": "Camera Collector API is running!"}
+
+    @app.post("/collect")
+    async def collect() -> dict[str, Any]:
+        raw = await request.get_data()
+        body = None
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise RequestError("body", f"not valid JSON: {exc}") from None
+        params = parse_collect(body, settings, supervisor.cameras)
+        view = await ask(sup, lambda reply: StartJob(request=params, reply=reply))
+        job_id = view["job_id"]
+        return {"job_id": job_id, "message": f"Collection started with Job ID {job_id}"}
+
+    @app.get("/jobs")
+    async def list_jobs() -> dict[str, Any]:
+        status = request.args.get("status")
+        if status is not None and status not in JOB_STATUSES:
+            raise RequestError("status", f"must be one of {', '.join(JOB_STATUSES)}")
+        raw_limit = request.args.get("limit", "100")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise RequestError("limit", "must be an integer from 1 to 1000")
+        before = request.args.get("before")
+        return await ask(
+            sup, lambda r: ListJobs(status=status, limit=int(raw_limit), before=before, reply=r)
+        )
+
+    @app.get("/jobs/<job_id>")
+    async def get_job(job_id: str) -> dict[str, Any]:
+        return await ask(sup, lambda reply: GetJob(job_id=job_id, reply=reply))
+
+    @app.delete("/jobs/<job_id>")
+    async def cancel_job(job_id: str) -> dict[str, Any]:
+        return await ask(sup, lambda reply: CancelJob(job_id=job_id, reply=reply))
+
+    @app.websocket("/ws/<job_id>")
+    async def job_events(job_id: str) -> None:
+        as_json = websocket.args.get("format") == "json"
+
+        async def send(event: JobEvent) -> None:
+            if as_json:
+                await websocket.send(json.dumps(event.as_json()))
+            elif event.text is not None:
+                await websocket.send(event.text)
+
+        try:
+            receive = await ask(sup, lambda reply: SubscribeJob(job_id=job_id, reply=reply))
+        except NotFound:
+            await send(not_found(job_id))
+            await websocket.close(WS_CLOSE_NORMAL)
+            return
+        last: JobEvent | None = None
+        with receive:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when, draining, nursery.cancel_scope)
+                async for event in receive:
+                    await send(event)
+                    last = event
+                nursery.cancel_scope.cancel()
+        if draining.is_set() or (last is not None and last.type == "interrupted"):
+            await websocket.close(WS_CLOSE_GOING_AWAY, "server shutting down")
+        elif last is not None and last.type in TERMINAL:
+            await websocket.close(WS_CLOSE_NORMAL)
+        else:
+            await websocket.close(WS_CLOSE_POLICY, "subscriber too slow; reconnect to resume")
+
+    @app.after_request
+    async def no_cache(response: Response) -> Response:
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

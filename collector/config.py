@@ -1,0 +1,92 @@
+"""Configuration: one typed object, read from the environment (`PORT`, `COLLECTOR_*`) at start.
+
+Every value is validated when the process starts; a bad value stops it with a message naming the
+variable. Units are in the names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from actors.backoff import RetryPolicy
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    default_duration_s: float = 10.0
+    default_segment_s: float = 2.0
+    default_format: str = "mp4"
+    max_duration_s: float = 3600.0
+    min_segment_s: float = 0.5
+    max_sources_per_job: int = 16
+    max_concurrent_jobs: int = 64
+    max_body_bytes: int = 64 * 1024
+    io_timeout_s: float = 10.0  # FFmpeg socket timeout on open and on every read
+    graceful_timeout_s: float = 10.0  # SIGTERM: how long jobs and connections get to finish
+    camera_threads: int = 256  # worker threads for PyAV sessions (one per camera session)
+    writer_threads: int = 16  # worker threads for segment writes (one hop per packet batch)
+    subscriber_buffer: int = 256  # batches a job may fall behind its camera before it is dropped
+    ws_buffer: int = 256  # events a WebSocket subscriber may fall behind before it is dropped
+    log_level: str = "INFO"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+# environment variable -> field name, for the fields that are not spelled COLLECTOR_<FIELD>
+_ALIASES = {"PORT": "port"}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from `environ` (default: os.environ) with keyword overrides on top."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    types = {f.name: f.type for f in fields(Settings)}
+    names = {f"COLLECTOR_{name.upper()}": name for name in types if name != "retry"}
+    names.update(_ALIASES)
+    for var, name in names.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        values[name] = _parse(var, raw, str(types[name]))
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _validate(settings)
+    return settings
+
+
+def _parse(var: str, raw: str, kind: str) -> object:
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def _validate(s: Settings) -> None:
+    checks = [
+        (0 <= s.port <= 65535, "PORT must be 0..65535"),
+        (s.default_format in ("mp4", "mkv", "ts"), "COLLECTOR_DEFAULT_FORMAT must be mp4, mkv or ts"),
+        (0 < s.default_duration_s <= s.max_duration_s, "COLLECTOR_DEFAULT_DURATION_S out of range"),
+        (s.min_segment_s <= s.default_segment_s, "COLLECTOR_DEFAULT_SEGMENT_S below the minimum"),
+        (s.max_sources_per_job >= 1, "COLLECTOR_MAX_SOURCES_PER_JOB must be at least 1"),
+        (s.max_concurrent_jobs >= 1, "COLLECTOR_MAX_CONCURRENT_JOBS must be at least 1"),
+        (s.io_timeout_s > 0, "COLLECTOR_IO_TIMEOUT_S must be positive"),
+        (s.camera_threads >= 1 and s.writer_threads >= 1, "thread counts must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

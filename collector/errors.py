@@ -1,0 +1,68 @@
+"""Our own exception tree. Foreign errors (FFmpeg, OSError, trio timeouts) are translated into
+these at the boundary where they happen, so the actors only ever reason about these types.
+
+    CollectorError
+    ├── RequestError            bad input from a client; carries the field and the problem (HTTP 4xx)
+    │   └── NotFound            an id that names nothing (HTTP 404)
+    ├── SourceError             a camera could not be read; `reason` is a short machine word
+    │   ├── SourceUnavailable   connection refused, DNS failure, timeout, stall, 401/404 from the camera
+    │   ├── SourceEnded         the stream ended (EOF / TCP close) while we still wanted video
+    │   └── UnsupportedSource   no video stream, a codec the container cannot hold
+    ├── SegmentError            a segment file could not be written
+    └── Lagged                  a subscriber could not keep up with its camera and was dropped
+"""
+
+from __future__ import annotations
+
+
+class CollectorError(Exception):
+    """Base of every error the collector raises on purpose."""
+
+
+class RequestError(CollectorError):
+    """A client sent something we refuse. `field` names the offending input."""
+
+    status = 400
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+    def as_json(self) -> dict[str, str]:
+        return {"error": self.problem, "field": self.field}
+
+
+class NotFound(RequestError):
+    status = 404
+
+
+class SourceError(CollectorError):
+    """A source failed. `reason` is one word (refused, timeout, unauthorized, not_found, ...)."""
+
+    reason = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class SourceUnavailable(SourceError):
+    reason = "unavailable"
+
+
+class SourceEnded(SourceError):
+    reason = "ended"
+
+
+class UnsupportedSource(SourceError):
+    reason = "unsupported"
+
+
+class SegmentError(CollectorError):
+    """Writing a segment file failed (disk full, muxer refused the packets)."""
+
+
+class Lagged(CollectorError):
+    """A subscriber's buffer overflowed; it was dropped so the camera never waits for it."""

@@ -1,0 +1,112 @@
+"""Where segments start and end: a pure decision per packet, no I/O (tested without files).
+
+Positions are seconds of recorded video for one source of one job. Recording starts at a key frame
+of the reference stream (first video stream); a segment is cut at the first key frame at or after
+each `segment_seconds` boundary; the source is done at the first reference packet at or past
+`duration`. A new session or a timestamp jump ends the current run: its segment is closed and the
+next run starts at the next key frame, continuing the position where the last run ended (the job
+collects `duration` seconds of video on disk; the gap itself is not counted).
+
+Steps: the source plans ceil(duration / segment_seconds) steps. A step is done when the segment
+that crossed its boundary is closed; with a key frame interval longer than the segment length one
+segment may finish several steps, and a run cut short by an outage may finish none.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from fractions import Fraction
+
+from collector.media.packets import MediaPacket
+
+EPSILON = 1e-3  # seconds; timestamps converted from integer time bases are not exact floats
+MAX_JUMP_SECONDS = 5.0  # a forward jump larger than this is a discontinuity, not a late frame
+MAX_BACKWARD_SECONDS = 0.5
+
+
+class Decision(Enum):
+    SKIP = auto()  # not recorded (before the first key frame, or after the end)
+    START = auto()  # open a segment, then write this packet
+    CUT = auto()  # close the segment (a boundary), open the next, write this packet
+    RESTART = auto()  # close the segment (discontinuity); re-decide this packet as a new run
+    WRITE = auto()
+    FINISH = auto()  # close the last segment; this packet is not recorded
+
+
+def planned_steps(duration: float, segment_seconds: float) -> int:
+    return max(1, math.ceil(duration / segment_seconds - EPSILON))
+
+
+@dataclass(slots=True)
+class CutPlan:
+    duration: float
+    segment_seconds: float
+    reference: int = 0  # stream index that paces segments
+    steps_done: int = 0
+    recorded: float = 0.0  # seconds of video in runs already ended
+    done: bool = False
+    _origin: float | None = None  # reference time of the current run's first key frame
+    _last: float = 0.0  # reference time of the last reference packet
+    _last_end: float = 0.0  # position where the last reference frame ends
+    _shift: dict[Fraction, int] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return planned_steps(self.duration, self.segment_seconds)
+
+    @property
+    def running(self) -> bool:
+        return self._origin is not None
+
+    def position(self, pkt: MediaPacket) -> float:
+        assert self._origin is not None
+        return self.recorded + pkt.seconds - self._origin
+
+    def out_timestamps(self, pkt: MediaPacket) -> tuple[int, int | None]:
+        """The packet's timestamps on the recording's own clock (0 = first frame of the job)."""
+        assert self._origin is not None
+        tb = pkt.time_base
+        shift = self._shift.get(tb)
+        if shift is None:
+            shift = self._shift[tb] = round((self.recorded - self._origin) / tb)
+        pts = pkt.pts if pkt.pts is not None else pkt.dts
+        assert pts is not None
+        return pts + shift, None if pkt.dts is None else pkt.dts + shift
+
+    def decide(self, pkt: MediaPacket) -> Decision:
+        if self.done or (pkt.pts is None and pkt.dts is None):
+            return Decision.SKIP
+        t = pkt.seconds
+        if pkt.stream != self.reference:
+            if self._origin is None or self.position(pkt) < self.recorded - EPSILON:
+                return Decision.SKIP
+            return Decision.WRITE
+        if self._origin is None:
+            if not pkt.keyframe:
+                return Decision.SKIP
+            self._origin, self._last = t, t
+            self._last_end = self.recorded + float(pkt.duration * pkt.time_base)
+            self._shift.clear()
+            return Decision.START
+        if t < self._last - MAX_BACKWARD_SECONDS or t > self._last + MAX_JUMP_SECONDS:
+            self.end_run()
+            return Decision.RESTART
+        pos = self.position(pkt)
+        if pos >= self.duration - EPSILON:
+            self.done, self.steps_done = True, self.steps
+            return Decision.FINISH
+        self._last = max(self._last, t)
+        self._last_end = max(self._last_end, pos + float(pkt.duration * pkt.time_base))
+        boundary = (self.steps_done + 1) * self.segment_seconds
+        if pkt.keyframe and pos >= boundary - EPSILON:
+            self.steps_done = min(self.steps - 1, math.floor(pos / self.segment_seconds + EPSILON))
+            return Decision.CUT
+        return Decision.WRITE
+
+    def end_run(self) -> None:
+        """The session ended or jumped: the next packet must start a new run at a key frame."""
+        if self._origin is not None:
+            self.recorded = self._last_end
+        self._origin = None

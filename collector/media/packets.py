@@ -1,0 +1,58 @@
+"""What travels from a camera to its jobs: stream descriptions and packets, both immutable.
+
+A packet's payload is a `bytes` object shared by every job that records the camera; each segment
+writer wraps it in its own `av.Packet`, so no job can disturb another's timestamps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamInfo:
+    """One elementary stream of a source session."""
+
+    index: int
+    kind: str  # "video" or "audio"
+    codec: str
+    time_base: Fraction
+    width: int = 0
+    height: int = 0
+    sample_rate: int = 0
+    # An `av` stream whose codec parameters an output stream copies (add_stream_from_template).
+    # It lives in a never-written in-memory container, so it outlives the input session.
+    template: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaPacket:
+    stream: int  # StreamInfo.index
+    data: bytes
+    pts: int | None
+    dts: int | None
+    duration: int
+    keyframe: bool
+    time_base: Fraction
+
+    @property
+    def seconds(self) -> float:
+        ts = self.pts if self.pts is not None else self.dts
+        return float((ts or 0) * self.time_base)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionInfo:
+    """A connected session: what a camera hands its subscribers before any packet."""
+
+    session: int  # increases with every (re)connection of the camera
+    streams: tuple[StreamInfo, ...]
+
+    def reference(self) -> StreamInfo:
+        """The stream that paces segments: the first video stream, else the first stream."""
+        for s in self.streams:
+            if s.kind == "video":
+                return s
+        return self.streams[0]

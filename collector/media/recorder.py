@@ -1,0 +1,87 @@
+"""One source of one job: applies the cut plan's decisions to segment files.
+
+Its methods do blocking file I/O and are called from a worker thread, one batch at a time; the job
+actor turns what they return (closed segments, steps done) into events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from collector.media.cutting import CutPlan, Decision
+from collector.media.packets import MediaPacket, SessionInfo
+from collector.media.segments import FORMATS, SegmentResult, SegmentWriter
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    segments: tuple[SegmentResult, ...]
+    steps_done: int
+    done: bool
+
+
+class Recorder:
+    def __init__(self, folder: Path, fmt: str, plan: CutPlan) -> None:
+        self.folder, self.fmt, self.plan = folder, fmt, plan
+        self._session: SessionInfo | None = None
+        self._writer: SegmentWriter | None = None
+        self._count = 0
+
+    def new_session(self, session: SessionInfo) -> Progress:
+        """A (re)connected session: whatever was open belongs to the old one and is closed."""
+        closed = self._close("discontinuity")
+        self.plan.end_run()
+        self._session = session
+        self.plan.reference = session.reference().index
+        return self._progress(closed)
+
+    def write(self, batch: Sequence[MediaPacket]) -> Progress:
+        closed: list[SegmentResult] = []
+        for pkt in batch:
+            decision = self.plan.decide(pkt)
+            if decision is Decision.RESTART:
+                closed += self._close("discontinuity")
+                decision = self.plan.decide(pkt)
+            match decision:
+                case Decision.SKIP:
+                    continue
+                case Decision.FINISH:
+                    closed += self._close("end")
+                    break
+                case Decision.CUT:
+                    closed += self._close("boundary")
+                    self._open(pkt)
+                case Decision.START:
+                    self._open(pkt)
+            assert self._writer is not None
+            pts, dts = self.plan.out_timestamps(pkt)
+            self._writer.write(pkt, pts, dts)
+        return self._progress(closed)
+
+    def stop(self, reason: str = "stopped") -> Progress:
+        """Close the open segment cleanly (cancel, shutdown, source failure)."""
+        return self._progress(self._close(reason))
+
+    def _open(self, pkt: MediaPacket) -> None:
+        assert self._session is not None
+        self._count += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ext = FORMATS[self.fmt][1]
+        self._writer = SegmentWriter(
+            self.folder / f"segment-{self._count:05d}{ext}",
+            self.fmt,
+            self._session.streams,
+            index=self._count,
+            start_seconds=round(self.plan.position(pkt), 6),
+        )
+
+    def _close(self, reason: str) -> list[SegmentResult]:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return []
+        return [writer.close(reason)]
+
+    def _progress(self, closed: list[SegmentResult]) -> Progress:
+        return Progress(tuple(closed), self.plan.steps_done, self.plan.done)

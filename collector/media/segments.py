@@ -1,0 +1,143 @@
+"""Writing one segment file with PyAV: packet copy, no transcoding, readable after a crash.
+
+Crash safety per format: fragmented MP4 (`frag_keyframe+empty_moov+default_base_moof`, plus a
+fragment at least every second), Matroska (clusters, readable without cues) and MPEG-TS are all readable up to the last
+written packet; `flush_packets` hands every packet to the kernel at once. On close the file is
+fsync'ed, so a finished segment is durable before its step is announced.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.error
+
+from collector.errors import SegmentError
+from collector.media.packets import MediaPacket, StreamInfo
+
+# format name -> (FFmpeg muxer, file extension, muxer options)
+FORMATS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "mp4": (
+        "mp4",
+        ".mp4",
+        {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000"},
+    ),
+    "mkv": ("matroska", ".mkv", {}),
+    "ts": ("mpegts", ".ts", {}),
+}
+CONTAINER_OPTIONS = {"flush_packets": "1"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentResult:
+    index: int
+    path: Path
+    started_at: float  # wall-clock time the segment was opened (Unix seconds)
+    start_seconds: float  # position of its first frame within the job's source recording
+    duration: float
+    frames: int  # video frames written
+    keyframes: int
+    bytes: int
+    reason: str  # why it ended: "boundary", "end", "discontinuity", "stopped"
+
+
+class SegmentWriter:
+    """One open segment file. Not thread-safe: one worker thread uses it at a time."""
+
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        streams: tuple[StreamInfo, ...],
+        *,
+        index: int,
+        start_seconds: float,
+    ) -> None:
+        muxer, _, muxer_options = FORMATS[fmt]
+        self.path, self.index, self.start_seconds = path, index, start_seconds
+        self.started_at = time.time()
+        try:
+            self._out = av.open(
+                str(path), "w", format=muxer, options=muxer_options,
+                container_options=CONTAINER_OPTIONS,
+            )
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SegmentError(f"cannot create segment {path.name}: {exc}") from None
+        self._streams: dict[int, av.stream.Stream] = {}
+        self._last_dts: dict[int, int] = {}
+        self._video: int | None = None
+        for info in streams:
+            try:
+                out = self._out.add_stream_from_template(info.template, opaque=True)
+            except ValueError:  # the container cannot hold this codec: leave the stream out
+                continue
+            out.time_base = info.time_base
+            self._streams[info.index] = out
+            if info.kind == "video" and self._video is None:
+                self._video = info.index
+        if self._video is None:
+            self._out.close()
+            raise SegmentError(f"the {fmt} format cannot hold this source's video")
+        self.frames = self.keyframes = 0
+        self._first_video: float | None = None
+        self._end_video = 0.0
+
+    def write(self, pkt: MediaPacket, pts: int, dts: int | None) -> None:
+        """Mux `pkt` with the given (already job-relative) timestamps, repaired to be monotonic."""
+        stream = self._streams.get(pkt.stream)
+        if stream is None:
+            return
+        if dts is None:
+            dts = pts
+        last = self._last_dts.get(pkt.stream)
+        if last is not None and dts <= last:
+            dts = last + 1
+        pts = max(pts, dts)
+        self._last_dts[pkt.stream] = dts
+        packet = av.Packet(pkt.data)
+        packet.stream = stream
+        packet.time_base = pkt.time_base
+        packet.pts, packet.dts, packet.duration = pts, dts, pkt.duration
+        packet.is_keyframe = pkt.keyframe
+        try:
+            self._out.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SegmentError(f"cannot write segment {self.path.name}: {exc}") from None
+        if pkt.stream == self._video:
+            t = float(pts * pkt.time_base)
+            if self._first_video is None:
+                self._first_video = t
+            self._end_video = max(self._end_video, t + float(pkt.duration * pkt.time_base))
+            self.frames += 1
+            self.keyframes += pkt.keyframe
+
+    @property
+    def video_seconds(self) -> float:
+        return 0.0 if self._first_video is None else self._end_video - self._first_video
+
+    def close(self, reason: str) -> SegmentResult:
+        """Finish the file and make it durable."""
+        try:
+            self._out.close()
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SegmentError(f"cannot finish segment {self.path.name}: {exc}") from None
+        return SegmentResult(
+            index=self.index,
+            path=self.path,
+            started_at=self.started_at,
+            start_seconds=self.start_seconds,
+            duration=round(self.video_seconds, 6),
+            frames=self.frames,
+            keyframes=self.keyframes,
+            bytes=self.path.stat().st_size,
+            reason=reason,
+        )

@@ -1,0 +1,85 @@
+"""The process: our root nursery runs the supervisor beside `hypercorn.trio.serve`.
+
+Shutdown (SIGTERM or SIGINT, or `stop` set by a test): WebSockets are closed with 1001, every job
+closes its open segments and becomes `interrupted`, then hypercorn stops accepting and drains its
+connections, then the supervisor gets a bounded grace before it is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from functools import partial
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from actors.messages import Drain, ask
+from actors.supervisor import Supervisor
+from collector.app import create_app
+from collector.config import Settings
+from collector.media.demo import DemoOpener
+from collector.media.opener import Opener
+from collector.media.pyav_source import PyAVOpener
+from collector.urls import DEMO_URL
+
+log = logging.getLogger(__name__)
+
+
+def make_opener_for(settings: Settings) -> partial[Opener]:
+    limiter = trio.CapacityLimiter(settings.camera_threads)
+    demo, pyav = DemoOpener(limiter), PyAVOpener(limiter, io_timeout_s=settings.io_timeout_s)
+    return partial(_pick_opener, demo, pyav)
+
+
+def _pick_opener(demo: Opener, pyav: Opener, url: str) -> Opener:
+    return demo if url == DEMO_URL else pyav
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.graceful_timeout = settings.graceful_timeout_s
+    config.accesslog = logging.getLogger("hypercorn.access")
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(D)sus'
+    return config
+
+
+async def serve(
+    settings: Settings,
+    *,
+    stop: trio.Event | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the service until a signal arrives (or `stop` is set)."""
+    stop = stop or trio.Event()
+    draining, drained = trio.Event(), trio.Event()
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as root:
+            supervisor = await root.start(Supervisor(settings, make_opener_for(settings)).run)
+            app = create_app(supervisor, settings, draining)
+            binds = await root.start(
+                partial(hypercorn_serve, app, hypercorn_config(settings), shutdown_trigger=drained.wait)
+            )
+            for bind in binds:
+                log.info("collector.listening url=%s data_dir=%s", bind, settings.data_dir)
+            task_status.started(binds)
+            root.start_soon(_stop_on_signal, signals, stop)
+            await stop.wait()
+            draining.set()
+            with trio.move_on_after(settings.graceful_timeout_s):
+                stopped = await ask(supervisor.inbox, lambda r: Drain(reason="shutdown", reply=r))
+                log.info("collector.drained jobs_interrupted=%d", stopped)
+            drained.set()
+            root.cancel_scope.deadline = trio.current_time() + settings.graceful_timeout_s + 1
+
+
+async def _stop_on_signal(signals: trio.abc.ReceiveChannel[int], stop: trio.Event) -> None:
+    async for signum in signals:
+        log.info("collector.signal name=%s", signal.Signals(signum).name)
+        stop.set()
+        return

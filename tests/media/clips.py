@@ -1,0 +1,81 @@
+"""Generate real, small media clips with the system ffmpeg for integration tests."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+FFMPEG = "ffmpeg"
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    path: Path
+    seconds: int
+    fps: int
+    gop_seconds: int
+    frames: int
+
+
+def _run(args: list[str]) -> None:
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"ffmpeg failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr}")
+
+
+def make_clip(
+    path: Path,
+    seconds: int = 30,
+    fps: int = 25,
+    gop_seconds: int = 2,
+    size: str = "320x240",
+    audio: bool = True,
+    container: str = "mkv",
+) -> ClipInfo:
+    """Encode a testsrc2 (+ sine) clip: H.264 fixed GOP without B-frames, AAC 48k mono.
+
+    ``container`` is the ffmpeg muxer short name family: "mkv" -> matroska,
+    "mp4" -> mp4, "ts" -> mpegts (anything else is passed to ``-f`` as is).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {"mkv": "matroska", "mp4": "mp4", "ts": "mpegts"}.get(container, container)
+    gop = fps * gop_seconds
+    args = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error",
+            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
+    args += ["-map", "0:v"] + (["-map", "1:a"] if audio else [])
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+             "-profile:v", "main", "-pix_fmt", "yuv420p",
+             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", "0",
+             "-x264-params", "repeat-headers=1"]
+    if audio:
+        args += ["-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", "1"]
+    if fmt == "mp4":
+        args += ["-movflags", "+faststart"]
+    args += ["-t", str(seconds), "-f", fmt, str(path)]
+    _run(args)
+    return ClipInfo(path=path, seconds=seconds, fps=fps, gop_seconds=gop_seconds,
+                    frames=seconds * fps)
+
+
+def make_hls(clip: Path, folder: Path, hls_time: int = 2) -> Path:
+    """Remux ``clip`` (no re-encode) into a VOD HLS playlist + TS segments; return the .m3u8."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    playlist = folder / "index.m3u8"
+    _run([FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error", "-i", str(clip),
+          "-c", "copy", "-f", "hls", "-hls_time", str(hls_time), "-hls_playlist_type", "vod",
+          "-hls_segment_filename", str(folder / "seg%05d.ts"), str(playlist)])
+    return playlist
+
+
+def make_ts(clip: Path, path: Path) -> Path:
+    """Remux ``clip`` (no re-encode) into an MPEG-TS file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _run([FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error", "-i", str(clip),
+          "-c", "copy", "-f", "mpegts", str(path)])
+    return path

@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""Standalone RTSP test server (gst-rtsp-server 1.22) serving a real H.264/AAC clip.
+
+Run with the *system* python (needs python3-gi):
+
+    /usr/bin/python3 tests/media/rtsp_server.py --clip CLIP --port 0 \
+        [--path /cam1 ...] [--shared] [--auth --user U --password P]
+
+Prints exactly one line ``READY <port>`` once listening, then serves until SIGTERM/SIGINT.
+
+* non-shared (default): every client gets a fresh pipeline playing the file once
+  from the start (filesrc ! demux ! parse ! pay, no re-encoding).
+* ``--shared``: one pipeline per mount shared by all clients, looping the file
+  forever without re-encoding: ``ffmpeg -stream_loop -1 -c copy -f mpegts`` (which
+  keeps timestamps monotonic across loops) is piped into ``fdsrc ! tsdemux``.
+* RTP over UDP and TCP-interleaved are both allowed.
+* ``--auth`` (implied by ``--user``): Basic auth required to play the given paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+DEMUXERS = {".mkv": "matroskademux", ".webm": "matroskademux", ".mp4": "qtdemux",
+            ".mov": "qtdemux", ".m4v": "qtdemux", ".ts": "tsdemux"}
+TAIL = ("d. ! queue ! h264parse config-interval=-1 ! rtph264pay pt=96 config-interval=-1 name=pay0 "
+        "d. ! queue ! aacparse ! rtpmp4gpay pt=97 name=pay1")
+
+
+def has_audio(clip: Path) -> bool:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
+                          "stream=index", "-of", "csv=p=0", str(clip)],
+                         capture_output=True, text=True).stdout
+    return bool(out.strip())
+
+
+class FileFactory(GstRtspServer.RTSPMediaFactory):
+    """Plays the file once from the start for every (non-shared) client."""
+
+    def __init__(self, clip: Path, audio: bool) -> None:
+        super().__init__()
+        demux = DEMUXERS.get(clip.suffix.lower(), "matroskademux")
+        tail = TAIL if audio else TAIL.split(" d. ")[0]
+        self.set_launch(f'( filesrc location="{clip}" ! {demux} name=d {tail} )')
+
+
+class LoopFactory(GstRtspServer.RTSPMediaFactory):
+    """Loops the file forever (no re-encode) via an ffmpeg -stream_loop pipe."""
+
+    def __init__(self, clip: Path, audio: bool) -> None:
+        super().__init__()
+        self.clip = clip
+        self.tail = TAIL if audio else TAIL.split(" d. ")[0]
+        self.procs: set[subprocess.Popen[bytes]] = set()
+
+    def do_create_element(self, url: GstRtsp.RTSPUrl) -> Gst.Element:
+        proc = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1",
+             "-i", str(self.clip), "-c", "copy", "-f", "mpegts", "-"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        self.procs.add(proc)
+        fd = proc.stdout.fileno()
+        element = Gst.parse_launch(f"( fdsrc fd={fd} ! tsdemux name=d {self.tail} )")
+        element._ffmpeg = proc  # kept with the element; reaped when the media is unprepared
+        return element
+
+    def do_configure(self, media: GstRtspServer.RTSPMedia) -> None:
+        GstRtspServer.RTSPMediaFactory.do_configure(self, media)
+        proc = media.get_element()._ffmpeg
+        media.connect("unprepared", lambda _media: self.reap(proc))
+
+    def reap(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc in self.procs:
+            self.procs.discard(proc)
+            proc.kill()
+            proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+
+    def reap_all(self) -> None:
+        for proc in list(self.procs):
+            self.reap(proc)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clip", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--path", dest="paths", action="append",
+                        help="mount path (repeatable), default /cam")
+    parser.add_argument("--shared", action="store_true",
+                        help="one looping pipeline shared by all clients")
+    parser.add_argument("--auth", action="store_true",
+                        help="require Basic auth (needs --user/--password)")
+    parser.add_argument("--user")
+    parser.add_argument("--password")
+    args = parser.parse_args()
+    clip: Path = args.clip.resolve()
+    if not clip.is_file():
+        parser.error(f"clip not found: {clip}")
+    use_auth = args.auth or args.user is not None
+    if use_auth and (args.user is None or args.password is None):
+        parser.error("--auth needs --user and --password")
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address(args.host)
+    server.set_service(str(args.port))
+    mounts = server.get_mount_points()
+    audio = has_audio(clip)
+
+    if use_auth:
+        auth = GstRtspServer.RTSPAuth()
+        user_token = GstRtspServer.RTSPToken()
+        user_token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), user_token)
+        anon_token = GstRtspServer.RTSPToken()
+        anon_token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anonymous")
+        auth.set_default_token(anon_token)
+        server.set_auth(auth)
+
+    factories: list[GstRtspServer.RTSPMediaFactory] = []
+    for path in args.paths or ["/cam"]:
+        factory = LoopFactory(clip, audio) if args.shared else FileFactory(clip, audio)
+        factory.set_shared(args.shared)
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.TCP)
+        if args.shared:
+            # Looped media cannot honour FFmpeg's "Range: npt=0.000-" seek (server would answer
+            # 503); CLOCK_AND_OFFSET makes rtsp-media treat the media as non-seekable.
+            factory.set_publish_clock_mode(GstRtspServer.RTSPPublishClockMode.CLOCK_AND_OFFSET)
+        if use_auth:
+            # Anonymous may *access* (so the server answers 401, not 404) but not construct.
+            perms = GstRtspServer.RTSPPermissions()
+            for role, construct in (("user", "true"), ("anonymous", "false")):
+                perms.add_role_from_structure(Gst.Structure.new_from_string(
+                    f"{role}, media.factory.access=(boolean)true,"
+                    f" media.factory.construct=(boolean){construct}"))
+            factory.set_permissions(perms)
+        mounts.add_factory(path, factory)
+        factories.append(factory)
+
+    if server.attach(None) == 0:
+        print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)
+        return 1
+    print(f"READY {server.get_bound_port()}", flush=True)
+
+    loop = GLib.MainLoop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
+    try:
+        loop.run()
+    finally:
+        for factory in factories:
+            if isinstance(factory, LoopFactory):
+                factory.reap_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
