@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +27,18 @@ from collector.media.pyav_source import PyAVOpener
 from collector.urls import DEMO_URL
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What `serve` reports once it listens: its URLs and, for tests and tools, the supervisor."""
+
+    urls: list[str]
+    supervisor: Supervisor
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
 
 
 def make_opener_for(settings: Settings) -> partial[Opener]:
@@ -52,10 +65,10 @@ async def serve(
     settings: Settings,
     *,
     stop: trio.Event | None = None,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the service until a signal arrives (or `stop` is set)."""
-    stop = stop or trio.Event()
+    stop = trio.Event() if stop is None else stop
     draining, drained = trio.Event(), trio.Event()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -67,7 +80,7 @@ async def serve(
             )
             for bind in binds:
                 log.info("collector.listening url=%s data_dir=%s", bind, settings.data_dir)
-            task_status.started(binds)
+            task_status.started(Running(binds, supervisor))
             root.start_soon(_stop_on_signal, signals, stop)
             await stop.wait()
             draining.set()

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-# `tests.media` must be importable under plain `pytest` too (python -m pytest adds the cwd).
-ROOT = str(Path(__file__).resolve().parent.parent)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tests.media.clips import ClipInfo, make_clip, make_hls, make_ts  # noqa: E402
+from tests.media.clips import ClipInfo, make_clip, make_hls, make_ts
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +25,35 @@ def media_ts(media_clip: ClipInfo, tmp_path_factory: pytest.TempPathFactory) -> 
 def media_hls(media_clip: ClipInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``media_clip`` remuxed to a VOD HLS playlist (2 s segments); returns the .m3u8."""
     return make_hls(media_clip.path, tmp_path_factory.mktemp("hls"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    """Settings for an in-process collector on a free port, writing under tmp_path."""
+    from collector.config import load_settings
+
+    return load_settings({}, host="127.0.0.1", port=0, data_dir=tmp_path / "data",
+                         graceful_timeout_s=5.0)
+
+
+@pytest.fixture
+async def collector(settings, nursery):
+    """A real collector (supervisor + hypercorn) on a free port; stopped after the test."""
+    import functools
+
+    import trio
+
+    from collector.server import serve
+
+    stop = trio.Event()
+    running = await nursery.start(functools.partial(serve, settings, stop=stop))
+    yield running
+    stop.set()
+
+
+@pytest.fixture
+async def client(collector):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=collector.url, timeout=10) as http:
+        yield http
