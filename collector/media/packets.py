@@ -22,6 +22,8 @@ class StreamInfo:
     width: int = 0
     height: int = 0
     sample_rate: int = 0
+    # Codec extradata that replaces the template's (AAC taken out of ADTS framing gets its config).
+    extradata: bytes | None = None
     # An `av` stream whose codec parameters an output stream copies (add_stream_from_template).
     # It lives in a never-written in-memory container, so it outlives the input session.
     template: Any = None

@@ -20,6 +20,7 @@ import av.error
 import trio
 
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
+from collector.media.aac import audio_specific_config, strip_adts
 from collector.media.opener import PacketSink
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.urls import PROTOCOL_WHITELIST, redact, scheme_of
@@ -80,6 +81,10 @@ def describe_streams(container: av.container.InputContainer) -> tuple[tuple, tup
     for s in chosen:
         template = holder.add_stream_from_template(s, opaque=True)
         tb = s.time_base or Fraction(1, 90_000)
+        extradata = None
+        ctx = s.codec_context
+        if ctx.name == "aac" and not ctx.extradata:  # ADTS framing: we strip it per packet
+            extradata = audio_specific_config(ctx.profile, ctx.sample_rate, ctx.channels)
         infos.append(
             StreamInfo(
                 index=s.index,
@@ -89,16 +94,18 @@ def describe_streams(container: av.container.InputContainer) -> tuple[tuple, tup
                 width=getattr(s.codec_context, "width", 0) or 0,
                 height=getattr(s.codec_context, "height", 0) or 0,
                 sample_rate=getattr(s.codec_context, "sample_rate", 0) or 0,
+                extradata=extradata,
                 template=template,
             )
         )
     return tuple(chosen), tuple(infos)
 
 
-def to_media_packet(packet: av.Packet, time_base: Fraction) -> MediaPacket:
+def to_media_packet(packet: av.Packet, time_base: Fraction, adts: bool = False) -> MediaPacket:
+    data = bytes(packet)
     return MediaPacket(
         stream=packet.stream_index,
-        data=bytes(packet),
+        data=strip_adts(data) if adts else data,
         pts=packet.pts,
         dts=packet.dts,
         duration=packet.duration or 0,
@@ -127,6 +134,7 @@ class PyAVOpener:
         with container:
             chosen, infos = describe_streams(container)
             bases = {info.index: info.time_base for info in infos}
+            adts = {info.index: info.extradata is not None for info in infos}
             trio.from_thread.run_sync(sink.opened, infos)
             batch: list[MediaPacket] = []
             flushed_at = time.monotonic()
@@ -134,7 +142,8 @@ class PyAVOpener:
                 for packet in container.demux(chosen):
                     if packet.size == 0:  # flush packet at end of stream
                         continue
-                    batch.append(to_media_packet(packet, bases[packet.stream_index]))
+                    index = packet.stream_index
+                    batch.append(to_media_packet(packet, bases[index], adts[index]))
                     now = time.monotonic()
                     if now - flushed_at >= BATCH_SECONDS or len(batch) >= BATCH_PACKETS:
                         trio.from_thread.check_cancelled()

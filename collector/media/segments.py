@@ -76,6 +76,8 @@ class SegmentWriter:
             except ValueError:  # the container cannot hold this codec: leave the stream out
                 continue
             out.time_base = info.time_base
+            if info.extradata is not None:
+                out.codec_context.extradata = info.extradata
             self._streams[info.index] = out
             if info.kind == "video" and self._video is None:
                 self._video = info.index

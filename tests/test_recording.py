@@ -1,0 +1,161 @@
+"""Recording real streams: RTSP over TCP and UDP, HTTP MPEG-TS and HLS, from real servers."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from tests.client import expected_texts, read_ws, wait_job, ws_url
+from tests.media.probe import count_frames, decode_errors, probe
+from tests.media.servers import serve_http, serve_rtsp
+
+FPS, GOP_FRAMES = 25, 50  # the test clip: 25 fps, a key frame every 2 s
+
+
+def check_source_files(source: dict, duration: float, fmt: str = "mp4") -> None:
+    """Every segment opens in ffprobe, decodes cleanly, and the frame counts add up."""
+    frames = 0
+    for seg in source["segments"]:
+        path = Path(seg["path"])
+        assert path.suffix == f".{fmt}"
+        info = probe(path)
+        assert info.video is not None, f"{path} has no video"
+        n = count_frames(path)
+        assert n == seg["frames"], f"{path}: ffprobe counts {n}, job says {seg['frames']}"
+        frames += n
+        errors = [
+            line for line in decode_errors(path).splitlines() if "non monotonically" not in line
+        ]
+        assert errors == [], f"{path}: {errors}"
+    expected = round(duration * FPS)
+    assert abs(frames - expected) <= GOP_FRAMES, f"{source['name']}: {frames} frames"
+
+
+async def test_three_sources_fifteen_steps(collector, client, media_clip, media_ts, media_hls):
+    """RTSP/TCP, RTSP/UDP and HTTP MPEG-TS, 10 s each in 2 s segments: Step 1/15 .. 15/15 in order,
+    then a clean close; each source's files are readable and hold 10 s of video (within a GOP).
+    A second job records HLS and the same RTSP/TCP path at the same time, sharing its session."""
+    async with trio.open_nursery() as servers:
+        rtsp = await servers.start(serve_rtsp, media_clip.path)
+        http = await servers.start(serve_http, media_ts.parent)
+        hls_http = await servers.start(serve_http, media_hls.parent)
+        with trio.fail_after(60):
+            job_a = (
+                await client.post(
+                    "/collect",
+                    json={
+                        "streams": [
+                            {"name": "rtsp-tcp", "url": rtsp.url(), "options": {"rtsp_transport": "tcp"}},
+                            {"name": "rtsp-udp", "url": rtsp.url(), "options": {"rtsp_transport": "udp"}},
+                            {"name": "http-ts", "url": http.url(media_ts)},
+                        ],
+                        "duration": 10,
+                        "segment_seconds": 2,
+                    },
+                )
+            ).json()["job_id"]
+            job_b = (
+                await client.post(
+                    "/collect",
+                    json={
+                        "streams": [
+                            {"name": "hls", "url": hls_http.url(media_hls)},
+                            {"name": "rtsp-tcp", "url": rtsp.url(), "options": {"rtsp_transport": "tcp"}},
+                        ],
+                        "duration": 4,
+                        "segment_seconds": 2,
+                        "format": "mkv",
+                    },
+                )
+            ).json()["job_id"]
+            transcript_a = await read_ws(ws_url(collector.url, job_a))
+            transcript_b = await read_ws(ws_url(collector.url, job_b))
+        servers.cancel_scope.cancel()
+
+    assert transcript_a.messages == expected_texts(job_a, 15)
+    assert transcript_a.code == 1000
+    assert transcript_b.messages == expected_texts(job_b, 4)
+
+    a = (await client.get(f"/jobs/{job_a}")).json()
+    assert a["status"] == "completed" and a["progress"] == {"step": 15, "total": 15}
+    for source in a["sources"]:
+        assert source["status"] == "completed"
+        assert source["steps"] == {"done": 5, "total": 5}
+        assert len(source["segments"]) == 5
+        audio = [probe(Path(s["path"])).audio for s in source["segments"]]
+        assert all(a is not None and a.codec_name == "aac" for a in audio), "audio was dropped"
+        check_source_files(source, 10)
+    b = (await client.get(f"/jobs/{job_b}")).json()
+    assert b["status"] == "completed"
+    for source in b["sources"]:
+        check_source_files(source, 4, "mkv")
+    # job B's RTSP/TCP source joined job A's camera: the same upstream session served both
+    stats = collector.supervisor.statistics()
+    assert stats.sessions_opened == 4  # rtsp-tcp (shared), rtsp-udp, http-ts, hls
+
+
+async def test_two_concurrent_jobs_share_one_session(collector, client):
+    """Two jobs on the same camera at the same time open exactly one upstream session."""
+    with trio.fail_after(20):
+        ids = [
+            (await client.post("/collect", json={"duration": 2, "segment_seconds": 1})).json()["job_id"]
+            for _ in range(2)
+        ]
+        during = collector.supervisor.statistics()
+        jobs = [await wait_job(client, i) for i in ids]
+    assert [j["status"] for j in jobs] == ["completed", "completed"]
+    assert len(during.cameras) == 1 and during.cameras[0].subscribers == 2
+    assert collector.supervisor.statistics().sessions_opened == 1
+
+
+async def test_formats_mkv_and_ts(collector, client):
+    """`format` mkv and ts produce readable files of the right container."""
+    with trio.fail_after(20):
+        ids = {
+            fmt: (
+                await client.post(
+                    "/collect", json={"duration": 2, "segment_seconds": 1, "format": fmt}
+                )
+            ).json()["job_id"]
+            for fmt in ("mkv", "ts")
+        }
+        jobs = {fmt: await wait_job(client, i) for fmt, i in ids.items()}
+    names = {"mkv": "matroska,webm", "ts": "mpegts"}
+    for fmt, job in jobs.items():
+        assert job["status"] == "completed"
+        for seg in job["sources"][0]["segments"]:
+            path = Path(seg["path"])
+            assert path.suffix == f".{fmt}"
+            assert probe(path).format_name == names[fmt]
+            assert count_frames(path) == seg["frames"] == 10
+
+
+async def test_hls_cannot_read_local_files(collector, client, tmp_path):
+    """A playlist that points at file: URLs is refused by protocol_whitelist: the job fails and
+    nothing of the local file is recorded."""
+    secret = tmp_path / "secret.ts"
+    secret.write_bytes(b"G" * 188 * 10)
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "index.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        f"#EXTINF:2.0,\nfile://{secret}\n#EXTINF:2.0,\nconcat:{secret}|{secret}\n#EXT-X-ENDLIST\n"
+    )
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, folder)
+        with trio.fail_after(30):
+            r = await client.post(
+                "/collect",
+                json={
+                    "streams": [http.url("index.m3u8")],
+                    "duration": 2,
+                    "retry": {"max_attempts": 1},
+                },
+            )
+            job = await wait_job(client, r.json()["job_id"])
+        servers.cancel_scope.cancel()
+    assert job["status"] == "failed"
+    assert job["sources"][0]["segments"] == []
+    assert "source 'source-1'" in job["error"]
