@@ -48,6 +48,7 @@ class Camera:
         self._session: SessionInfo | None = None
         self._sessions = self._failures = self._packets = self._bytes = self._dropped = 0
         self._got_video = False
+        self._wanted = trio.Event()  # set by the first subscriber: connect only when someone listens
 
     def statistics(self) -> CameraStatistics:
         return CameraStatistics(
@@ -75,6 +76,7 @@ class Camera:
         match msg:
             case AddSubscriber(subscriber=sid, channel=channel):
                 self._subscribers[sid] = channel
+                self._wanted.set()
                 if self._session is not None:
                     self._send(sid, channel, self._session)
             case RemoveSubscriber(subscriber=sid):
@@ -85,6 +87,7 @@ class Camera:
                 raise TypeError(f"camera got an unknown message {msg!r}")
 
     async def _stream_forever(self) -> None:
+        await self._wanted.wait()
         delays = backoff_delays(self.policy)
         failures = 0
         while True:

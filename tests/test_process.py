@@ -1,0 +1,118 @@
+"""The real process, started from the Procfile's command: serves on $PORT, drains on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from tests.client import expected_texts, read_ws, ws_url
+from tests.media.probe import count_frames, probe
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(rb"collector\.listening url=http://[^:]+:(\d+)")
+
+
+def procfile_command(kind: str = "web") -> list[str]:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == kind:
+            return shlex.split(command.strip())
+    raise AssertionError(f"no {kind} process in Procfile")
+
+
+class Process:
+    def __init__(self, proc: trio.Process) -> None:
+        self.proc, self.output = proc, b""
+        self.port: int | None = None
+
+    async def wait_listening(self) -> int:
+        assert self.proc.stdout is not None
+        while self.port is None:
+            chunk = await self.proc.stdout.receive_some(65536)
+            if not chunk:
+                raise AssertionError(f"server exited before listening:\n{self.output.decode()}")
+            self.output += chunk
+            if m := LISTENING.search(self.output):
+                self.port = int(m.group(1))
+        return self.port
+
+    async def drain_output(self) -> None:
+        assert self.proc.stdout is not None
+        async for chunk in self.proc.stdout:
+            self.output += chunk
+
+
+@pytest.fixture
+async def process(tmp_path, nursery):
+    env = {
+        **os.environ,
+        "PORT": "0",
+        "COLLECTOR_DATA_DIR": str(tmp_path / "data"),
+        "COLLECTOR_GRACEFUL_TIMEOUT_S": "5",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    proc = await trio.lowlevel.open_process(
+        procfile_command(), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    server = Process(proc)
+    with trio.fail_after(20):
+        await server.wait_listening()
+    nursery.start_soon(server.drain_output)
+    yield server
+    if proc.returncode is None:
+        proc.kill()
+    await proc.wait()
+
+
+async def test_procfile_process_serves_the_original_api(process):
+    """`POST /collect` with no body on the real process: exact WebSocket sequence, close 1000."""
+    base = f"http://127.0.0.1:{process.port}"
+    with trio.fail_after(30):
+        async with httpx.AsyncClient(base_url=base) as http:
+            assert (await http.get("/")).json() == {"message": "Camera Collector API is running!"}
+            job_id = (await http.post("/collect")).json()["job_id"]
+        transcript = await read_ws(ws_url(base, job_id))
+    assert transcript.messages == expected_texts(job_id, 5)
+    assert transcript.code == 1000
+
+
+async def test_sigterm_drains(process, tmp_path):
+    """SIGTERM mid-job: the WebSocket closes with 1001, every segment file (including the one being
+    written) is readable, the job's log says interrupted, and the process exits 0."""
+    base = f"http://127.0.0.1:{process.port}"
+    with trio.fail_after(30):
+        async with httpx.AsyncClient(base_url=base) as http:
+            job_id = (
+                await http.post("/collect", json={"duration": 30, "segment_seconds": 1})
+            ).json()["job_id"]
+        result = []
+
+        async def watch() -> None:
+            result.append(await read_ws(ws_url(base, job_id)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await trio.sleep(3.5)
+            process.proc.send_signal(signal.SIGTERM)
+        code = await process.proc.wait()
+    assert code == 0
+    [transcript] = result
+    assert transcript.code == 1001
+    assert transcript.messages[0] == f"Collection started with Job ID: {job_id}"
+    assert transcript.messages[1:] == [f"Progress: Step {k}/30" for k in range(1, len(transcript.messages))]
+    files = sorted((tmp_path / "data" / "jobs" / job_id).rglob("segment-*.mp4"))
+    assert len(files) >= 3
+    for f in files:
+        assert probe(f).video is not None
+        assert count_frames(f) > 0
+    await trio.sleep(0.2)
+    assert b"status=interrupted" in process.output

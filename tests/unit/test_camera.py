@@ -1,0 +1,96 @@
+"""The camera actor under a virtual clock: reconnect timing, fan-out, slow subscribers."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from actors.backoff import RetryPolicy, backoff_delays
+from actors.camera import Camera
+from actors.messages import AddSubscriber, Packets, RemoveSubscriber, SourceDown
+from collector.errors import SourceEnded, SourceUnavailable
+from collector.media.packets import SessionInfo
+from tests.unit.fakes import ScriptedOpener, Stream
+
+POLICY = RetryPolicy(initial_backoff=0.5, max_backoff=4.0, multiplier=2.0, jitter=0.0, stable_after=30)
+
+
+def refused() -> SourceUnavailable:
+    return SourceUnavailable("connection refused", reason="refused")
+
+
+def test_backoff_doubles_to_the_cap_with_bounded_jitter():
+    assert [next(d) for d in [backoff_delays(POLICY)] for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
+    jittery = RetryPolicy(initial_backoff=1, max_backoff=8, jitter=0.1)
+    for i, delay in zip(range(20), backoff_delays(jittery), strict=False):
+        base = min(8, 2**i)
+        assert base * 0.9 <= delay <= base * 1.1
+
+
+async def test_reconnect_times_follow_backoff(autojump_clock):
+    """Three refusals then success: attempts at exactly 0, 0.5, 1.5 and 3.5 virtual seconds, and
+    the subscriber hears each failure with its consecutive count."""
+    opener = ScriptedOpener([refused(), refused(), refused(), Stream(batches=2)])
+    camera = Camera("rtsp://h/x", {}, opener, POLICY)
+    send, receive = trio.open_memory_channel(100)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(camera.run)
+        camera.inbox.send_nowait(AddSubscriber(subscriber=1, channel=send))
+        got = []
+        async for event in receive:
+            got.append(event)
+            if isinstance(event, Packets) and len([e for e in got if isinstance(e, Packets)]) == 2:
+                break
+        camera.inbox.close()
+    assert opener.open_times == [0, 0.5, 1.5, 3.5]
+    assert [e.failures for e in got if isinstance(e, SourceDown)] == [1, 2, 3]
+    assert isinstance(got[3], SessionInfo) and got[3].session == 1
+    assert camera.statistics().sessions == 1 and camera.statistics().failures == 3
+
+
+async def test_stable_session_resets_backoff(autojump_clock):
+    """A session that delivered video for longer than `stable_after` resets the failure count."""
+    opener = ScriptedOpener([
+        refused(), Stream(batches=400, then=SourceEnded("eof")), refused(), Stream(batches=1),
+    ])
+    camera = Camera("rtsp://h/x", {}, opener, POLICY)
+    send, receive = trio.open_memory_channel(1000)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(camera.run)
+        camera.inbox.send_nowait(AddSubscriber(subscriber=1, channel=send))
+        downs = []
+        async for event in receive:
+            if isinstance(event, SourceDown):
+                downs.append(event.failures)
+            if len(downs) == 3:
+                break
+        camera.inbox.close()
+    assert downs == [1, 1, 2]  # the 40 s session reset the count
+    assert opener.open_times[:3] == pytest.approx([0, 0.5, 0.5 + 40 + 0.5])
+
+
+async def test_late_subscriber_gets_current_session_and_slow_one_is_dropped(autojump_clock):
+    """A subscriber joining mid-session first receives the session's description; one whose buffer
+    fills is dropped (its channel closed) while the others keep receiving."""
+    opener = ScriptedOpener([Stream(batches=50)])
+    camera = Camera("rtsp://h/x", {}, opener, POLICY)
+    fast_send, fast = trio.open_memory_channel(1000)
+    slow_send, slow = trio.open_memory_channel(3)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(camera.run)
+        camera.inbox.send_nowait(AddSubscriber(subscriber=1, channel=fast_send))
+        await trio.sleep(1.05)
+        camera.inbox.send_nowait(AddSubscriber(subscriber=2, channel=slow_send))
+        await trio.sleep(2)
+        first = slow.receive_nowait()
+        assert isinstance(first, SessionInfo)
+        rest = [e async for e in slow]  # ends: dropped
+        assert len(rest) == 2
+        assert camera.statistics().dropped_subscribers == 1
+        assert camera.statistics().subscribers == 1
+        camera.inbox.send_nowait(RemoveSubscriber(subscriber=1))
+        await trio.sleep(0.5)
+        camera.inbox.close()
+    got = [e async for e in fast]
+    assert isinstance(got[0], SessionInfo)
+    assert len([e for e in got if isinstance(e, Packets)]) == 30  # 3 s of 100 ms batches

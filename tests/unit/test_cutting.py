@@ -1,0 +1,92 @@
+"""The cut plan: where segments start and end, and how steps are counted (pure, no files)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from collector.media.cutting import CutPlan, Decision, planned_steps
+from collector.media.packets import MediaPacket
+
+TB = Fraction(1, 90_000)
+
+
+def video(t: float, key: bool = False) -> MediaPacket:
+    ts = round(t / TB)
+    return MediaPacket(stream=0, data=b"", pts=ts, dts=ts, duration=3600, keyframe=key, time_base=TB)
+
+
+def audio(t: float) -> MediaPacket:
+    ts = round(t / TB)
+    return MediaPacket(stream=1, data=b"", pts=ts, dts=ts, duration=1920, keyframe=True, time_base=TB)
+
+
+def run(plan: CutPlan, packets: list[MediaPacket]) -> list[tuple[float, Decision, int]]:
+    return [(p.seconds, d, plan.steps_done) for p in packets if (d := plan.decide(p)) is not Decision.WRITE]
+
+
+def test_planned_steps_round_up():
+    assert planned_steps(10, 2) == 5
+    assert planned_steps(10, 3) == 4
+    assert planned_steps(1, 5) == 1
+    assert planned_steps(10.0000001, 2) == 5  # float noise does not add a step
+
+
+def test_starts_at_key_frame_and_cuts_at_boundaries():
+    """Frames before the first key frame are skipped; cuts land on key frames at/after 2 s."""
+    plan = CutPlan(duration=6, segment_seconds=2)
+    packets = [video(100 + i * 0.04, key=(i % 50 == 0 and i > 0)) for i in range(1, 400)]
+    events = run(plan, packets)
+    skipped = [t for t, d, _ in events if d is Decision.SKIP]
+    assert len([t for t in skipped if t < 102]) == 49  # everything before the key frame at 102.0
+    assert min(t for t in skipped if t > 102) >= 108  # ...and everything from the end on
+    assert [(round(t, 2), d, s) for t, d, s in events if d is not Decision.SKIP][:4] == [
+        (102.0, Decision.START, 0),
+        (104.0, Decision.CUT, 1),
+        (106.0, Decision.CUT, 2),
+        (108.0, Decision.FINISH, 3),
+    ]
+    assert plan.done and plan.steps_done == plan.steps == 3
+
+
+def test_long_gop_finishes_several_steps_in_one_segment():
+    """Key frames every 4 s with 1 s segments: each cut completes the steps it crossed."""
+    plan = CutPlan(duration=8, segment_seconds=1)
+    events = run(plan, [video(i * 0.5, key=(i % 8 == 0)) for i in range(0, 40)])
+    assert [(t, d, s) for t, d, s in events if d is not Decision.SKIP] == [
+        (0.0, Decision.START, 0),
+        (4.0, Decision.CUT, 4),
+        (8.0, Decision.FINISH, 8),
+    ]
+
+
+def test_audio_before_start_is_skipped_and_output_starts_at_zero():
+    plan = CutPlan(duration=4, segment_seconds=2)
+    assert plan.decide(audio(9.9)) is Decision.SKIP
+    assert plan.decide(video(10.0, key=True)) is Decision.START
+    assert plan.out_timestamps(video(10.0, key=True)) == (0, 0)
+    assert plan.decide(audio(9.99)) is Decision.SKIP  # older than the first video frame
+    assert plan.decide(audio(10.02)) is Decision.WRITE
+    assert plan.out_timestamps(audio(10.02)) == (1800, 1800)
+
+
+def test_timestamp_jump_restarts_and_continues_position():
+    """A forward jump of more than 5 s ends the run; the next run continues the position, so the
+    gap does not count as recorded video."""
+    plan = CutPlan(duration=6, segment_seconds=2)
+    assert plan.decide(video(0, key=True)) is Decision.START
+    for i in range(1, 25):
+        assert plan.decide(video(i * 0.04)) is Decision.WRITE
+    assert plan.decide(video(50.0, key=True)) is Decision.RESTART
+    assert plan.decide(video(50.0, key=True)) is Decision.START
+    assert plan.recorded == 1.0  # 25 frames of 40 ms before the jump
+    assert plan.out_timestamps(video(50.0, key=True))[0] == 90_000  # continues at 1.0 s
+    assert plan.decide(video(51.0, key=True)) is Decision.CUT  # position 2.0 s
+
+
+def test_new_session_needs_a_key_frame():
+    plan = CutPlan(duration=6, segment_seconds=2)
+    plan.decide(video(0, key=True))
+    plan.decide(video(0.04))
+    plan.end_run()
+    assert plan.decide(video(0.0)) is Decision.SKIP
+    assert plan.decide(video(0.04, key=True)) is Decision.START

@@ -1,0 +1,39 @@
+"""URL policy and redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.errors import RequestError
+from collector.media.pyav_source import ffmpeg_options
+from collector.urls import check_source_url, redact
+
+
+def test_redact_every_url_in_text():
+    text = "a rtsp://u:p@h/x and http://user:pw%40x@host:8/y, rtmp://h/z"
+    assert redact(text) == "a rtsp://***@h/x and http://***@host:8/y, rtmp://h/z"
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "/etc/passwd", "concat:a|b", "subfile:x", "pipe:0", "data:,x"]
+)
+def test_local_and_odd_schemes_refused(url):
+    with pytest.raises(RequestError) as info:
+        check_source_url(url, "f")
+    assert info.value.field == "f"
+
+
+@pytest.mark.parametrize("url", ["rtsp://h/a", "rtsps://h/a", "http://h/a", "https://h/a.m3u8",
+                                 "rtmp://h/a", "rtmps://h/a"])
+def test_allowed_schemes(url):
+    assert check_source_url(url, "f") == url
+
+
+def test_ffmpeg_options_always_whitelist_and_timeouts():
+    """protocol_whitelist is always ours, even if options try to set it; each scheme gets the
+    socket timeout FFmpeg honours for it."""
+    rtsp = ffmpeg_options("rtsp://h/x", {"protocol_whitelist": "file"}, 5)
+    assert rtsp["protocol_whitelist"] == "rtsp,rtp,srtp,udp,tcp"
+    assert rtsp["timeout"] == "5000000" and rtsp["rtsp_transport"] == "tcp"
+    http = ffmpeg_options("http://h/x.m3u8", {}, 2.5)
+    assert "file" not in http["protocol_whitelist"] and http["rw_timeout"] == "2500000"
