@@ -6,6 +6,7 @@ Every error is a JSON body `{"error": <problem>, "field": <field>}` with a 4xx s
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 
@@ -38,6 +39,18 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
     async def http_error(exc: HTTPException) -> tuple[dict[str, str], int]:
         field = "body" if exc.code == 413 else "path"
         return {"error": (exc.description or exc.name).rstrip("."), "field": field}, exc.code or 500
+
+    @app.before_request
+    async def check_token_http() -> tuple[dict[str, str], int] | None:
+        if request.path == "/" or _authorized(settings, request.headers, request.args):
+            return None
+        return _UNAUTHORIZED, 401
+
+    @app.before_websocket
+    async def check_token_ws() -> tuple[dict[str, str], int] | None:
+        if _authorized(settings, websocket.headers, websocket.args):
+            return None
+        return _UNAUTHORIZED, 401
 
     @app.get("/")
     async def health() -> dict[str, str]:
@@ -115,6 +128,19 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         return response
 
     return app
+
+
+_UNAUTHORIZED = {"error": "missing or invalid bearer token", "field": "authorization"}
+
+
+def _authorized(settings: Settings, headers: Any, args: Any) -> bool:
+    """With COLLECTOR_API_TOKEN set, a request needs `Authorization: Bearer <token>` (WebSocket
+    clients that cannot set headers may pass `?access_token=<token>`)."""
+    if not settings.api_token:
+        return True
+    given = headers.get("Authorization", "")
+    token = given[7:] if given.startswith("Bearer ") else args.get("access_token", "")
+    return hmac.compare_digest(token.encode(), settings.api_token.encode())
 
 
 async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:

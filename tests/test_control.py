@@ -1,0 +1,68 @@
+"""Job control and access: cancel, listing, bearer token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from tests.client import read_ws, wait_job, ws_url
+from tests.media.probe import count_frames
+
+
+async def test_cancel_keeps_finished_segments(collector, client):
+    """DELETE mid-job: the WebSocket ends with `cancelled`, status is cancelled, and every segment
+    written so far (including the one open at the time) is a valid file."""
+    with trio.fail_after(30):
+        job_id = (await client.post("/collect", json={"duration": 20, "segment_seconds": 1})).json()[
+            "job_id"
+        ]
+        result = []
+
+        async def watch() -> None:
+            result.append(await read_ws(ws_url(collector.url, job_id)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await trio.sleep(3.5)
+            r = await client.delete(f"/jobs/{job_id}")
+            assert r.status_code == 200
+        job = await wait_job(client, job_id)
+    [transcript] = result
+    assert transcript.messages[-1] == f"Error with Job ID {job_id}: cancelled"
+    assert transcript.code == 1000
+    assert job["status"] == "cancelled"
+    segments = job["sources"][0]["segments"]
+    assert len(segments) >= 3
+    assert segments[-1]["end_reason"] == "stopped"
+    for seg in segments:
+        assert count_frames(Path(seg["path"])) == seg["frames"] > 0
+    steps = [m for m in transcript.messages if m.startswith("Progress")]
+    assert steps == [f"Progress: Step {k}/20" for k in range(1, len(steps) + 1)]
+    # cancelling again is harmless and changes nothing
+    again = await client.delete(f"/jobs/{job_id}")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+
+
+async def test_list_jobs_pagination_and_filter(collector, client):
+    """GET /jobs pages newest first with a cursor, each job exactly once; status filters."""
+    with trio.fail_after(30):
+        ids = [
+            (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+            for _ in range(5)
+        ]
+        for job_id in ids:
+            await wait_job(client, job_id)
+        seen, cursor = [], None
+        while True:
+            params = {"limit": 2, **({"before": cursor} if cursor else {})}
+            page = (await client.get("/jobs", params=params)).json()
+            seen += [j["job_id"] for j in page["jobs"]]
+            cursor = page["next"]
+            if cursor is None:
+                break
+        completed = (await client.get("/jobs", params={"status": "completed"})).json()["jobs"]
+        failed = (await client.get("/jobs", params={"status": "failed"})).json()["jobs"]
+    assert seen == list(reversed(ids))
+    assert len(completed) == 5 and failed == []
+
