@@ -19,7 +19,7 @@ import trio
 
 from actors.backoff import RetryPolicy, backoff_delays
 from actors.messages import AddSubscriber, CameraEvent, CameraMessage, Packets, RemoveSubscriber, SourceDown
-from collector.errors import SourceEnded, SourceError
+from collector.errors import SourceEnded, SourceError, SourceUnavailable
 from collector.media.opener import Opener
 from collector.media.packets import MediaPacket, SessionInfo, StreamInfo
 from collector.urls import redact
@@ -40,9 +40,17 @@ class CameraStatistics:
 
 class Camera:
     def __init__(
-        self, url: str, options: dict[str, str], opener: Opener, policy: RetryPolicy
+        self,
+        url: str,
+        options: dict[str, str],
+        opener: Opener,
+        policy: RetryPolicy,
+        *,
+        stall_timeout_s: float = 10.0,
     ) -> None:
         self.url, self.options, self.opener, self.policy = url, options, opener, policy
+        self.stall_timeout_s = stall_timeout_s
+        self._last_activity = 0.0
         self.inbox, self._inbox = trio.open_memory_channel[CameraMessage](256)
         self._subscribers: dict[int, trio.MemorySendChannel[CameraEvent]] = {}
         self._session: SessionInfo | None = None
@@ -93,11 +101,7 @@ class Camera:
         while True:
             started = trio.current_time()
             self._got_video = False
-            try:
-                await self.opener.run(self.url, self.options, self)
-                error: SourceError = SourceEnded(f"stream ended at {redact(self.url)}")
-            except SourceError as exc:
-                error = exc
+            error = await self._run_session()
             self._session = None
             if self._got_video and trio.current_time() - started >= self.policy.stable_after:
                 failures, delays = 0, backoff_delays(self.policy)
@@ -111,7 +115,41 @@ class Camera:
             self._broadcast(SourceDown(error=error, failures=failures))
             await trio.sleep(delay)
 
-    # PacketSink: called by the opener in the trio thread
+    async def _run_session(self) -> SourceError:
+        """One session, until it fails, ends, or delivers nothing for `stall_timeout_s`.
+
+        A stall counts as a failure even while the connection stays open (an RTSP server keeps
+        sending RTCP when the camera's encoder hangs): the watchdog cancels the session.
+        """
+        self._last_activity = trio.current_time()
+        sink = _SessionSink(self)
+        with trio.CancelScope() as session_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_stall, session_scope)
+                try:
+                    await self.opener.run(self.url, self.options, sink)
+                    error: SourceError = SourceEnded(f"stream ended at {redact(self.url)}")
+                except SourceError as exc:
+                    error = exc
+                finally:
+                    sink.active = False  # an abandoned worker thread can no longer reach us
+                nursery.cancel_scope.cancel()
+        if session_scope.cancelled_caught:
+            error = SourceUnavailable(
+                f"stalled: no packets for {self.stall_timeout_s:g} s from {redact(self.url)}",
+                reason="stall",
+            )
+        return error
+
+    async def _watch_stall(self, session_scope: trio.CancelScope) -> None:
+        while True:
+            deadline = self._last_activity + self.stall_timeout_s
+            if trio.current_time() >= deadline:
+                session_scope.cancel()
+                return
+            await trio.sleep_until(deadline)
+
+    # PacketSink, through _SessionSink: called by the opener in the trio thread
     def opened(self, streams: tuple[StreamInfo, ...]) -> None:
         self._sessions += 1
         self._session = SessionInfo(session=self._sessions, streams=streams)
@@ -123,6 +161,7 @@ class Camera:
         if self._session is None:
             return
         self._got_video = True
+        self._last_activity = trio.current_time()
         self._packets += len(batch)
         self._bytes += sum(len(p.data) for p in batch)
         self._broadcast(Packets(session=self._session.session, batch=tuple(batch)))
@@ -141,3 +180,18 @@ class Camera:
             channel.close()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._subscribers.pop(sid, None)
+
+
+class _SessionSink:
+    """The sink one session writes to; dead once that session is over."""
+
+    def __init__(self, camera: Camera) -> None:
+        self.camera, self.active = camera, True
+
+    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+        if self.active:
+            self.camera.opened(streams)
+
+    def packets(self, batch: Sequence[MediaPacket]) -> None:
+        if self.active:
+            self.camera.packets(batch)

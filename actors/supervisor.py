@@ -185,7 +185,10 @@ class Supervisor:
         key: CameraKey = (msg.url, msg.options)
         entry = self._cameras.get(key)
         if entry is None:
-            camera = Camera(msg.url, dict(msg.options), self.opener_for(msg.url), self.settings.retry)
+            camera = Camera(
+                msg.url, dict(msg.options), self.opener_for(msg.url), self.settings.retry,
+                stall_timeout_s=self.settings.stall_timeout_s,
+            )
             entry = self._cameras[key] = _CameraEntry(camera)
             assert self._nursery is not None
             self._nursery.start_soon(camera.run)

@@ -32,6 +32,7 @@ class Settings:
     max_concurrent_jobs: int = 64
     max_body_bytes: int = 64 * 1024
     io_timeout_s: float = 10.0  # FFmpeg socket timeout on open and on every read
+    stall_timeout_s: float = 10.0  # no packets for this long: the session has failed
     graceful_timeout_s: float = 10.0  # SIGTERM: how long jobs and connections get to finish
     camera_threads: int = 256  # worker threads for PyAV sessions (one per camera session)
     writer_threads: int = 16  # worker threads for segment writes (one hop per packet batch)
@@ -86,6 +87,7 @@ def _validate(s: Settings) -> None:
         (s.max_sources_per_job >= 1, "COLLECTOR_MAX_SOURCES_PER_JOB must be at least 1"),
         (s.max_concurrent_jobs >= 1, "COLLECTOR_MAX_CONCURRENT_JOBS must be at least 1"),
         (s.io_timeout_s > 0, "COLLECTOR_IO_TIMEOUT_S must be positive"),
+        (s.stall_timeout_s > 0, "COLLECTOR_STALL_TIMEOUT_S must be positive"),
         (s.camera_threads >= 1 and s.writer_threads >= 1, "thread counts must be at least 1"),
     ]
     for ok, message in checks:

@@ -28,7 +28,7 @@ from collector.urls import PROTOCOL_WHITELIST, redact, scheme_of
 log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.1  # hand packets to trio at most ~10 times a second per camera
-BATCH_PACKETS = 512  # ...or sooner when a fast (offline) source fills a batch
+BATCH_PACKETS = 64  # ...or sooner when a fast source fills a batch (bounds what a stall strands)
 
 
 def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) -> dict[str, str]:
@@ -123,13 +123,24 @@ class PyAVOpener:
 
     async def run(self, url: str, options: Mapping[str, str], sink: PacketSink) -> None:
         opts = ffmpeg_options(url, options, self.io_timeout_s)
-        await trio.to_thread.run_sync(self._session, url, opts, sink, limiter=self.limiter)
+        # abandon_on_cancel: only FFmpeg can unblock a read, so a stalled session is abandoned at
+        # once; its thread ends at FFmpeg's next packet or timeout and touches nothing of ours.
+        await trio.to_thread.run_sync(
+            self._session, url, opts, sink, limiter=self.limiter, abandon_on_cancel=True
+        )
 
     def _session(self, url: str, opts: dict[str, str], sink: PacketSink) -> None:
         """Runs in a worker thread: demux until the source ends, fails, or trio cancels us."""
+        started = time.monotonic()
         try:
             container = av.open(url, options=opts)
         except (av.error.FFmpegError, OSError) as exc:
+            if time.monotonic() - started >= self.io_timeout_s * 0.9:
+                # FFmpeg's RTSP demuxer reports a timed-out answer as "invalid data"
+                raise SourceUnavailable(
+                    f"timed out: no answer within {self.io_timeout_s:g} s from {redact(url)}",
+                    reason="timeout",
+                ) from None
             raise map_av_error(exc, url) from None
         with container:
             chosen, infos = describe_streams(container)

@@ -91,6 +91,7 @@ async def serve_rtsp(
     shared: bool = False,
     user: str | None = None,
     password: str | None = None,
+    port: int = 0,
     task_status: trio.TaskStatus[RtspServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run tests/media/rtsp_server.py on a free port until cancelled.
@@ -98,7 +99,7 @@ async def serve_rtsp(
     ``shared=True`` loops the clip forever in one pipeline shared by all clients;
     ``user``/``password`` require Basic auth on every path.
     """
-    cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--clip", str(clip), "--port", "0"]
+    cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--clip", str(clip), "--port", str(port)]
     for path in paths:
         cmd += ["--path", path]
     if shared:

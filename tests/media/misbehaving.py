@@ -1,0 +1,59 @@
+"""Servers that misbehave on purpose, in-process on trio, on free ports.
+
+- `serve_stalling_http`: answers HTTP 200 with the first bytes of a file, then keeps the connection
+  open and silent (a camera whose encoder hung).
+- `serve_garbage`: accepts TCP and writes bytes that are no protocol at all.
+- `serve_silent`: accepts TCP and never says anything.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import trio
+
+
+async def _serve(handler, task_status) -> None:  # type: ignore[no-untyped-def]
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.serve_listeners, handler, listeners))
+        task_status.started(port)
+
+
+async def serve_stalling_http(
+    payload: Path, nbytes: int, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    data = payload.read_bytes()[:nbytes]
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                request += chunk
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: 100000000\r\n\r\n"
+            await stream.send_all(head + data)
+            await trio.sleep_forever()
+
+    await _serve(handler, task_status)
+
+
+async def serve_garbage(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(b"\x00\xffNOT A PROTOCOL\r\n" * 64)
+            await trio.sleep(0.5)
+
+    await _serve(handler, task_status)
+
+
+async def serve_silent(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            await trio.sleep_forever()
+
+    await _serve(handler, task_status)

@@ -1,0 +1,179 @@
+"""Sources that fail: each failure is detected, retried per policy and reported with its reason."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from collector.errors import SourceError
+from collector.media.pyav_source import PyAVOpener
+from tests.client import expected_texts, read_ws, wait_job, ws_url
+from tests.media.misbehaving import serve_garbage, serve_silent, serve_stalling_http
+from tests.media.probe import count_frames
+from tests.media.servers import serve_rtsp
+
+FAST_RETRY = {"max_attempts": 2, "initial_backoff": 0.2, "max_backoff": 0.5}
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Stall watchdog at 2 s, FFmpeg socket timeouts at 4 s: the watchdog must fire first."""
+    from collector.config import load_settings
+
+    return load_settings(
+        {}, host="127.0.0.1", port=0, data_dir=tmp_path / "data",
+        stall_timeout_s=2.0, io_timeout_s=4.0,
+    )
+
+
+async def collect_one(client, url: str, **extra) -> dict:
+    body = {"streams": [url], "duration": 4, "segment_seconds": 2, "retry": FAST_RETRY, **extra}
+    r = await client.post("/collect", json=body)
+    assert r.status_code == 200, r.text
+    return await wait_job(client, r.json()["job_id"])
+
+
+class _S:
+    """A PacketSink counting what it gets."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self.count = 0
+
+    def opened(self, streams) -> None:  # noqa: ANN001
+        self.sessions += 1
+
+    def packets(self, batch) -> None:  # noqa: ANN001
+        self.count += len(batch)
+
+
+async def test_stall_watchdog_fires_while_connection_stays_open(collector, client, media_ts):
+    """An HTTP source that sends 7 s of video at once and then goes silent on an open connection: the
+    watchdog (2 s) ends each session; after the policy's 2 attempts the job fails with `stall`,
+    and the video recorded before the stall is in readable segments."""
+    async with trio.open_nursery() as servers:
+        port = await servers.start(serve_stalling_http, media_ts, 500_000)  # about 7 s of video
+        started = time.monotonic()
+        with trio.fail_after(30):
+            job = await collect_one(client, f"http://127.0.0.1:{port}/clip.ts", duration=20)
+        elapsed = time.monotonic() - started
+        servers.cancel_scope.cancel()
+    assert job["status"] == "failed"
+    [source] = job["sources"]
+    assert "failed after 2 attempts" in job["error"] and "stalled" in job["error"]
+    assert [g["reason"] for g in source["gaps"]] == ["stall", "stall"]
+    assert elapsed < 9  # two 2 s stalls and a backoff, not FFmpeg's 4 s timeouts
+    assert source["segments"], "the video before the stall was recorded"
+    for seg in source["segments"]:
+        assert count_frames(Path(seg["path"])) == seg["frames"]
+        assert seg["end_reason"] in ("boundary", "discontinuity", "stopped")
+
+
+async def test_ffmpeg_read_timeout_fires(media_ts):
+    """FFmpeg's own rw_timeout (set from COLLECTOR_IO_TIMEOUT_S) ends a silent HTTP read."""
+    opener = PyAVOpener(trio.CapacityLimiter(2), io_timeout_s=1.5)
+    got = _S()
+    async with trio.open_nursery() as servers:
+        port = await servers.start(serve_stalling_http, media_ts, 120_000)
+        with trio.fail_after(10), pytest.raises(SourceError) as info:
+            await opener.run(f"http://127.0.0.1:{port}/clip.ts", {}, got)
+        servers.cancel_scope.cancel()
+    assert got.sessions == 1 and got.count > 0
+    assert info.value.reason == "timeout"
+
+
+async def test_ffmpeg_rtsp_open_timeout_fires():
+    """FFmpeg's RTSP `timeout` ends an open against a server that accepts but never answers."""
+    opener = PyAVOpener(trio.CapacityLimiter(2), io_timeout_s=1.5)
+    async with trio.open_nursery() as servers:
+        port = await servers.start(serve_silent)
+        start = time.monotonic()
+        with trio.fail_after(10), pytest.raises(SourceError) as info:
+            await opener.run(f"rtsp://127.0.0.1:{port}/cam", {}, _S())
+        servers.cancel_scope.cancel()
+    assert time.monotonic() - start < 6
+    assert info.value.reason == "timeout"
+
+
+async def test_garbage_port(collector, client):
+    """A port that speaks no protocol fails the job with a reason, never a hang or a crash."""
+    async with trio.open_nursery() as servers:
+        port = await servers.start(serve_garbage)
+        with trio.fail_after(30):
+            job = await collect_one(client, f"rtsp://127.0.0.1:{port}/cam")
+        servers.cancel_scope.cancel()
+    assert job["status"] == "failed"
+    assert "failed after 2 attempts" in job["error"]
+    assert job["sources"][0]["segments"] == []
+
+
+async def test_rtsp_auth_and_not_found(collector, client, media_clip):
+    """Wrong credentials: `unauthorized`; right ones record; an unknown path: `not found`.
+    The password shows up nowhere."""
+    async with trio.open_nursery() as servers:
+        rtsp = await servers.start(partial(serve_rtsp, media_clip.path, user="admin", password="pw-S3cr3t"))
+        wrong = rtsp.url(auth=False).replace("rtsp://", "rtsp://admin:nope-S3cr3t@")
+        with trio.fail_after(40):
+            bad, good, missing = (
+                await collect_one(client, wrong),
+                await collect_one(client, rtsp.url()),
+                await collect_one(client, rtsp.url("/nothing-here")),
+            )
+        servers.cancel_scope.cancel()
+    assert bad["status"] == "failed" and "unauthorized" in bad["error"]
+    assert good["status"] == "completed"
+    assert missing["status"] == "failed" and "not found" in missing["error"]
+    for job in (bad, good, missing):
+        assert "S3cr3t" not in str(job)
+
+
+async def test_camera_restarts_mid_job(collector, client, media_clip):
+    """The RTSP server goes away mid-job and comes back on the same port within the retry window:
+    the job completes with every step, the outage is a recorded gap, and no file splices the two
+    sessions (the segment before the gap ends with `discontinuity`)."""
+    async with trio.open_nursery() as outer:
+        with trio.CancelScope() as first:
+            async with trio.open_nursery() as n1:
+                rtsp = await n1.start(serve_rtsp, media_clip.path)
+                r = await client.post(
+                    "/collect",
+                    json={"streams": [rtsp.url()], "duration": 8, "segment_seconds": 2,
+                          "retry": {"max_attempts": 10, "initial_backoff": 0.5, "max_backoff": 1}},
+                )
+                job_id = r.json()["job_id"]
+                transcript: list = []
+
+                async def watch() -> None:
+                    transcript.append(await read_ws(ws_url(collector.url, job_id)))
+
+                outer.start_soon(watch)
+                await trio.sleep(4)
+                first.cancel()
+        await trio.sleep(1.5)
+        async with trio.open_nursery() as n2:
+            await n2.start(partial(serve_rtsp, media_clip.path, port=rtsp.port))
+            with trio.fail_after(40):
+                job = await wait_job(client, job_id)
+            n2.cancel_scope.cancel()
+    assert job["status"] == "completed", job["error"]
+    [source] = job["sources"]
+    assert len(source["gaps"]) == 1 and source["gaps"][0]["end"] is not None
+    assert "discontinuity" in [s["end_reason"] for s in source["segments"]]
+    assert source["attempts"] == 2
+    assert transcript[0].messages == expected_texts(job_id, 4)
+    total = sum(count_frames(Path(s["path"])) for s in source["segments"])
+    assert abs(total - 8 * 25) <= 50
+
+
+async def test_camera_never_back(collector, client):
+    """Nothing listens: the job fails after the policy's attempts, naming the reason."""
+    with trio.fail_after(30):
+        job = await collect_one(client, "rtsp://127.0.0.1:9/cam")
+    assert job["status"] == "failed"
+    assert job["error"].startswith("source 'source-1' (rtsp://127.0.0.1:9/cam) failed after 2 attempts")
+    assert "refused" in job["error"]
+    assert job["sources"][0]["failures"] == 2
