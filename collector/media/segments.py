@@ -26,7 +26,7 @@ FORMATS: dict[str, tuple[str, str, dict[str, str]]] = {
         ".mp4",
         {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000"},
     ),
-    "mkv": ("matroska", ".mkv", {}),
+    "mkv": ("matroska", ".mkv", {"cluster_time_limit": "1000"}),
     "ts": ("mpegts", ".ts", {}),
 }
 CONTAINER_OPTIONS = {"flush_packets": "1"}
