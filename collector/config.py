@@ -39,6 +39,7 @@ class Settings:
     subscriber_buffer: int = 256  # batches a job may fall behind its camera before it is dropped
     ws_buffer: int = 256  # events a WebSocket subscriber may fall behind before it is dropped
     log_level: str = "INFO"
+    allowed_hosts: str = ""  # COLLECTOR_ALLOWED_HOSTS: names, *.suffix, IPs, CIDRs; empty = any
     api_token: str = ""  # COLLECTOR_API_TOKEN: when set, every endpoint but GET / needs it
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 

@@ -15,7 +15,7 @@ from actors.backoff import RetryPolicy
 from collector.config import Settings
 from collector.errors import RequestError
 from collector.media.cutting import planned_steps
-from collector.urls import DEMO_URL, check_source_url, redact
+from collector.urls import DEMO_URL, check_host_allowed, check_source_url, redact
 
 FIELDS = ("streams", "cameras", "duration", "segment_seconds", "format", "options", "retry")
 FORMATS = ("mp4", "mkv", "ts")
@@ -100,6 +100,8 @@ def parse_collect(
         raise RequestError(
             "streams", f"too many sources ({len(sources)}); at most {settings.max_sources_per_job}"
         )
+    for i, s in enumerate(sources):
+        check_host_allowed(s.url, f"streams[{i}].url", settings.allowed_hosts)
     seen: set[str] = set()
     for s in sources:
         if s.name in seen:
@@ -177,7 +179,7 @@ def _options(value: object, where: str) -> dict[str, str]:
         expected, check = rule
         ok = False
         if isinstance(check, set):
-            ok = raw in check
+            ok = isinstance(raw, str) and raw in check
         elif isinstance(check, re.Pattern):
             ok = isinstance(raw, str) and bool(check.match(raw))
         elif isinstance(check, tuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -54,6 +55,31 @@ def check_source_url(url: object, field: str) -> str:
     if not parts.hostname:
         raise RequestError(field, "URL has no host")
     return url
+
+
+def check_host_allowed(url: str, field: str, allowed: str) -> None:
+    """Against server-side request forgery: with an allowlist configured (comma-separated host
+    names, `*.suffix` patterns, IP addresses or CIDR networks), refuse any other host. Names are
+    matched as written, not resolved: list a name to allow it."""
+    if not allowed.strip() or url == DEMO_URL:
+        return
+    host = (urlsplit(url).hostname or "").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in (e.strip().lower() for e in allowed.split(",") if e.strip()):
+        if entry.startswith("*.") and host.endswith(entry[1:]):
+            return
+        if entry == host:
+            return
+        if address is not None and "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return
+            except ValueError:
+                continue
+    raise RequestError(field, f"host {host!r} is not in the allowed hosts (COLLECTOR_ALLOWED_HOSTS)")
 
 
 def scheme_of(url: str) -> str:

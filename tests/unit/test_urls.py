@@ -37,3 +37,21 @@ def test_ffmpeg_options_always_whitelist_and_timeouts():
     assert rtsp["timeout"] == "5000000" and rtsp["rtsp_transport"] == "tcp"
     http = ffmpeg_options("http://h/x.m3u8", {}, 2.5)
     assert "file" not in http["protocol_whitelist"] and http["rw_timeout"] == "2500000"
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [("rtsp://127.0.0.1/x", True), ("rtsp://10.1.2.3/x", True), ("rtsp://10.9.0.1/x", False),
+     ("rtsp://cam.example.org/x", True), ("rtsp://evil.org/x", False),
+     ("rtsp://a.cams.local/x", True), ("rtsp://cams.local.evil/x", False),
+     ("rtsp://169.254.169.254/latest", False), ("demo://testsrc", True)],
+)
+def test_host_allowlist(url, ok):
+    from collector.urls import check_host_allowed
+
+    allowed = "127.0.0.1, 10.1.0.0/16, cam.example.org, *.cams.local"
+    if ok:
+        check_host_allowed(url, "f", allowed)
+    else:
+        with pytest.raises(RequestError, match="not in the allowed hosts"):
+            check_host_allowed(url, "f", allowed)
