@@ -76,6 +76,11 @@ class EventLog:
 
     @property
     def subscribers(self) -> int:
+        """Live subscribers; ones whose receiver went away are forgotten here, not at next publish."""
+        gone = {c for c in self._subscribers if c.statistics().open_receive_channels == 0}
+        for channel in gone:
+            channel.close()
+        self._subscribers -= gone
         return len(self._subscribers)
 
     def publish(self, event: JobEvent) -> None:
