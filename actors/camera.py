@@ -36,6 +36,7 @@ class CameraStatistics:
     packets: int
     bytes: int
     dropped_subscribers: int
+    connected: bool  # a session is open now
 
 
 class Camera:
@@ -67,6 +68,7 @@ class Camera:
             packets=self._packets,
             bytes=self._bytes,
             dropped_subscribers=self._dropped,
+            connected=self._session is not None,
         )
 
     async def run(self) -> None:

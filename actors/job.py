@@ -139,7 +139,10 @@ class Job:
         options = tuple(sorted(src.options.items()))
         send, receive = trio.open_memory_channel[CameraEvent](self.subscriber_buffer)
         await self.supervisor.send(
-            SubscribeCamera(subscriber=sid, url=src.url, options=options, channel=send)
+            SubscribeCamera(
+                subscriber=sid, url=src.url, options=options, channel=send,
+                retry=self.request.retry,
+            )
         )
         try:
             with receive:

@@ -14,6 +14,7 @@ from typing import Any
 import outcome
 import trio
 
+from actors.backoff import RetryPolicy
 from collector.errors import SourceError
 from collector.media.packets import MediaPacket, SessionInfo
 
@@ -77,6 +78,7 @@ class SubscribeCamera:
     url: str
     options: tuple[tuple[str, str], ...]
     channel: trio.MemorySendChannel[CameraEvent]
+    retry: RetryPolicy  # used for the camera's backoff if this subscription starts the camera
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,6 +46,8 @@ from collector.params import CollectRequest, SourceSpec
 log = logging.getLogger(__name__)
 
 CameraKey = tuple[str, tuple[tuple[str, str], ...]]
+# CameraStatistics counters that SupervisorStatistics sums over the process's life
+_LIFETIME_COUNTERS = ("sessions", "failures", "packets", "bytes", "dropped_subscribers")
 
 
 class Busy(RequestError):
@@ -56,7 +58,12 @@ class Busy(RequestError):
 class SupervisorStatistics:
     jobs: dict[str, int]
     cameras: tuple[CameraStatistics, ...]
-    sessions_opened: int  # over the process's life, including cameras already stopped
+    # over the process's life, including cameras already stopped:
+    sessions_opened: int
+    session_failures: int  # failed opens and ended sessions
+    packets_received: int
+    bytes_received: int
+    dropped_subscribers: int  # job sources dropped for lagging
     websocket_subscribers: int
 
 
@@ -80,7 +87,7 @@ class Supervisor:
         self.cameras: dict[str, SourceSpec] = {}  # the registry of named cameras
         self._jobs: dict[str, _JobEntry] = {}
         self._cameras: dict[CameraKey, _CameraEntry] = {}
-        self._stopped_sessions = 0
+        self._stopped = dict.fromkeys(_LIFETIME_COUNTERS, 0)  # counts of stopped cameras
         self._writer_limiter = trio.CapacityLimiter(settings.writer_threads)
         self._nursery: trio.Nursery | None = None
 
@@ -186,7 +193,7 @@ class Supervisor:
         entry = self._cameras.get(key)
         if entry is None:
             camera = Camera(
-                msg.url, dict(msg.options), self.opener_for(msg.url), self.settings.retry,
+                msg.url, dict(msg.options), self.opener_for(msg.url), msg.retry,
                 stall_timeout_s=self.settings.stall_timeout_s,
             )
             entry = self._cameras[key] = _CameraEntry(camera)
@@ -204,7 +211,9 @@ class Supervisor:
         entry.camera.inbox.send_nowait(RemoveSubscriber(subscriber=msg.subscriber))
         if not entry.subscribers:
             del self._cameras[key]
-            self._stopped_sessions += entry.camera.statistics().sessions
+            final = entry.camera.statistics()
+            for name in _LIFETIME_COUNTERS:
+                self._stopped[name] += getattr(final, name)
             entry.camera.inbox.close()
 
     def statistics(self) -> SupervisorStatistics:
@@ -212,10 +221,18 @@ class Supervisor:
         for e in self._jobs.values():
             by_status[e.record.status] = by_status.get(e.record.status, 0) + 1
         cams = tuple(e.camera.statistics() for e in self._cameras.values())
+
+        def lifetime(name: str) -> int:
+            return self._stopped[name] + sum(getattr(c, name) for c in cams)
+
         return SupervisorStatistics(
             jobs=by_status,
             cameras=cams,
-            sessions_opened=self._stopped_sessions + sum(c.sessions for c in cams),
+            sessions_opened=lifetime("sessions"),
+            session_failures=lifetime("failures"),
+            packets_received=lifetime("packets"),
+            bytes_received=lifetime("bytes"),
+            dropped_subscribers=lifetime("dropped_subscribers"),
             websocket_subscribers=sum(e.events.subscribers for e in self._jobs.values()),
         )
 

@@ -1,4 +1,7 @@
-"""`python -m collector` / `camera-collector [serve]`: start the service on $PORT."""
+"""`python -m collector` / `camera-collector [serve]`: start the service on $PORT.
+
+`camera-collector collect|jobs|watch` are the command-line client (collector/cli.py).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,18 @@ from collector.config import ConfigError, load_settings
 from collector.logs import setup_logging
 from collector.server import serve
 
+CLIENT_COMMANDS = ("collect", "jobs", "watch")
+
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] and args[0] in (*CLIENT_COMMANDS, "-h", "--help"):
+        from collector import cli  # the client's imports (httpx, rich) only when asked for
+
+        return cli.main(args)
     parser = argparse.ArgumentParser(prog="camera-collector", description=__doc__)
     parser.add_argument("command", nargs="?", default="serve", choices=["serve"])
-    parser.parse_args(argv)
+    parser.parse_args(args)
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -20,6 +20,7 @@ from actors.messages import CancelJob, GetJob, ListJobs, StartJob, SubscribeJob,
 from actors.supervisor import Supervisor
 from collector.config import Settings
 from collector.errors import NotFound, RequestError
+from collector.metrics import Metrics
 from collector.params import parse_collect
 
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
@@ -42,6 +43,9 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
 
     @app.before_request
     async def check_token_http() -> tuple[dict[str, str], int] | None:
+        # Read the (size-limited) body before any early answer, so a keep-alive connection is
+        # never left with unread body bytes when a request is refused.
+        await request.get_data()
         if request.path == "/" or _authorized(settings, request.headers, request.args):
             return None
         return _UNAUTHORIZED, 401
@@ -51,6 +55,21 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         if _authorized(settings, websocket.headers, websocket.args):
             return None
         return _UNAUTHORIZED, 401
+
+    metrics = Metrics(supervisor.statistics, settings.data_dir)
+
+    @app.before_serving
+    async def start_metrics() -> None:
+        metrics.start(app.nursery)  # the loop-lag probe, in quart-trio's lifespan nursery
+
+    @app.after_serving
+    async def stop_metrics() -> None:
+        metrics.stop()
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.render(request.headers.get("Accept"))
+        return Response(body, content_type=content_type)
 
     @app.get("/")
     async def health() -> dict[str, str]:

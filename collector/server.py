@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -75,8 +76,9 @@ async def serve(
         async with trio.open_nursery() as root:
             supervisor = await root.start(Supervisor(settings, make_opener_for(settings)).run)
             app = create_app(supervisor, settings, draining)
+            http_done = trio.Event()
             binds = await root.start(
-                partial(hypercorn_serve, app, hypercorn_config(settings), shutdown_trigger=drained.wait)
+                partial(_serve_http, app, hypercorn_config(settings), drained.wait, http_done)
             )
             for bind in binds:
                 log.info("collector.listening url=%s data_dir=%s", bind, settings.data_dir)
@@ -88,7 +90,23 @@ async def serve(
                 stopped = await ask(supervisor.inbox, lambda r: Drain(reason="shutdown", reply=r))
                 log.info("collector.drained jobs_interrupted=%d", stopped)
             drained.set()
-            root.cancel_scope.deadline = trio.current_time() + settings.graceful_timeout_s + 1
+            with trio.move_on_after(settings.graceful_timeout_s + 1):
+                await http_done.wait()
+            root.cancel_scope.cancel()  # jobs are drained and HTTP is closed: stop cameras now
+    log.info("collector.stopped")
+
+
+async def _serve_http(
+    app: object,
+    config: Config,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    done: trio.Event,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
+    finally:
+        done.set()
 
 
 async def _stop_on_signal(signals: trio.abc.ReceiveChannel[int], stop: trio.Event) -> None:

@@ -111,9 +111,12 @@ async def test_garbage_port(collector, client):
     assert job["sources"][0]["segments"] == []
 
 
-async def test_rtsp_auth_and_not_found(collector, client, media_clip):
+async def test_rtsp_auth_and_not_found(collector, client, media_clip, caplog):
     """Wrong credentials: `unauthorized`; right ones record; an unknown path: `not found`.
-    The password shows up nowhere."""
+    Neither password shows up in any response, WebSocket message (text or JSON) or log record."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     async with trio.open_nursery() as servers:
         rtsp = await servers.start(partial(serve_rtsp, media_clip.path, user="admin", password="pw-S3cr3t"))
         wrong = rtsp.url(auth=False).replace("rtsp://", "rtsp://admin:nope-S3cr3t@")
@@ -123,12 +126,19 @@ async def test_rtsp_auth_and_not_found(collector, client, media_clip):
                 await collect_one(client, rtsp.url()),
                 await collect_one(client, rtsp.url("/nothing-here")),
             )
+        with trio.fail_after(20):
+            seen = [str(job) for job in (bad, good, missing)]
+            seen.append((await client.get("/jobs")).text)
+            for job in (bad, good, missing):
+                for query in ("", "format=json"):
+                    seen += (await read_ws(ws_url(collector.url, job["job_id"], query))).messages
         servers.cancel_scope.cancel()
     assert bad["status"] == "failed" and "unauthorized" in bad["error"]
     assert good["status"] == "completed"
     assert missing["status"] == "failed" and "not found" in missing["error"]
-    for job in (bad, good, missing):
-        assert "S3cr3t" not in str(job)
+    seen += [caplog.text, *(r.getMessage() for r in caplog.records)]
+    assert all("S3cr3t" not in text for text in seen)
+    assert "rtsp://***@127.0.0.1" in bad["error"]
 
 
 async def test_camera_restarts_mid_job(collector, client, media_clip):
@@ -177,3 +187,35 @@ async def test_camera_never_back(collector, client):
     assert job["error"].startswith("source 'source-1' (rtsp://127.0.0.1:9/cam) failed after 2 attempts")
     assert "refused" in job["error"]
     assert job["sources"][0]["failures"] == 2
+
+
+async def test_one_source_fails_others_succeed(collector, client):
+    """A two-source job where one source is down: status `failed`, the error names only the failed
+    source, and the good source's segments are complete and listed."""
+    with trio.fail_after(30):
+        r = await client.post(
+            "/collect",
+            json={"streams": [{"url": "demo://testsrc", "name": "good"},
+                              {"url": "rtsp://127.0.0.1:9/cam", "name": "down"}],
+                  "duration": 2, "segment_seconds": 1, "retry": FAST_RETRY},
+        )
+        job = await wait_job(client, r.json()["job_id"])
+    assert job["status"] == "failed"
+    assert job["error"].startswith("source 'down'") and "'good'" not in job["error"]
+    good, down = job["sources"]
+    assert good["status"] == "completed" and len(good["segments"]) == 2
+    assert down["status"] == "failed" and down["segments"] == []
+    assert job["progress"] == {"step": 2, "total": 4}
+
+
+async def test_camera_backoff_follows_the_jobs_retry(collector, client):
+    """The job's retry.initial_backoff drives its camera's reconnect timing (it started the camera)."""
+    with trio.fail_after(30):
+        start = trio.current_time()
+        job = await collect_one(
+            client, "rtsp://127.0.0.1:9/cam",
+            retry={"max_attempts": 3, "initial_backoff": 2.0, "max_backoff": 2.0},
+        )
+        elapsed = trio.current_time() - start
+    assert job["status"] == "failed" and "after 3 attempts" in job["error"]
+    assert 3.5 <= elapsed < 10  # two waits of 2 s (+-10% jitter) between three attempts
