@@ -18,7 +18,14 @@ from dataclasses import dataclass
 import trio
 
 from actors.backoff import RetryPolicy, backoff_delays
-from actors.messages import AddSubscriber, CameraEvent, CameraMessage, Packets, RemoveSubscriber, SourceDown
+from actors.messages import (
+    AddSubscriber,
+    CameraEvent,
+    CameraMessage,
+    Packets,
+    RemoveSubscriber,
+    SourceDown,
+)
 from collector.errors import SourceEnded, SourceError, SourceUnavailable
 from collector.media.opener import Opener
 from collector.media.packets import MediaPacket, SessionInfo, StreamInfo

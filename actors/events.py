@@ -10,6 +10,7 @@ registers the live channel in one atomic step: nothing is lost or repeated betwe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,12 +63,27 @@ def interrupted(job_id: str, reason: str) -> JobEvent:
     return JobEvent(type="interrupted", job_id=job_id, text=None, data={"reason": reason})
 
 
+def from_row(job_id: str, row: dict[str, Any]) -> JobEvent:
+    """An event read back from the job history."""
+    return JobEvent(type=row["type"], job_id=job_id, text=row["text"], data=row["data"], at=row["at"])
+
+
+def replay(job_id: str, rows: list[dict[str, Any]]) -> trio.MemoryReceiveChannel[JobEvent]:
+    """A closed channel holding a finished job's stored events, for a subscriber after a restart."""
+    send, receive = trio.open_memory_channel[JobEvent](len(rows) + 1)
+    with send:
+        for row in rows:
+            send.send_nowait(from_row(job_id, row))
+    return receive
+
+
 def not_found(job_id: str) -> JobEvent:
     return error(job_id, "job not found")
 
 
 class EventLog:
-    def __init__(self, buffer: int) -> None:
+    def __init__(self, buffer: int, on_publish: Callable[[int, JobEvent], None] | None = None) -> None:
+        self.on_publish = on_publish  # (sequence number, event): the job persists it
         self.history: list[JobEvent] = []
         self._buffer = buffer
         self._subscribers: set[trio.MemorySendChannel[JobEvent]] = set()
@@ -86,6 +102,8 @@ class EventLog:
     def publish(self, event: JobEvent) -> None:
         assert not self.closed, "publish after close"
         self.history.append(event)
+        if self.on_publish is not None:
+            self.on_publish(len(self.history), event)
         for channel in list(self._subscribers):
             try:
                 channel.send_nowait(event)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -58,24 +59,31 @@ class Job:
         folder: Path,
         writer_limiter: trio.CapacityLimiter,
         subscriber_buffer: int,
+        save: Callable[..., None] = lambda *rows: None,
     ) -> None:
         self.record, self.request, self.supervisor = record, request, supervisor
+        self.save = save  # hands rows to the database writer, never blocks
         self.events, self.folder = log_, folder
         self.writer_limiter, self.subscriber_buffer = writer_limiter, subscriber_buffer
         self.cancel_scope = trio.CancelScope()
-        self.stop_reason: str | None = None  # "cancelled" or "interrupted" once asked to stop
+        self.stop_status: str | None = None  # cancelled | interrupted | failed once asked to stop
+        self.stop_reason = ""
         self.finished = trio.Event()
 
-    def stop(self, status: str) -> None:
+    def stop(self, status: str, reason: str = "") -> None:
         """Ask the job to stop: segments are closed cleanly, then it ends with `status`."""
-        if self.stop_reason is None:
-            self.stop_reason = status
+        if self.stop_status is None:
+            self.stop_status, self.stop_reason = status, reason or status
         self.cancel_scope.cancel()
+
+    def _save(self) -> None:
+        self.save(*self.record.rows())
 
     async def run(self) -> None:
         rec = self.record
         try:
             rec.status, rec.started_at = "running", time.time()
+            self._save()
             self.events.publish(events.started(rec.id))
             log.info("job.start job=%s sources=%d steps=%d", rec.id, len(rec.sources), rec.total)
             failures: list[str] = []
@@ -88,6 +96,7 @@ class Job:
             if rec.active:  # crashed: never leave a job looking alive
                 rec.status, rec.error = "failed", rec.error or "internal error"
                 rec.finished_at = time.time()
+                self._save()
                 self.events.publish(events.error(rec.id, rec.error))
             if not self.events.closed:
                 self.events.close()
@@ -96,18 +105,20 @@ class Job:
     def _finish(self, failures: list[str]) -> None:
         rec = self.record
         rec.finished_at = time.time()
-        if self.stop_reason == "cancelled":
-            rec.status, rec.error = "cancelled", "cancelled"
-            self.events.publish(events.error(rec.id, "cancelled"))
-        elif self.stop_reason is not None:
+        if self.stop_status == "interrupted":
             rec.status, rec.error = "interrupted", self.stop_reason
-            self.events.publish(events.interrupted(rec.id, self.stop_reason))
+            event = events.interrupted(rec.id, self.stop_reason)
+        elif self.stop_status is not None:  # cancelled, or failed (e.g. the disk guard)
+            rec.status, rec.error = self.stop_status, self.stop_reason
+            event = events.error(rec.id, self.stop_reason)
         elif failures:
             rec.status, rec.error = "failed", "; ".join(failures)
-            self.events.publish(events.error(rec.id, rec.error))
+            event = events.error(rec.id, rec.error)
         else:
             rec.status = "completed"
-            self.events.publish(events.completed(rec.id))
+            event = events.completed(rec.id)
+        self._save()
+        self.events.publish(event)
         log.info(
             "job.end job=%s status=%s steps=%d/%d segments=%d error=%s",
             rec.id, rec.status, rec.step, rec.total,
@@ -127,7 +138,7 @@ class Job:
             src.errors.append(exc.message)
             failures.append(exc.message)
         except trio.Cancelled:
-            src.status = self.stop_reason or "cancelled"
+            src.status = self.stop_status or "cancelled"
             raise
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
@@ -174,6 +185,7 @@ class Job:
                 if not src.gaps or src.gaps[-1]["end"] is not None:
                     src.gaps.append({"start": time.time(), "end": None, "reason": error.reason})
                 self._apply(src, progress)
+                self._save()
                 if failures >= self.request.retry.max_attempts:
                     raise SourceFailed(
                         f"source {src.name!r} ({redact(src.url)}) failed after {failures} "
@@ -195,8 +207,10 @@ class Job:
 
     def _apply(self, src: SourceRecord, progress: Progress) -> None:
         rec = self.record
+        index = rec.sources.index(src)
         for seg in progress.segments:
             src.add_segment(seg)
+            self.save(src.segment_row(rec.id, index, self.request.format))
             log.info(
                 "segment.closed job=%s source=%s index=%d frames=%d duration=%.3f bytes=%d reason=%s",
                 rec.id, src.name, seg.index, seg.frames, seg.duration, seg.bytes, seg.reason,
@@ -204,6 +218,7 @@ class Job:
         while src.steps_done < progress.steps_done:
             src.steps_done += 1
             rec.step += 1
+            self._save()
             last = src.segments[-1] if src.segments else {}
             self.events.publish(
                 events.progress(rec.id, rec.step, rec.total, source=src.name, segment=last)

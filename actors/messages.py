@@ -51,8 +51,43 @@ class GetJob:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListJobs:
     status: str | None
+    since: float | None  # created at or after (Unix seconds)
+    until: float | None  # created before
     limit: int
     before: str | None  # cursor: a job id; list jobs created before it
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetEvents:
+    job_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeJob:
+    """Delete a finished job: its segment files and its rows, together."""
+
+    job_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListCameras:
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutCamera:
+    name: str
+    url: str
+    options: dict[str, str]
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteCamera:
+    name: str
     reply: Reply
 
 
@@ -104,6 +139,11 @@ class Drain:
 SupervisorMessage = (
     StartJob
     | GetJob
+    | GetEvents
+    | PurgeJob
+    | ListCameras
+    | PutCamera
+    | DeleteCamera
     | ListJobs
     | CancelJob
     | SubscribeJob

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.media.segments import SegmentResult
+from collector.storage import JobRow, SegmentRow, SourceRow
 from collector.urls import redact
 
 
@@ -42,6 +43,17 @@ class SourceRecord:
                 "end_reason": seg.reason,
             }
         )
+
+    def row(self, job_id: str, index: int) -> SourceRow:
+        return SourceRow(
+            job_id=job_id, index=index, name=self.name, url=redact(self.url), status=self.status,
+            attempts=self.attempts, failures=self.failures, steps_done=self.steps_done,
+            steps_total=self.steps_total, errors=list(self.errors), gaps=[dict(g) for g in self.gaps],
+        )
+
+    def segment_row(self, job_id: str, index: int, fmt: str) -> SegmentRow:
+        seg = self.segments[-1]
+        return SegmentRow(job_id=job_id, source_index=index, format=fmt, **seg)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -87,6 +99,15 @@ class JobRecord:
             "progress": {"step": self.step, "total": self.total},
             "error": self.error,
         }
+
+    def rows(self) -> list[JobRow | SourceRow]:
+        """The job and its sources as they are now, for the database writer (upserts)."""
+        job = JobRow(
+            job_id=self.id, created_at=self.created_at, status=self.status,
+            started_at=self.started_at, finished_at=self.finished_at, step=self.step,
+            total=self.total, error=self.error, params=self.params,
+        )
+        return [job, *(s.row(self.id, i) for i, s in enumerate(self.sources))]
 
     def view(self) -> dict[str, Any]:
         return {

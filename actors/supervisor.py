@@ -11,6 +11,8 @@ Retries are the cameras' (reconnect with backoff) and the jobs' (give a source u
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,14 +24,20 @@ import trio
 
 from actors import events
 from actors.camera import Camera, CameraStatistics
+from actors.database import DatabaseReader, DatabaseWriter
 from actors.job import Job
 from actors.messages import (
     AddSubscriber,
     CancelJob,
+    DeleteCamera,
     Drain,
+    GetEvents,
     GetJob,
     GetStatistics,
+    ListCameras,
     ListJobs,
+    PurgeJob,
+    PutCamera,
     RemoveSubscriber,
     StartJob,
     SubscribeCamera,
@@ -42,6 +50,8 @@ from collector.config import Settings
 from collector.errors import NotFound, RequestError
 from collector.media.opener import Opener
 from collector.params import CollectRequest, SourceSpec
+from collector.storage import CameraRow, EventRow, Store
+from collector.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +62,13 @@ _LIFETIME_COUNTERS = ("sessions", "failures", "packets", "bytes", "dropped_subsc
 
 class Busy(RequestError):
     status = 503
+
+
+class InsufficientStorage(RequestError):
+    status = 507
+
+
+FINISHED_KEPT_IN_MEMORY = 100  # finished jobs kept live for fast reads; older ones come from the DB
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,8 +98,18 @@ class _JobEntry:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, opener_for: Callable[[str], Opener]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        opener_for: Callable[[str], Opener],
+        database_url: str,
+        config_cameras: tuple[SourceSpec, ...] = (),
+    ) -> None:
         self.settings, self.opener_for = settings, opener_for
+        self.database_url, self.config_cameras = database_url, config_cameras
+        self._evicted: dict[str, int] = {}  # finished jobs no longer in memory, by status
+        self._db: DatabaseWriter | None = None
+        self._reader: DatabaseReader | None = None
         self.inbox, self._inbox = trio.open_memory_channel[SupervisorMessage](1024)
         self.cameras: dict[str, SourceSpec] = {}  # the registry of named cameras
         self._jobs: dict[str, _JobEntry] = {}
@@ -92,13 +119,32 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started(self)
-            with self._inbox:
-                async for msg in self._inbox:
-                    self._handle(msg)
-            nursery.cancel_scope.cancel()
+        writer_store = await trio.to_thread.run_sync(Store.open, self.database_url)
+        reader_store = await trio.to_thread.run_sync(Store.open, self.database_url)
+        try:
+            stale = await trio.to_thread.run_sync(
+                writer_store.interrupt_running,
+                "the collector stopped while the job was running", time.time(),
+            )
+            if stale:
+                log.warning("supervisor.interrupted_on_start jobs=%d ids=%s", len(stale), ",".join(stale))
+            for row in await trio.to_thread.run_sync(reader_store.cameras):
+                self.cameras[row.name] = SourceSpec(name=row.name, url=row.url, options=row.options)
+            for spec in self.config_cameras:
+                self.cameras.setdefault(spec.name, spec)
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._db = await nursery.start(DatabaseWriter(writer_store).run)
+                self._reader = DatabaseReader(reader_store)
+                nursery.start_soon(self._housekeeping)
+                task_status.started(self)
+                with self._inbox:
+                    async for msg in self._inbox:
+                        self._handle(msg)
+                nursery.cancel_scope.cancel()
+        finally:
+            writer_store.close()
+            reader_store.close()
 
     # --- message handling (synchronous: every reply is send_nowait) ---------------------------
 
@@ -108,17 +154,58 @@ class Supervisor:
                 with reply:
                     reply.send_nowait(outcome.capture(self._start_job, request))
             case GetJob(job_id=job_id, reply=reply):
-                with reply:
-                    reply.send_nowait(outcome.capture(lambda: self._entry(job_id).record.view()))
-            case ListJobs(status=status, limit=limit, before=before, reply=reply):
-                with reply:
-                    reply.send_nowait(outcome.capture(self._list_jobs, status, limit, before))
+                if job_id in self._jobs:
+                    with reply:
+                        reply.send_nowait(outcome.Value(self._jobs[job_id].record.view()))
+                else:
+                    self._later(reply, self._stored, Store.get_job, job_id)
+            case GetEvents(job_id=job_id, reply=reply):
+                if job_id in self._jobs:
+                    with reply:
+                        history = self._jobs[job_id].events.history
+                        reply.send_nowait(outcome.Value([
+                            {"seq": i, **e.as_json()} for i, e in enumerate(history, 1)
+                        ]))
+                else:
+                    self._later(reply, self._stored, Store.events, job_id)
+            case ListJobs(status=status, since=since, until=until, limit=limit, before=before, reply=reply):
+                self._later(reply, self._list_jobs, status, since, until, limit, before)
             case CancelJob(job_id=job_id, reply=reply):
-                with reply:
-                    reply.send_nowait(outcome.capture(self._cancel_job, job_id))
+                entry = self._jobs.get(job_id)
+                if entry is not None:
+                    with reply:
+                        if entry.record.active:
+                            entry.actor.stop("cancelled")
+                        reply.send_nowait(outcome.Value(entry.record.summary()))
+                else:
+                    self._later(reply, self._stored_summary, job_id)
+            case PurgeJob(job_id=job_id, reply=reply):
+                entry = self._jobs.get(job_id)
+                if entry is not None and entry.record.active:
+                    with reply:
+                        reply.send_nowait(outcome.Error(RequestError("job_id", "job is still running; cancel it first")))
+                else:
+                    self._jobs.pop(job_id, None)
+                    self._later(reply, self._purge, job_id)
             case SubscribeJob(job_id=job_id, reply=reply):
+                if job_id in self._jobs:
+                    with reply:
+                        reply.send_nowait(outcome.Value(self._jobs[job_id].events.subscribe()))
+                else:
+                    self._later(reply, self._replay, job_id)
+            case ListCameras(reply=reply):
                 with reply:
-                    reply.send_nowait(outcome.capture(lambda: self._entry(job_id).events.subscribe()))
+                    reply.send_nowait(outcome.Value(self._camera_views()))
+            case PutCamera(name=name, url=url, options=options, reply=reply):
+                self.cameras[name] = SourceSpec(name=name, url=url, options=dict(options))
+                row = CameraRow(name=name, url=url, options=dict(options), created_at=time.time())
+                self._later(reply, self._put_camera, row)
+            case DeleteCamera(name=name, reply=reply):
+                if self.cameras.pop(name, None) is None:
+                    with reply:
+                        reply.send_nowait(outcome.Error(NotFound("name", f"unknown camera {name!r}")))
+                else:
+                    self._later(reply, self._delete_camera, name)
             case SubscribeCamera():
                 self._subscribe_camera(msg)
             case UnsubscribeCamera():
@@ -132,16 +219,92 @@ class Supervisor:
             case _:
                 raise TypeError(f"supervisor got an unknown message {msg!r}")
 
-    def _entry(self, job_id: str) -> _JobEntry:
-        entry = self._jobs.get(job_id)
-        if entry is None:
+    def _later(self, reply: trio.MemorySendChannel[outcome.Outcome[Any]], fn: Callable[..., Any], *args: Any) -> None:
+        """Answer `reply` with `await fn(*args)` from a task of its own (reads that touch the DB)."""
+
+        async def answer() -> None:
+            with reply:
+                result = await outcome.acapture(fn, *args)
+                reply.send_nowait(result)
+
+        assert self._nursery is not None
+        self._nursery.start_soon(answer)
+
+    async def _stored(self, fn: Callable[..., Any], job_id: str) -> Any:
+        assert self._reader is not None
+        found = await self._reader.read(fn, job_id)
+        if found is None:
             raise NotFound("job_id", "job not found")
-        return entry
+        return found
+
+    async def _stored_summary(self, job_id: str) -> dict[str, Any]:
+        view = await self._stored(Store.get_job, job_id)
+        return {k: v for k, v in view.items() if k not in ("params", "sources")}
+
+    async def _replay(self, job_id: str) -> trio.MemoryReceiveChannel[events.JobEvent]:
+        return events.replay(job_id, await self._stored(Store.events, job_id))
+
+    async def _list_jobs(
+        self, status: str | None, since: float | None, until: float | None, limit: int, before: str | None
+    ) -> dict[str, Any]:
+        assert self._db is not None and self._reader is not None
+        await self._db.flush()  # the page must include every job accepted so far
+        page, cursor = await self._reader.read(
+            Store.list_jobs, status=status, since=since, until=until, limit=limit, before=before
+        )
+        return {"jobs": page, "next": cursor}
+
+    async def _purge(self, job_id: str) -> dict[str, Any]:
+        assert self._db is not None and self._reader is not None
+        await self._db.flush()
+        view = await self._stored(Store.get_job, job_id)
+        paths = await self._reader.read(Store.delete_job, job_id)
+        await trio.to_thread.run_sync(self._delete_files, job_id, paths)
+        log.info("job.purged job=%s files=%d", job_id, len(paths))
+        return {k: v for k, v in view.items() if k not in ("params", "sources")}
+
+    def _delete_files(self, job_id: str, paths: list[str]) -> None:
+        root = (Path(self.settings.data_dir) / "jobs").resolve()
+        for path in paths:
+            p = Path(path).resolve()
+            if p.is_relative_to(root):  # never delete outside the data directory
+                p.unlink(missing_ok=True)
+        folder = (root / job_id).resolve()
+        if folder.is_relative_to(root) and folder != root:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _camera_views(self) -> list[dict[str, Any]]:
+        return [
+            {"name": c.name, "url": redact(c.url), "options": dict(c.options)}
+            for c in sorted(self.cameras.values(), key=lambda c: c.name)
+        ]
+
+    async def _put_camera(self, row: CameraRow) -> dict[str, Any]:
+        assert self._reader is not None
+        await self._reader.read(Store.put_camera, row)
+        log.info("camera.registered name=%s url=%s", row.name, redact(row.url))
+        return {"name": row.name, "url": redact(row.url), "options": dict(row.options)}
+
+    async def _delete_camera(self, name: str) -> dict[str, Any]:
+        assert self._reader is not None
+        await self._reader.read(Store.delete_camera, name)
+        return {"name": name, "deleted": True}
+
+    def _save(self, *rows: Any) -> None:
+        assert self._db is not None
+        self._db.send(*rows)
 
     def _start_job(self, request: CollectRequest) -> dict[str, Any]:
         active = sum(1 for e in self._jobs.values() if e.record.active)
         if active >= self.settings.max_concurrent_jobs:
             raise Busy("jobs", f"too many running jobs ({active}); try again later")
+        free = shutil.disk_usage(self.settings.data_dir).free
+        if free < self.settings.min_free_bytes:
+            raise InsufficientStorage(
+                "data_dir", f"only {free // 2**20} MiB free, below the floor of "
+                f"{self.settings.min_free_bytes // 2**20} MiB; no new jobs until space is freed",
+            )
+        self._evict_finished()
         job_id = str(uuid.uuid4())
         record = JobRecord(
             id=job_id,
@@ -154,7 +317,12 @@ class Supervisor:
                 for s in request.sources
             ],
         )
-        log_ = events.EventLog(self.settings.ws_buffer)
+        def persist_event(seq: int, event: events.JobEvent) -> None:
+            self._save(EventRow(job_id=job_id, seq=seq, at=event.at, type=event.type,
+                                text=event.text, data=event.data))
+
+        log_ = events.EventLog(self.settings.ws_buffer, on_publish=persist_event)
+        self._save(*record.rows())
         job = Job(
             record,
             request,
@@ -163,30 +331,19 @@ class Supervisor:
             folder=Path(self.settings.data_dir) / "jobs" / job_id,
             writer_limiter=self._writer_limiter,
             subscriber_buffer=self.settings.subscriber_buffer,
+            save=self._save,
         )
         self._jobs[job_id] = _JobEntry(record, log_, job)
         assert self._nursery is not None
         self._nursery.start_soon(job.run)
         return record.view()
 
-    def _list_jobs(self, status: str | None, limit: int, before: str | None) -> dict[str, Any]:
-        ids = list(reversed(self._jobs))  # newest first
-        if before is not None:
-            if before not in self._jobs:
-                raise RequestError("before", "unknown cursor")
-            ids = ids[ids.index(before) + 1 :]
-        rows = [self._jobs[i].record for i in ids]
-        if status is not None:
-            rows = [r for r in rows if r.status == status]
-        page = rows[:limit]
-        cursor = page[-1].id if len(rows) > limit else None
-        return {"jobs": [r.summary() for r in page], "next": cursor}
-
-    def _cancel_job(self, job_id: str) -> dict[str, Any]:
-        entry = self._entry(job_id)
-        if entry.record.active:
-            entry.actor.stop("cancelled")
-        return entry.record.summary()
+    def _evict_finished(self) -> None:
+        """Keep only the newest finished jobs in memory; the rest are read from the database."""
+        finished = [i for i, e in self._jobs.items() if not e.record.active and e.actor.finished.is_set()]
+        for job_id in finished[: max(0, len(finished) - FINISHED_KEPT_IN_MEMORY)]:
+            status = self._jobs.pop(job_id).record.status
+            self._evicted[status] = self._evicted.get(status, 0) + 1
 
     def _subscribe_camera(self, msg: SubscribeCamera) -> None:
         key: CameraKey = (msg.url, msg.options)
@@ -217,7 +374,7 @@ class Supervisor:
             entry.camera.inbox.close()
 
     def statistics(self) -> SupervisorStatistics:
-        by_status: dict[str, int] = {}
+        by_status: dict[str, int] = dict(self._evicted)
         for e in self._jobs.values():
             by_status[e.record.status] = by_status.get(e.record.status, 0) + 1
         cams = tuple(e.camera.statistics() for e in self._cameras.values())
@@ -240,9 +397,53 @@ class Supervisor:
         running = [e for e in self._jobs.values() if e.record.active]
         log.info("supervisor.drain jobs=%d reason=%s", len(running), reason)
         for entry in running:
-            entry.actor.stop(reason)
+            entry.actor.stop("interrupted", reason)
         with trio.move_on_after(self.settings.graceful_timeout_s):
             for entry in running:
                 await entry.actor.finished.wait()
+            assert self._db is not None
+            await self._db.flush()
         with reply:
             reply.send_nowait(outcome.Value(len(running)))
+
+    # --- housekeeping: the disk guard and retention ---------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await trio.sleep(self.settings.housekeeping_interval_s)
+            self._guard_disk()
+            try:
+                await self._apply_retention()
+            except Exception as exc:  # retention must never take the collector down
+                log.error("retention.failed error=%s", exc)
+
+    def _guard_disk(self) -> None:
+        free = shutil.disk_usage(self.settings.data_dir).free
+        if free >= self.settings.min_free_bytes:
+            return
+        running = [e for e in self._jobs.values() if e.record.active]
+        if running:
+            log.error("disk.low free_mib=%d stopping_jobs=%d", free // 2**20, len(running))
+        for entry in running:
+            entry.actor.stop("failed", f"insufficient disk space: {free // 2**20} MiB free")
+
+    async def _apply_retention(self) -> None:
+        assert self._reader is not None
+        doomed: list[str] = []
+        if self.settings.retention_max_age_s > 0:
+            cutoff = time.time() - self.settings.retention_max_age_s
+            doomed += await self._reader.read(Store.jobs_finished_before, cutoff)
+        if self.settings.retention_max_bytes > 0:
+            usage = await self._reader.read(Store.segment_bytes_by_job)
+            total = sum(size for _, size, _ in usage)
+            for job_id, size, _ in usage:  # oldest first
+                if total <= self.settings.retention_max_bytes:
+                    break
+                doomed.append(job_id)
+                total -= size
+        for job_id in dict.fromkeys(doomed):
+            if job_id in self._jobs and self._jobs[job_id].record.active:
+                continue
+            self._jobs.pop(job_id, None)
+            await self._purge(job_id)
+            log.info("retention.deleted job=%s", job_id)

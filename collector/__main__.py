@@ -12,6 +12,7 @@ import trio
 
 from collector.config import ConfigError, load_settings
 from collector.logs import setup_logging
+from collector.params import config_cameras
 from collector.server import serve
 
 CLIENT_COMMANDS = ("collect", "jobs", "watch")
@@ -28,10 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(args)
     try:
         settings = load_settings()
+        config_cameras(settings)  # a bad camera in the configuration file stops us here
     except ConfigError as exc:
         print(f"camera-collector: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     trio.run(serve, settings)
     return 0
 

@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import hmac
 import json
+from pathlib import Path
 from typing import Any
 
 import trio
-from quart import Response, request, websocket
+from quart import Response, request, send_file, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors.events import TERMINAL, JobEvent, not_found
-from actors.messages import CancelJob, GetJob, ListJobs, StartJob, SubscribeJob, ask
+from actors.messages import (
+    CancelJob,
+    DeleteCamera,
+    GetEvents,
+    GetJob,
+    ListCameras,
+    ListJobs,
+    PurgeJob,
+    PutCamera,
+    StartJob,
+    SubscribeJob,
+    ask,
+)
 from actors.supervisor import Supervisor
 from collector.config import Settings
 from collector.errors import NotFound, RequestError
 from collector.metrics import Metrics
-from collector.params import parse_collect
+from collector.params import parse_camera, parse_collect
 
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 WS_CLOSE_NORMAL, WS_CLOSE_GOING_AWAY, WS_CLOSE_POLICY = 1000, 1001, 1008
@@ -77,14 +90,7 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
 
     @app.post("/collect")
     async def collect() -> dict[str, Any]:
-        raw = await request.get_data()
-        body = None
-        if raw.strip():
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise RequestError("body", f"not valid JSON: {exc}") from None
-        params = parse_collect(body, settings, supervisor.cameras)
+        params = parse_collect(await _json_body(), settings, supervisor.cameras)
         view = await ask(sup, lambda reply: StartJob(request=params, reply=reply))
         job_id = view["job_id"]
         return {"job_id": job_id, "message": f"Collection started with Job ID {job_id}"}
@@ -98,9 +104,48 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
             raise RequestError("limit", "must be an integer from 1 to 1000")
         before = request.args.get("before")
+        since, until = _time_arg("since"), _time_arg("until")
         return await ask(
-            sup, lambda r: ListJobs(status=status, limit=int(raw_limit), before=before, reply=r)
+            sup,
+            lambda r: ListJobs(
+                status=status, since=since, until=until, limit=int(raw_limit), before=before, reply=r
+            ),
         )
+
+    @app.get("/jobs/<job_id>/events")
+    async def job_events_log(job_id: str) -> dict[str, Any]:
+        return {"events": await ask(sup, lambda reply: GetEvents(job_id=job_id, reply=reply))}
+
+    @app.get("/jobs/<job_id>/sources/<int:source>/segments/<int:index>")
+    async def download_segment(job_id: str, source: int, index: int) -> Response:
+        view = await ask(sup, lambda reply: GetJob(job_id=job_id, reply=reply))
+        sources = view["sources"]
+        if not 0 <= source < len(sources):
+            raise NotFound("source", "no such source in this job")
+        segment = next((s for s in sources[source]["segments"] if s["index"] == index), None)
+        if segment is None:
+            raise NotFound("index", "no such segment")
+        path = Path(segment["path"]).resolve()
+        if not path.is_relative_to(Path(settings.data_dir).resolve()) or not path.is_file():
+            raise NotFound("index", "segment file is gone")
+        return await send_file(path, mimetype=_MIME.get(path.suffix, "application/octet-stream"),
+                               as_attachment=True, attachment_filename=f"{job_id}-{source}-{path.name}")
+
+    @app.get("/cameras")
+    async def list_cameras() -> dict[str, Any]:
+        return {"cameras": await ask(sup, lambda reply: ListCameras(reply=reply))}
+
+    @app.post("/cameras")
+    async def add_camera() -> tuple[dict[str, Any], int]:
+        spec = parse_camera(await _json_body(), settings)
+        view = await ask(
+            sup, lambda r: PutCamera(name=spec.name, url=spec.url, options=spec.options, reply=r)
+        )
+        return view, 201
+
+    @app.delete("/cameras/<name>")
+    async def delete_camera(name: str) -> dict[str, Any]:
+        return await ask(sup, lambda reply: DeleteCamera(name=name, reply=reply))
 
     @app.get("/jobs/<job_id>")
     async def get_job(job_id: str) -> dict[str, Any]:
@@ -108,6 +153,8 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
 
     @app.delete("/jobs/<job_id>")
     async def cancel_job(job_id: str) -> dict[str, Any]:
+        if request.args.get("purge") in ("1", "true"):
+            return await ask(sup, lambda reply: PurgeJob(job_id=job_id, reply=reply))
         return await ask(sup, lambda reply: CancelJob(job_id=job_id, reply=reply))
 
     @app.websocket("/ws/<job_id>")
@@ -147,6 +194,30 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         return response
 
     return app
+
+
+_MIME = {".mp4": "video/mp4", ".mkv": "video/x-matroska", ".ts": "video/mp2t"}
+
+
+async def _json_body() -> Any:
+    """The request's JSON body, None when there is none."""
+    raw = await request.get_data()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError("body", f"not valid JSON: {exc}") from None
+
+
+def _time_arg(name: str) -> float | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise RequestError(name, "must be a Unix time in seconds") from None
 
 
 _UNAUTHORIZED = {"error": "missing or invalid bearer token", "field": "authorization"}

@@ -6,7 +6,9 @@ variable. Units are in the names.
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -39,20 +41,35 @@ class Settings:
     subscriber_buffer: int = 256  # batches a job may fall behind its camera before it is dropped
     ws_buffer: int = 256  # events a WebSocket subscriber may fall behind before it is dropped
     log_level: str = "INFO"
+    log_format: str = "plain"  # COLLECTOR_LOG_FORMAT: plain or json
+    database_url: str = ""  # DATABASE_URL: postgresql://...; empty = SQLite file in data_dir
+    config_file: str = ""  # COLLECTOR_CONFIG_FILE: JSON or TOML with settings and "cameras"
+    min_free_bytes: int = 256 * 2**20  # disk guard: below this, no new jobs and running ones stop
+    retention_max_age_s: float = 0.0  # delete finished jobs older than this (0 = keep)
+    retention_max_bytes: int = 0  # keep stored segments under this total (0 = no limit)
+    housekeeping_interval_s: float = 30.0  # how often the disk guard and retention run
     allowed_hosts: str = ""  # COLLECTOR_ALLOWED_HOSTS: names, *.suffix, IPs, CIDRs; empty = any
     api_token: str = ""  # COLLECTOR_API_TOKEN: when set, every endpoint but GET / needs it
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 # environment variable -> field name, for the fields that are not spelled COLLECTOR_<FIELD>
-_ALIASES = {"PORT": "port"}
+_ALIASES = {"PORT": "port", "DATABASE_URL": "database_url"}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Settings from `environ` (default: os.environ) with keyword overrides on top."""
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
     types = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, object] = {}
+    config_file = str(overrides.get("config_file") or env.get("COLLECTOR_CONFIG_FILE") or "")
+    if config_file:
+        for name, raw in read_config_file(config_file).items():
+            if name == "cameras":
+                continue
+            if name not in types or name == "retry":
+                raise ConfigError(f"{config_file}: unknown setting {name!r}")
+            values[name] = _parse(f"{config_file}: {name}", str(raw), str(types[name]))
     names = {f"COLLECTOR_{name.upper()}": name for name in types if name != "retry"}
     names.update(_ALIASES)
     for var, name in names.items():
@@ -64,6 +81,21 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     settings = Settings(**values)  # type: ignore[arg-type]
     _validate(settings)
     return settings
+
+
+def read_config_file(path: str) -> dict[str, object]:
+    """The optional configuration file: JSON, or TOML when it ends in .toml."""
+    try:
+        text = Path(path).read_text()
+        if path.endswith(".toml"):
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be an object/table")
+    return data
 
 
 def _parse(var: str, raw: str, kind: str) -> object:
@@ -88,6 +120,8 @@ def _validate(s: Settings) -> None:
         (s.max_sources_per_job >= 1, "COLLECTOR_MAX_SOURCES_PER_JOB must be at least 1"),
         (s.max_concurrent_jobs >= 1, "COLLECTOR_MAX_CONCURRENT_JOBS must be at least 1"),
         (s.io_timeout_s > 0, "COLLECTOR_IO_TIMEOUT_S must be positive"),
+        (s.log_format in ("plain", "json"), "COLLECTOR_LOG_FORMAT must be plain or json"),
+        (s.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "COLLECTOR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
         (s.stall_timeout_s > 0, "COLLECTOR_STALL_TIMEOUT_S must be positive"),
         (s.camera_threads >= 1 and s.writer_threads >= 1, "thread counts must be at least 1"),
     ]

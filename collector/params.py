@@ -225,3 +225,33 @@ def _retry(value: object, defaults: RetryPolicy) -> RetryPolicy:
     if policy.max_backoff < policy.initial_backoff:
         raise RequestError("retry.max_backoff", "must be >= retry.initial_backoff")
     return policy
+
+
+def parse_camera(body: object, settings: Settings, where: str = "body") -> SourceSpec:
+    """A camera for the registry (`POST /cameras`, or an entry of the configuration file)."""
+    if not isinstance(body, dict):
+        raise RequestError(where, "must be an object with name, url and options")
+    extra = sorted(set(body) - {"name", "url", "options"})
+    if extra:
+        raise RequestError(extra[0], "unknown field; allowed: name, url, options")
+    name = body.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise RequestError("name", "must be 1-64 letters, digits, '.', '_' or '-', not starting with . _ -")
+    url = check_source_url(body.get("url"), "url")
+    check_host_allowed(url, "url", settings.allowed_hosts)
+    return SourceSpec(name=name, url=url, options=_options(body.get("options", {}), "options"))
+
+
+def config_cameras(settings: Settings) -> tuple[SourceSpec, ...]:
+    """Cameras listed in the configuration file (`cameras = [...]`), validated like the API's."""
+    from collector.config import ConfigError, read_config_file
+
+    if not settings.config_file:
+        return ()
+    items = read_config_file(settings.config_file).get("cameras", [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{settings.config_file}: cameras must be a list")
+    try:
+        return tuple(parse_camera(item, settings, f"cameras[{i}]") for i, item in enumerate(items))
+    except RequestError as exc:
+        raise ConfigError(f"{settings.config_file}: camera {exc.field}: {exc.problem}") from None

@@ -25,6 +25,8 @@ from collector.config import Settings
 from collector.media.demo import DemoOpener
 from collector.media.opener import Opener
 from collector.media.pyav_source import PyAVOpener
+from collector.params import config_cameras
+from collector.storage import database_url
 from collector.urls import DEMO_URL
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,14 @@ async def serve(
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as root:
-            supervisor = await root.start(Supervisor(settings, make_opener_for(settings)).run)
+            supervisor = await root.start(
+                Supervisor(
+                    settings,
+                    make_opener_for(settings),
+                    database_url(settings.database_url or None, Path(settings.data_dir)),
+                    config_cameras(settings),
+                ).run
+            )
             app = create_app(supervisor, settings, draining)
             http_done = trio.Event()
             binds = await root.start(

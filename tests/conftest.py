@@ -57,3 +57,8 @@ async def client(collector):
 
     async with httpx.AsyncClient(base_url=collector.url, timeout=10) as http:
         yield http
+
+
+
+# The history's database, SQLite or a fresh PostgreSQL schema, for every test that asks for it.
+from tests.storage.conftest import database_url  # noqa: E402, F401

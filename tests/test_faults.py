@@ -44,10 +44,10 @@ class _S:
         self.sessions = 0
         self.count = 0
 
-    def opened(self, streams) -> None:  # noqa: ANN001
+    def opened(self, streams) -> None:
         self.sessions += 1
 
-    def packets(self, batch) -> None:  # noqa: ANN001
+    def packets(self, batch) -> None:
         self.count += len(batch)
 
 

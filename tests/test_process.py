@@ -51,14 +51,15 @@ class Process:
             self.output += chunk
 
 
-@pytest.fixture
-async def process(tmp_path, nursery):
+async def start_process(tmp_path: Path, nursery: trio.Nursery, **env_extra: str) -> Process:
+    """The Procfile's web process on a free port, data under tmp_path/data; output collected."""
     env = {
         **os.environ,
         "PORT": "0",
         "COLLECTOR_DATA_DIR": str(tmp_path / "data"),
         "COLLECTOR_GRACEFUL_TIMEOUT_S": "5",
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        **env_extra,
     }
     proc = await trio.lowlevel.open_process(
         procfile_command(), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -67,10 +68,16 @@ async def process(tmp_path, nursery):
     with trio.fail_after(20):
         await server.wait_listening()
     nursery.start_soon(server.drain_output)
+    return server
+
+
+@pytest.fixture
+async def process(tmp_path, nursery):
+    server = await start_process(tmp_path, nursery)
     yield server
-    if proc.returncode is None:
-        proc.kill()
-    await proc.wait()
+    if server.proc.returncode is None:
+        server.proc.kill()
+    await server.proc.wait()
 
 
 async def test_procfile_process_serves_the_original_api(process):
@@ -141,3 +148,43 @@ async def test_sigkill_mid_segment_loses_at_most_about_a_second(process, tmp_pat
         # the demo camera makes 10 frames/s; allow 1 s of fragment + startup and batch latency
         assert frames >= (elapsed - 1.6) * 10, f"{fmt}: {frames} frames after {elapsed:.1f} s"
         assert probe(path).video is not None
+
+
+async def test_honcho_runs_the_procfile_with_json_logs(tmp_path):
+    """`honcho start web` with the repo's Procfile: $PORT honoured, every stdout line a JSON object
+    with the password-free event fields, including one summary line for the finished job."""
+    import json as jsonlib
+
+    env = {
+        **os.environ,
+        "COLLECTOR_DATA_DIR": str(tmp_path / "data"),
+        "COLLECTOR_LOG_FORMAT": "json",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    port = 20000 + os.getpid() % 20000
+    proc = await trio.lowlevel.open_process(
+        [str(Path(sys.executable).parent / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(tmp_path),
+         "--no-colour", "start", "-p", str(port), "web"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    server = Process(proc)
+    try:
+        with trio.fail_after(40):
+            assert await server.wait_listening() == port
+            base = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=base) as http:
+                job_id = (await http.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+            await read_ws(ws_url(base, job_id))
+            proc.send_signal(signal.SIGTERM)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.drain_output)
+                await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    lines = re.findall(r"web\.1\s*\| (.*)", server.output.decode())
+    records = [jsonlib.loads(line) for line in lines if line]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    [summary] = [r for r in records if r.get("event") == "job.end"]
+    assert summary["job"] == job_id and summary["status"] == "completed"

@@ -1,0 +1,214 @@
+"""Job history, control and the camera registry, in a real database (SQLite file, or PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.client import expected_texts, read_ws, wait_job, ws_url
+from tests.media.probe import count_frames
+
+
+@pytest.fixture
+def settings(tmp_path, database_url):
+    from collector.config import load_settings
+
+    config = tmp_path / "collector.json"
+    config.write_text(json.dumps({
+        "default_duration_s": 2,
+        "cameras": [{"name": "from-file", "url": "demo://testsrc"}],
+    }))
+    return load_settings(
+        {}, host="127.0.0.1", port=0, data_dir=tmp_path / "data", database_url=database_url,
+        config_file=str(config), housekeeping_interval_s=0.3,
+    )
+
+
+async def test_job_view_events_and_download(collector, client):
+    """A finished job's record, its event log and its segment files are all served."""
+    with trio.fail_after(20):
+        job_id = (await client.post("/collect", json={"duration": 2, "segment_seconds": 1,
+                                                       "streams": ["demo://testsrc"]})).json()["job_id"]
+        await wait_job(client, job_id)
+        events = (await client.get(f"/jobs/{job_id}/events")).json()["events"]
+        job = (await client.get(f"/jobs/{job_id}")).json()
+        seg = job["sources"][0]["segments"][1]
+        r = await client.get(f"/jobs/{job_id}/sources/0/segments/{seg['index']}")
+        missing = await client.get(f"/jobs/{job_id}/sources/0/segments/99")
+    assert [e["message"] for e in events] == expected_texts(job_id, 2)
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    assert r.content == Path(seg["path"]).read_bytes()
+    assert missing.status_code == 404 and missing.json()["field"] == "index"
+
+
+async def test_camera_registry(collector, client):
+    """Cameras from the file and the API: credentials stored but never shown; `cameras: [...]`
+    and the bare call use them; unknown names are refused; DELETE removes."""
+    with trio.fail_after(30):
+        r = await client.post("/cameras", json={"name": "yard", "url": "demo://testsrc"})
+        assert r.status_code == 201
+        secret = await client.post(
+            "/cameras", json={"name": "gate", "url": "rtsp://admin:Pa55-S3cret@127.0.0.1:9/gate"}
+        )
+        assert secret.json()["url"] == "rtsp://***@127.0.0.1:9/gate"
+        bad = await client.post("/cameras", json={"name": "x", "url": "file:///etc/passwd"})
+        assert bad.status_code == 400 and bad.json()["field"] == "url"
+        listing = (await client.get("/cameras")).text
+        assert "S3cret" not in listing and '"from-file"' in listing
+        assert (await client.delete("/cameras/gate")).status_code == 200
+        assert (await client.delete("/cameras/gate")).status_code == 404
+        named = (await client.post("/collect", json={"cameras": ["yard"], "duration": 1,
+                                                     "segment_seconds": 1})).json()["job_id"]
+        bare = (await client.post("/collect")).json()["job_id"]
+        named_job, bare_job = await wait_job(client, named), await wait_job(client, bare)
+    assert [s["name"] for s in named_job["sources"]] == ["yard"]
+    assert sorted(s["name"] for s in bare_job["sources"]) == ["from-file", "yard"]
+    assert bare_job["status"] == "completed"
+    assert bare_job["progress"]["total"] == 2  # two cameras, 2 s default from the file, 2 s segments
+
+
+async def test_purge_removes_files_and_rows(collector, client):
+    """DELETE ?purge=true on a finished job removes its files and its rows together."""
+    with trio.fail_after(20):
+        job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+        job = await wait_job(client, job_id)
+        path = Path(job["sources"][0]["segments"][0]["path"])
+        assert path.exists()
+        r = await client.delete(f"/jobs/{job_id}", params={"purge": "true"})
+        assert r.status_code == 200
+        assert (await client.get(f"/jobs/{job_id}")).status_code == 404
+        assert (await client.get(f"/jobs/{job_id}/events")).status_code == 404
+    assert not path.exists() and not path.parent.parent.exists()
+
+
+async def test_disk_guard(collector, client, monkeypatch):
+    """Below the free-space floor: new jobs get 507, running jobs stop cleanly with the reason."""
+    import shutil
+
+    real = shutil.disk_usage
+    with trio.fail_after(20):
+        job_id = (await client.post("/collect", json={"duration": 20, "segment_seconds": 1})).json()["job_id"]
+        await trio.sleep(2.5)
+        monkeypatch.setattr(
+            "actors.supervisor.shutil.disk_usage",
+            lambda p: real(p)._replace(free=1024),
+        )
+        job = await wait_job(client, job_id)
+        refused = await client.post("/collect")
+    assert job["status"] == "failed" and job["error"].startswith("insufficient disk space")
+    assert refused.status_code == 507 and refused.json()["field"] == "data_dir"
+    for seg in job["sources"][0]["segments"]:
+        assert count_frames(Path(seg["path"])) == seg["frames"]
+
+
+async def test_retention_by_size(tmp_path, database_url, nursery):
+    """Retention by total size deletes the oldest finished jobs, files and rows, first."""
+    import functools
+
+    import httpx
+
+    from collector.config import load_settings
+    from collector.server import serve
+
+    settings = load_settings({}, host="127.0.0.1", port=0, data_dir=tmp_path / "data",
+                             database_url=database_url, housekeeping_interval_s=0.3,
+                             retention_max_bytes=150_000)
+    stop = trio.Event()
+    running = await nursery.start(functools.partial(serve, settings, stop=stop))
+    async with httpx.AsyncClient(base_url=running.url) as client:
+        with trio.fail_after(30):
+            ids = []
+            for _ in range(3):
+                job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+                await wait_job(client, job_id)
+                ids.append(job_id)
+            while (await client.get(f"/jobs/{ids[0]}")).status_code != 404:
+                await trio.sleep(0.2)
+            newest = await client.get(f"/jobs/{ids[-1]}")
+    stop.set()
+    assert newest.status_code == 200
+    assert not (tmp_path / "data" / "jobs" / ids[0]).exists()
+
+
+async def test_restart_after_sigkill(tmp_path, database_url, nursery):
+    """Run jobs on the real process, SIGKILL it mid-job, start it again on the same data: the
+    finished job is intact (record, segments, events, WebSocket replay), the killed one is
+    `interrupted` and its files are readable; the release command migrates the same database."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.test_process import procfile_command, start_process
+
+    env = {"DATABASE_URL": database_url} if database_url else {}
+    first = await start_process(tmp_path, nursery, **env)
+    base = f"http://127.0.0.1:{first.port}"
+    with trio.fail_after(40):
+        async with httpx.AsyncClient(base_url=base) as client:
+            done_id = (await client.post("/collect", json={"duration": 2, "segment_seconds": 1})).json()["job_id"]
+            done = await wait_job(client, done_id)
+            killed_id = (await client.post("/collect", json={"duration": 30, "segment_seconds": 1})).json()["job_id"]
+            await trio.sleep(3.5)
+        first.proc.kill()
+        await first.proc.wait()
+
+        release = procfile_command("release")
+        migrated = subprocess.run(release, cwd=tmp_path, capture_output=True, text=True, env={
+            **__import__("os").environ, "COLLECTOR_DATA_DIR": str(tmp_path / "data"), **env,
+            "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}",
+        })
+        assert migrated.returncode == 0, migrated.stderr
+
+        second = await start_process(tmp_path, nursery, **env)
+        base = f"http://127.0.0.1:{second.port}"
+        async with httpx.AsyncClient(base_url=base) as client:
+            again = (await client.get(f"/jobs/{done_id}")).json()
+            killed = (await client.get(f"/jobs/{killed_id}")).json()
+            listing = (await client.get("/jobs")).json()["jobs"]
+        replay = await read_ws(ws_url(base, done_id))
+        second.proc.kill()
+        await second.proc.wait()
+    assert again == done
+    assert replay.messages == expected_texts(done_id, 2) and replay.code == 1000
+    assert killed["status"] == "interrupted"
+    assert killed["error"] == "the collector stopped while the job was running"
+    assert [j["job_id"] for j in listing] == [killed_id, done_id]
+    files = sorted((tmp_path / "data" / "jobs" / killed_id).rglob("segment-*.mp4"))
+    assert len(files) >= 2
+    frames = [count_frames(f) for f in files]  # each opens in ffprobe
+    assert all(n > 0 for n in frames[:-1])  # the newest may have been opened just before the kill
+    recorded = killed["sources"][0]["segments"]
+    assert len(recorded) >= 2 and all(Path(s["path"]).exists() for s in recorded)
+
+
+async def test_thousand_jobs_page_exactly_once(collector, client, settings):
+    """1,000 stored jobs (some created at the same instant): GET /jobs pages through every one exactly
+    once, newest first, and the status filter pages the same way."""
+    from collector.storage import JobRow, Store, database_url
+
+    store = Store.open(database_url(settings.database_url or None, Path(settings.data_dir)))
+    rows = [
+        JobRow(job_id=f"job-{i:04d}", created_at=1_000_000 + i // 4, status="completed" if i % 3 else "failed",
+               started_at=None, finished_at=None, step=0, total=1, error=None, params={})
+        for i in range(1000)
+    ]
+    await trio.to_thread.run_sync(store.apply, rows)
+    store.close()
+    with trio.fail_after(60):
+        for status, expected in ((None, 1000), ("failed", 334)):
+            seen, cursor = [], None
+            while True:
+                params = {"limit": 37, **({"before": cursor} if cursor else {}),
+                          **({"status": status} if status else {})}
+                page = (await client.get("/jobs", params=params)).json()
+                seen += [j["job_id"] for j in page["jobs"]]
+                if (cursor := page["next"]) is None:
+                    break
+            assert len(seen) == len(set(seen)) == expected
+            created = [int(s[4:]) // 4 for s in seen]
+            assert created == sorted(created, reverse=True)
