@@ -34,6 +34,7 @@ from actors.supervisor import Supervisor
 from collector.config import Settings
 from collector.errors import NotFound, RequestError
 from collector.metrics import Metrics
+from collector.openapi import document
 from collector.params import parse_camera, parse_collect
 
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
@@ -59,7 +60,7 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         # Read the (size-limited) body before any early answer, so a keep-alive connection is
         # never left with unread body bytes when a request is refused.
         await request.get_data()
-        if request.path == "/" or _authorized(settings, request.headers, request.args):
+        if request.path in _PUBLIC or _authorized(settings, request.headers, request.args):
             return None
         return _UNAUTHORIZED, 401
 
@@ -116,20 +117,24 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
     async def job_events_log(job_id: str) -> dict[str, Any]:
         return {"events": await ask(sup, lambda reply: GetEvents(job_id=job_id, reply=reply))}
 
-    @app.get("/jobs/<job_id>/sources/<int:source>/segments/<int:index>")
-    async def download_segment(job_id: str, source: int, index: int) -> Response:
+    @app.get("/jobs/<job_id>/sources/<source>/segments/<index>")
+    async def download_segment(job_id: str, source: str, index: str) -> Response:
+        # plain converters: quart-schema mis-renders a path with several <int:...> parts
+        if not source.isdigit() or not index.isdigit():
+            raise NotFound("index", "source and segment are numbers")
+        source_i, index_i = int(source), int(index)
         view = await ask(sup, lambda reply: GetJob(job_id=job_id, reply=reply))
         sources = view["sources"]
-        if not 0 <= source < len(sources):
+        if not 0 <= source_i < len(sources):
             raise NotFound("source", "no such source in this job")
-        segment = next((s for s in sources[source]["segments"] if s["index"] == index), None)
+        segment = next((s for s in sources[source_i]["segments"] if s["index"] == index_i), None)
         if segment is None:
             raise NotFound("index", "no such segment")
         path = Path(segment["path"]).resolve()
         if not path.is_relative_to(Path(settings.data_dir).resolve()) or not path.is_file():
             raise NotFound("index", "segment file is gone")
         return await send_file(path, mimetype=_MIME.get(path.suffix, "application/octet-stream"),
-                               as_attachment=True, attachment_filename=f"{job_id}-{source}-{path.name}")
+                               as_attachment=True, attachment_filename=f"{job_id}-{source_i}-{path.name}")
 
     @app.get("/cameras")
     async def list_cameras() -> dict[str, Any]:
@@ -193,9 +198,11 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    document(app)
     return app
 
 
+_PUBLIC = frozenset({"/", "/openapi.json", "/docs"})  # need no token
 _MIME = {".mp4": "video/mp4", ".mkv": "video/x-matroska", ".ts": "video/mp2t"}
 
 
