@@ -77,6 +77,14 @@ def replay(job_id: str, rows: list[dict[str, Any]]) -> trio.MemoryReceiveChannel
     return receive
 
 
+def retry(job_id: str, source: str, reason: str, attempt: int, message: str) -> JobEvent:
+    """A source's session failed and will be retried (or given up): JSON subscribers and history."""
+    return JobEvent(
+        type="retry", job_id=job_id, text=None,
+        data={"source": source, "reason": reason, "attempt": attempt, "error": message},
+    )
+
+
 def not_found(job_id: str) -> JobEvent:
     return error(job_id, "job not found")
 

@@ -186,6 +186,9 @@ class Job:
                     src.gaps.append({"start": time.time(), "end": None, "reason": error.reason})
                 self._apply(src, progress)
                 self._save()
+                self.events.publish(events.retry(
+                    self.record.id, src.name, error.reason, failures, redact(str(error))
+                ))
                 if failures >= self.request.retry.max_attempts:
                     raise SourceFailed(
                         f"source {src.name!r} ({redact(src.url)}) failed after {failures} "
@@ -210,7 +213,7 @@ class Job:
         index = rec.sources.index(src)
         for seg in progress.segments:
             src.add_segment(seg)
-            self.save(src.segment_row(rec.id, index, self.request.format))
+            self.save(src.segment_row(rec.id, index))
             log.info(
                 "segment.closed job=%s source=%s index=%d frames=%d duration=%.3f bytes=%d reason=%s",
                 rec.id, src.name, seg.index, seg.frames, seg.duration, seg.bytes, seg.reason,

@@ -41,6 +41,8 @@ class SourceRecord:
                 "frames": seg.frames,
                 "keyframes": seg.keyframes,
                 "end_reason": seg.reason,
+                "format": seg.format,
+                "codec": seg.codec,
             }
         )
 
@@ -51,9 +53,8 @@ class SourceRecord:
             steps_total=self.steps_total, errors=list(self.errors), gaps=[dict(g) for g in self.gaps],
         )
 
-    def segment_row(self, job_id: str, index: int, fmt: str) -> SegmentRow:
-        seg = self.segments[-1]
-        return SegmentRow(job_id=job_id, source_index=index, format=fmt, **seg)
+    def segment_row(self, job_id: str, index: int) -> SegmentRow:
+        return SegmentRow(job_id=job_id, source_index=index, **self.segments[-1])
 
     def view(self) -> dict[str, Any]:
         return {

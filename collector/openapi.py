@@ -97,6 +97,8 @@ class Segment:
     frames: int
     keyframes: int
     end_reason: str
+    format: str
+    codec: str
 
 
 @dataclass

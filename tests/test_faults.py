@@ -187,6 +187,11 @@ async def test_camera_never_back(collector, client):
     assert job["error"].startswith("source 'source-1' (rtsp://127.0.0.1:9/cam) failed after 2 attempts")
     assert "refused" in job["error"]
     assert job["sources"][0]["failures"] == 2
+    log = (await client.get(f"/jobs/{job['job_id']}/events")).json()["events"]
+    retries = [e for e in log if e["type"] == "retry"]
+    assert [(e["source"], e["reason"], e["attempt"]) for e in retries] == [
+        ("source-1", "refused", 1), ("source-1", "refused", 2)]
+    assert log[-1]["type"] == "error"
 
 
 async def test_one_source_fails_others_succeed(collector, client):

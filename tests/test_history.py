@@ -212,3 +212,29 @@ async def test_thousand_jobs_page_exactly_once(collector, client, settings):
             assert len(seen) == len(set(seen)) == expected
             created = [int(s[4:]) // 4 for s in seen]
             assert created == sorted(created, reverse=True)
+
+
+async def test_retention_by_age(tmp_path, database_url, nursery):
+    """Retention by age deletes a finished job's files and rows once it is older than the limit."""
+    import functools
+
+    import httpx
+
+    from collector.config import load_settings
+    from collector.server import serve
+
+    settings = load_settings({}, host="127.0.0.1", port=0, data_dir=tmp_path / "data",
+                             database_url=database_url, housekeeping_interval_s=0.3,
+                             retention_max_age_s=1.0)
+    stop = trio.Event()
+    running = await nursery.start(functools.partial(serve, settings, stop=stop))
+    async with httpx.AsyncClient(base_url=running.url) as client:
+        with trio.fail_after(20):
+            job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+            job = await wait_job(client, job_id)
+            folder = Path(job["sources"][0]["segments"][0]["path"]).parent.parent
+            assert folder.exists()
+            while (await client.get(f"/jobs/{job_id}")).status_code != 404:
+                await trio.sleep(0.2)
+    stop.set()
+    assert not folder.exists()

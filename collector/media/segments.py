@@ -43,6 +43,8 @@ class SegmentResult:
     keyframes: int
     bytes: int
     reason: str  # why it ended: "boundary", "end", "discontinuity", "stopped"
+    format: str  # mp4 | mkv | ts
+    codec: str  # the codecs of the streams in the file, e.g. "h264+aac"
 
 
 class SegmentWriter:
@@ -58,6 +60,7 @@ class SegmentWriter:
         start_seconds: float,
     ) -> None:
         muxer, _, muxer_options = FORMATS[fmt]
+        self.format = fmt
         self.path, self.index, self.start_seconds = path, index, start_seconds
         self.started_at = time.time()
         try:
@@ -68,6 +71,7 @@ class SegmentWriter:
         except (av.error.FFmpegError, OSError) as exc:
             raise SegmentError(f"cannot create segment {path.name}: {exc}") from None
         self._streams: dict[int, av.stream.Stream] = {}
+        self._codecs: list[str] = []
         self._last_dts: dict[int, int] = {}
         self._video: int | None = None
         for info in streams:
@@ -76,6 +80,7 @@ class SegmentWriter:
             except ValueError:  # the container cannot hold this codec: leave the stream out
                 continue
             out.time_base = info.time_base
+            self._codecs.append(info.codec)
             if info.extradata is not None:
                 out.codec_context.extradata = info.extradata
             self._streams[info.index] = out
@@ -142,4 +147,6 @@ class SegmentWriter:
             keyframes=self.keyframes,
             bytes=self.path.stat().st_size,
             reason=reason,
+            format=self.format,
+            codec="+".join(self._codecs),
         )

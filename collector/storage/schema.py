@@ -81,8 +81,11 @@ _V1 = (
     )""",
 )
 
+_V2 = ("ALTER TABLE segments ADD COLUMN codec TEXT NOT NULL DEFAULT ''",)
+
 MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     (1, _V1),
+    (2, _V2),  # segments.codec
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -59,6 +59,7 @@ class SegmentRow:
     keyframes: int
     end_reason: str
     format: str
+    codec: str = ""  # e.g. "h264+aac"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,6 +35,8 @@ def segment(index: int, *, start: float, size: int = 1000, reason: str = "cut") 
         "frames": 51,
         "keyframes": 1,
         "end_reason": reason,
+        "format": "mp4",
+        "codec": "h264+aac",
     }
 
 
@@ -81,5 +83,6 @@ def rows_for(rec: JobRecord, fmt: str = "mp4") -> list[Write]:
                 start_time=seg["start_time"], start_seconds=seg["start_seconds"],
                 duration=seg["duration"], bytes=seg["bytes"], frames=seg["frames"],
                 keyframes=seg["keyframes"], end_reason=seg["end_reason"], format=fmt,
+                codec=seg["codec"],
             ))
     return rows

@@ -49,7 +49,7 @@ def test_migrations_are_idempotent(database_url: str) -> None:
     assert results == [LATEST] * 4
     store = Store.open(database_url)
     try:
-        assert store.schema_version() == LATEST == 1
+        assert store.schema_version() == LATEST == 2
         with store._backend.transaction() as tx:
             assert tx.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == LATEST
     finally:
