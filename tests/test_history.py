@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -105,8 +106,9 @@ async def test_disk_guard(collector, client, monkeypatch):
         assert count_frames(Path(seg["path"])) == seg["frames"]
 
 
-async def test_retention_by_size(tmp_path, database_url, nursery):
-    """Retention by total size deletes the oldest finished jobs, files and rows, first."""
+@asynccontextmanager
+async def collector_with(tmp_path: Path, database_url: str, **overrides: object):
+    """An in-process collector with settings overrides, and an HTTP client to it."""
     import functools
 
     import httpx
@@ -115,11 +117,18 @@ async def test_retention_by_size(tmp_path, database_url, nursery):
     from collector.server import serve
 
     settings = load_settings({}, host="127.0.0.1", port=0, data_dir=tmp_path / "data",
-                             database_url=database_url, housekeeping_interval_s=0.3,
-                             retention_max_bytes=150_000)
+                             database_url=database_url, housekeeping_interval_s=0.3, **overrides)
     stop = trio.Event()
-    running = await nursery.start(functools.partial(serve, settings, stop=stop))
-    async with httpx.AsyncClient(base_url=running.url) as client:
+    async with trio.open_nursery() as nursery:
+        running = await nursery.start(functools.partial(serve, settings, stop=stop))
+        async with httpx.AsyncClient(base_url=running.url) as client:
+            yield client
+        stop.set()
+
+
+async def test_retention_by_size(tmp_path, database_url):
+    """Retention by total size deletes the oldest finished jobs, files and rows, first."""
+    async with collector_with(tmp_path, database_url, retention_max_bytes=150_000) as client:
         with trio.fail_after(30):
             ids = []
             for _ in range(3):
@@ -129,7 +138,6 @@ async def test_retention_by_size(tmp_path, database_url, nursery):
             while (await client.get(f"/jobs/{ids[0]}")).status_code != 404:
                 await trio.sleep(0.2)
             newest = await client.get(f"/jobs/{ids[-1]}")
-    stop.set()
     assert newest.status_code == 200
     assert not (tmp_path / "data" / "jobs" / ids[0]).exists()
 
@@ -214,21 +222,9 @@ async def test_thousand_jobs_page_exactly_once(collector, client, settings):
             assert created == sorted(created, reverse=True)
 
 
-async def test_retention_by_age(tmp_path, database_url, nursery):
+async def test_retention_by_age(tmp_path, database_url):
     """Retention by age deletes a finished job's files and rows once it is older than the limit."""
-    import functools
-
-    import httpx
-
-    from collector.config import load_settings
-    from collector.server import serve
-
-    settings = load_settings({}, host="127.0.0.1", port=0, data_dir=tmp_path / "data",
-                             database_url=database_url, housekeeping_interval_s=0.3,
-                             retention_max_age_s=1.0)
-    stop = trio.Event()
-    running = await nursery.start(functools.partial(serve, settings, stop=stop))
-    async with httpx.AsyncClient(base_url=running.url) as client:
+    async with collector_with(tmp_path, database_url, retention_max_age_s=1.0) as client:
         with trio.fail_after(20):
             job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
             job = await wait_job(client, job_id)
@@ -236,5 +232,4 @@ async def test_retention_by_age(tmp_path, database_url, nursery):
             assert folder.exists()
             while (await client.get(f"/jobs/{job_id}")).status_code != 404:
                 await trio.sleep(0.2)
-    stop.set()
     assert not folder.exists()
