@@ -1,0 +1,501 @@
+"""Recording N RTSP cameras: the collector (one process) vs one `ffmpeg -c copy` process per camera.
+
+    .venv/bin/python bench/cameras.py [--cameras 10] [--seconds 20] [--probe packets|frames]
+
+One run, the same streams and the same duration for both sides, run one after the other (on a
+2-core box two sides at once would compete for the same cores and the same servers):
+
+* ~10 `tests/media/rtsp_server.py --shared` processes serve N mount paths (N/10 each) of a generated
+  720p25 H.264 (~2 Mbit/s, 2 s GOP, no B-frames) + AAC clip, looped without re-encoding. The servers
+  and their ffmpeg feeders are never measured.
+* (a) `python -m collector` (PORT=0, data in a temp dir) records the N cameras in one job
+  (`POST /collect`, `duration` D, `segment_seconds` 2, `rtsp_transport=tcp`). Before it, a job of
+  `--small-cameras` cameras gives the PSS base for the marginal memory per camera. During the main
+  job a few tiny jobs (0.5 s of an already recorded camera, so they add no upstream session) time
+  `POST /collect`; a JSON WebSocket on the main job times each progress event against its segment's
+  end (`segment.start_time + segment.duration`, wall clock).
+* (b) N `ffmpeg -rtsp_transport tcp -i URL -c copy -t D -f segment -segment_time 2
+  -reset_timestamps 1 out%03d.mp4` processes (`-t D` bounds them like the job's `duration`).
+
+CPU is the utime+stime delta (/proc/<pid>/stat, all threads) over the same steady-state window of
+each side ([warm-up, D] seconds after the job is posted / the processes are spawned), per camera
+and per minute of wall clock; PSS is read from /proc/<pid>/smaps_rollup at the end of that window.
+Frames written are counted with ffprobe on every output file, against D * 25 per camera.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import CloseConnection, Ping, RejectConnection, Request, TextMessage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import itertools
+
+from tests.media.servers import RtspServer, serve_rtsp
+
+ROOT = Path(__file__).resolve().parent.parent
+FPS, GOP_S, SEGMENT_S = 25, 2, 2
+CLIP_SECONDS = 10
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+OPTIONS = {"rtsp_transport": "tcp"}
+PROBES = 20  # POST /collect timings per run
+TERMINATE_GRACE_S = 5
+
+
+# ---------------------------------------------------------------------------------------- media
+
+
+def make_bench_clip(path: Path, seconds: int = CLIP_SECONDS) -> Path:
+    """720p25 H.264 at ~2 Mbit/s (light temporal noise so testsrc2 really needs the bits), 2 s
+    GOP without B-frames, in-band SPS/PPS; AAC 64k 48 kHz mono. tests/media/clips.make_clip has no
+    bitrate knob, hence this command."""
+    gop = FPS * GOP_S
+    args = ["ffmpeg", "-hide_banner", "-nostdin", "-y", "-v", "error",
+            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate={FPS}:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+            "-map", "0:v", "-map", "1:a", "-vf", "noise=alls=12:allf=t",
+            "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-pix_fmt", "yuv420p",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", "0",
+            "-b:v", "2M", "-maxrate", "2M", "-bufsize", "2M", "-x264-params", "repeat-headers=1",
+            "-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", "1",
+            "-t", str(seconds), "-f", "matroska", str(path)]
+    subprocess.run(args, check=True)
+    return path
+
+
+def clip_bitrate(path: Path) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=bit_rate",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True).stdout
+    return float(out.strip() or 0)
+
+
+async def count_frames(files: list[Path], how: str) -> tuple[int, int]:
+    """Video frames in `files` and frames missing inside them (a PTS step of more than one frame).
+
+    `packets` reads v:0's packet timestamps (no decoding; one access unit per packet with
+    `-c copy`); `frames` decodes (`ffprobe -count_frames`) and reports no gaps."""
+    limiter = trio.CapacityLimiter(4)
+    total = missing = 0
+
+    async def one(f: Path) -> None:
+        nonlocal total, missing
+        if how == "packets":
+            cmd = ["-show_entries", "packet=pts_time"]
+        else:
+            cmd = ["-count_frames", "-show_entries", "stream=nb_read_frames"]
+        async with limiter:
+            proc = await trio.run_process(
+                ["ffprobe", "-v", "error", "-select_streams", "v:0", *cmd, "-of", "csv=p=0",
+                 str(f)], capture_stdout=True, check=False)
+        values = [v.strip().rstrip(",") for v in proc.stdout.decode().split()]
+        if how == "frames":
+            total += int(values[0]) if values and values[0].isdigit() else 0
+            return
+        times = sorted(float(v) for v in values if v not in ("", "N/A"))
+        total += len(times)
+        # the step between a file's first two frames is skipped: FFmpeg's RTSP demuxer moves its
+        # timestamps once the first RTCP sender report arrives (a jump, not a lost frame)
+        missing += sum(max(0, round((b - a) * FPS) - 1) for a, b in itertools.pairwise(times[1:]))
+
+    async with trio.open_nursery() as nursery:
+        for f in files:
+            nursery.start_soon(one, f)
+    return total, missing
+
+
+# -------------------------------------------------------------------------------------- /proc
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a whole process (every thread, live or exited), None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
+
+
+def pss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (with few samples, p99 is the maximum)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+async def terminate(proc: trio.Process, sig: int = signal.SIGTERM) -> None:
+    with trio.CancelScope(shield=True):
+        if proc.returncode is None:
+            proc.send_signal(sig)
+            with trio.move_on_after(TERMINATE_GRACE_S):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+# ---------------------------------------------------------------------------------- results
+
+
+@dataclass
+class Side:
+    name: str
+    cameras: int
+    window_s: float = 0.0
+    cpu_s: float = 0.0  # over the window, whole side
+    pss_per_camera: float = 0.0  # bytes: marginal (collector) or mean per process (ffmpeg)
+    pss_total: float = 0.0
+    frames: int = 0
+    missing: int = 0  # frames absent inside files (PTS steps)
+    frames_expected: int = 0
+    files: int = 0
+    notes: list[str] = field(default_factory=list)
+    post_ms: list[float] = field(default_factory=list)
+    ws_ms: list[float] = field(default_factory=list)
+
+    @property
+    def cpu_per_camera_minute(self) -> float:
+        return self.cpu_s / (self.cameras * self.window_s / 60) if self.window_s else math.nan
+
+
+# ------------------------------------------------------------------------------- collector
+
+
+async def _drain(stream: trio.abc.ReceiveStream, lines: list[str], listening: trio.Event,
+                 url: list[str]) -> None:
+    buf = b""
+    while chunk := await stream.receive_some(65536):
+        buf += chunk
+        *done, buf = buf.split(b"\n")
+        for raw in done:
+            line = raw.decode(errors="replace")
+            if "collector.listening url=" in line and not url:
+                url.append(line.split("url=", 1)[1].split()[0])
+                listening.set()
+            if " ERROR " in line or "Traceback" in line or "failed" in line:
+                lines.append(line)
+
+
+async def ws_progress_latencies(ws: str, out: list[float], done: trio.Event) -> None:
+    """Follow a job's JSON WebSocket; for each progress event, arrival - segment end (ms)."""
+    parts = urlsplit(ws)
+    conn = WSConnection(ConnectionType.CLIENT)
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    async with stream:
+        await stream.send_all(conn.send(Request(host=parts.netloc,
+                                                target=f"{parts.path}?{parts.query}")))
+        text = ""
+        while True:
+            data = await stream.receive_some(65536)
+            now = time.time()
+            if not data:
+                break
+            conn.receive_data(data)
+            for event in conn.events():
+                match event:
+                    case TextMessage():
+                        text += event.data
+                        if event.message_finished:
+                            msg, text = json.loads(text), ""
+                            seg = msg.get("segment") or {}
+                            if msg.get("type") == "progress" and "start_time" in seg:
+                                out.append((now - seg["start_time"] - seg["duration"]) * 1000)
+                            if msg.get("type") in ("completed", "error", "interrupted"):
+                                done.set()
+                    case Ping():
+                        await stream.send_all(conn.send(event.response()))
+                    case CloseConnection():
+                        done.set()
+                        return
+                    case RejectConnection():
+                        raise RuntimeError(f"WebSocket rejected: {event.status_code}")
+    done.set()
+
+
+async def run_collector(urls: list[str], seconds: float, warmup: float, small: int,
+                        tmp: Path, probe: str) -> Side:
+    n = len(urls)
+    side = Side("collector", n, frames_expected=int(seconds * FPS) * n)
+    env = {**os.environ, "PORT": "0", "COLLECTOR_HOST": "127.0.0.1",
+           "COLLECTOR_DATA_DIR": str(tmp / "collector"),
+           "COLLECTOR_MAX_SOURCES_PER_JOB": str(max(n, 16)),
+           "COLLECTOR_MAX_CONCURRENT_JOBS": str(PROBES + 8),
+           "COLLECTOR_CAMERA_THREADS": str(max(256, 2 * n)),
+           "COLLECTOR_LOG_FORMAT": "plain", "COLLECTOR_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    env.pop("DATABASE_URL", None)
+    env.pop("COLLECTOR_CONFIG_FILE", None)
+    env.pop("COLLECTOR_API_TOKEN", None)
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "collector"], cwd=str(ROOT), env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    errors: list[str] = []
+    listening, url_box = trio.Event(), []
+    try:
+        async with trio.open_nursery() as nursery:
+            assert proc.stdout is not None
+            nursery.start_soon(_drain, proc.stdout, errors, listening, url_box)
+            with trio.fail_after(30):
+                await listening.wait()
+            base = url_box[0].replace("0.0.0.0", "127.0.0.1")
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client, \
+                    httpx.AsyncClient(base_url=base, timeout=30) as prober:
+                await client.get("/")
+                await prober.get("/")
+
+                def body(streams: list[str], duration: float, names: str = "cam") -> dict[str, Any]:
+                    return {"streams": [{"url": u, "name": f"{names}{i:03d}"}
+                                        for i, u in enumerate(streams)],
+                            "duration": duration, "segment_seconds": SEGMENT_S, "options": OPTIONS}
+
+                # 1. the PSS base: `small` cameras, sampled while they record
+                small_s = max(warmup + 2, 6.0)
+                r = await client.post("/collect", json=body(urls[:small], small_s))
+                r.raise_for_status()
+                await trio.sleep(small_s)
+                pss_small = pss_bytes(proc.pid) or 0
+                await wait_job(client, r.json()["job_id"], 60)
+
+                # 2. the N cameras
+                posted = time.monotonic()
+                r = await client.post("/collect", json=body(urls, seconds))
+                r.raise_for_status()
+                job_id = r.json()["job_id"]
+                ws_done = trio.Event()
+                ws = base.replace("http://", "ws://") + f"/ws/{job_id}?format=json"
+                nursery.start_soon(ws_progress_latencies, ws, side.ws_ms, ws_done)
+                t0 = posted + warmup
+                t1 = posted + seconds
+                await trio.sleep_until(trio.current_time() + (t0 - time.monotonic()))
+                cpu0, w0 = cpu_seconds(proc.pid), time.monotonic()
+                step = (t1 - t0) / (PROBES + 1)
+                for i in range(PROBES):
+                    await trio.sleep_until(trio.current_time() + (t0 + (i + 1) * step
+                                                                  - time.monotonic()))
+                    probe_body = body([urls[i % n]], 0.5, names="probe")
+                    probe_body["segment_seconds"] = 0.5
+                    start = time.perf_counter()
+                    pr = await prober.post("/collect", json=probe_body)
+                    side.post_ms.append((time.perf_counter() - start) * 1000)
+                    if pr.status_code != 200:
+                        side.notes.append(f"probe POST {pr.status_code}: {pr.text[:80]}")
+                await trio.sleep_until(trio.current_time() + (t1 - time.monotonic()))
+                cpu1, w1 = cpu_seconds(proc.pid), time.monotonic()
+                pss_n = pss_bytes(proc.pid) or 0
+                assert cpu0 is not None and cpu1 is not None
+                side.window_s, side.cpu_s = w1 - w0, cpu1 - cpu0
+                side.pss_total = pss_n
+                side.pss_per_camera = (pss_n - pss_small) / (n - small) if n > small else math.nan
+                side.notes.append(f"PSS {pss_small / 2**20:.1f} MiB at {small} cameras, "
+                                  f"{pss_n / 2**20:.1f} MiB at {n}")
+                try:
+                    job = await wait_job(client, job_id, seconds + 60)
+                except trio.TooSlowError:
+                    side.notes.append(f"job not finished {seconds + 60:g} s after the window: "
+                                      "cancelled, its finished segments counted")
+                    await client.delete(f"/jobs/{job_id}")
+                    job = await wait_job(client, job_id, 30)
+                with trio.move_on_after(5):
+                    await ws_done.wait()
+                if job["status"] != "completed":
+                    side.notes.append(f"job {job['status']}: {job.get('error')}")
+                files = [Path(s["path"]) for src in job["sources"] for s in src["segments"]]
+                recorded = sum(s["frames"] for src in job["sources"] for s in src["segments"])
+                gaps = sum(len(src.get("gaps", [])) for src in job["sources"])
+                if gaps:
+                    side.notes.append(f"{gaps} gaps")
+                side.notes.append(f"job record says {recorded} frames")
+                nursery.cancel_scope.cancel()
+    finally:
+        await terminate(proc, signal.SIGTERM)
+    side.files = len(files)
+    side.frames, side.missing = await count_frames(files, probe)
+    side.notes += errors[:5]
+    return side
+
+
+async def wait_job(client: httpx.AsyncClient, job_id: str, ceiling: float) -> dict[str, Any]:
+    with trio.fail_after(ceiling):
+        while True:
+            job = (await client.get(f"/jobs/{job_id}")).json()
+            if job["status"] not in ("queued", "running"):
+                return job
+            await trio.sleep(0.25)
+
+
+# ---------------------------------------------------------------------------------- ffmpeg
+
+
+async def run_ffmpeg(urls: list[str], seconds: float, warmup: float, tmp: Path, probe: str) -> Side:
+    n = len(urls)
+    side = Side("ffmpeg", n, frames_expected=int(seconds * FPS) * n)
+    procs: list[trio.Process] = []
+    dirs = [tmp / "ffmpeg" / f"cam{i:03d}" for i in range(n)]
+    try:
+        spawned = time.monotonic()
+        for url, d in zip(urls, dirs, strict=False):
+            d.mkdir(parents=True)
+            procs.append(await trio.lowlevel.open_process(
+                ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-rtsp_transport", "tcp",
+                 "-i", url, "-c", "copy", "-t", f"{seconds:g}", "-f", "segment",
+                 "-segment_time", str(SEGMENT_S), "-reset_timestamps", "1", str(d / "out%03d.mp4")],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        await trio.sleep_until(trio.current_time() + (spawned + warmup - time.monotonic()))
+        cpu0 = [cpu_seconds(p.pid) for p in procs]
+        w0 = time.monotonic()
+        await trio.sleep_until(trio.current_time() + (spawned + seconds - time.monotonic()))
+        cpu1 = [cpu_seconds(p.pid) for p in procs]
+        w1 = time.monotonic()
+        pss = [pss_bytes(p.pid) for p in procs]
+        gone = sum(1 for a, b in zip(cpu0, cpu1, strict=False) if a is None or b is None)
+        if gone:
+            side.notes.append(f"{gone} ffmpeg processes not running through the whole window")
+        side.window_s = w1 - w0
+        side.cpu_s = sum(b - a for a, b in zip(cpu0, cpu1, strict=True)
+                         if a is not None and b is not None)
+        alive = [p for p in pss if p]
+        side.pss_total = sum(alive)
+        side.pss_per_camera = side.pss_total / len(alive) if alive else math.nan
+        with trio.fail_after(60):
+            for p in procs:
+                await p.wait()
+        bad = sum(1 for p in procs if p.returncode != 0)
+        if bad:
+            side.notes.append(f"{bad} ffmpeg processes exited non-zero")
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+        with trio.CancelScope(shield=True):
+            for p in procs:
+                await p.wait()
+    files = sorted(f for d in dirs for f in d.glob("out*.mp4"))
+    side.files = len(files)
+    side.frames, side.missing = await count_frames(files, probe)
+    return side
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+async def serve_cameras(clip: Path, cameras: int, servers: int,
+                        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    groups = [list(range(i, cameras, servers)) for i in range(min(servers, cameras))]
+    urls: list[str] = [""] * cameras
+    async with trio.open_nursery() as nursery:
+        for group in groups:
+            paths = [f"/cam{i:03d}" for i in group]
+            server: RtspServer = await nursery.start(
+                partial(serve_rtsp, clip, paths=paths, shared=True))
+            for i, path in zip(group, paths, strict=False):
+                urls[i] = server.url(path)
+        task_status.started(urls)
+        await trio.sleep_forever()
+
+
+def table(rows: list[tuple[Side, Side]]) -> str:
+    head = ("| N | side | CPU s / camera-min | PSS / camera MiB | frames written / served "
+            "| missing in files | files | POST /collect p50 / p99 ms | WS progress p50 / p99 ms |\n"
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for c, f in rows:
+        for s in (c, f):
+            post = f"{pct(s.post_ms, 50):.1f} / {pct(s.post_ms, 99):.1f}" if s.post_ms else "—"
+            wsl = f"{pct(s.ws_ms, 50):.0f} / {pct(s.ws_ms, 99):.0f}" if s.ws_ms else "—"
+            memo = "marginal " if s.name == "collector" else "mean "
+            lines.append(f"| {s.cameras} | {s.name} | {s.cpu_per_camera_minute:.2f} | "
+                         f"{memo}{s.pss_per_camera / 2**20:.1f} | "
+                         f"{s.frames} / {s.frames_expected} | {s.missing} | {s.files} | "
+                         f"{post} | {wsl} |")
+        lines.append(f"| {c.cameras} | **collector / ffmpeg** | "
+                     f"**{c.cpu_per_camera_minute / f.cpu_per_camera_minute:.2f}** | "
+                     f"**{c.pss_per_camera / f.pss_per_camera:.2f}** | | | | | |")
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> None:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-cameras-") as tmpname:
+        tmp = Path(tmpname)
+        clip = make_bench_clip(tmp / "clip.mkv")
+        print(f"clip: 1280x720 {FPS} fps, GOP {GOP_S} s, {clip_bitrate(clip) / 1e6:.2f} Mbit/s, "
+              f"looped; {args.cameras} cameras on {min(args.servers, args.cameras)} servers; "
+              f"D = {args.seconds:g} s; CPU window = [{args.warmup:g}, {args.seconds:g}] s",
+              flush=True)
+        rows = []
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(serve_cameras, clip, args.cameras, args.servers)
+            with trio.fail_after(3 * args.seconds + 240):
+                coll = await run_collector(urls, args.seconds, args.warmup, args.small_cameras,
+                                           tmp, args.probe)
+                await trio.sleep(2)  # let the servers' pipelines and page cache settle
+                ff = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe)
+            nursery.cancel_scope.cancel()
+        rows.append((coll, ff))
+        shutil.rmtree(tmp / "collector", ignore_errors=True)
+    print(table(rows))
+    for s in (coll, ff):
+        for note in s.notes:
+            print(f"  {s.name}: {note}")
+    print(f"  CPU window: collector {coll.window_s:.1f} s, ffmpeg {ff.window_s:.1f} s; "
+          f"CPU in window: collector {coll.cpu_s:.1f} s, ffmpeg (sum) {ff.cpu_s:.1f} s; "
+          f"PSS: collector {coll.pss_total / 2**20:.1f} MiB, "
+          f"ffmpeg (sum) {ff.pss_total / 2**20:.1f} MiB")
+    print(f"  frames counted with ffprobe ({args.probe}); "
+          f"POST samples {len(coll.post_ms)}, WS samples {len(coll.ws_ms)}; "
+          f"run took {time.monotonic() - started:.0f} s")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cameras", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=20, help="D: video per camera")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="start of the CPU window after posting/spawning (default max(4, D/4))")
+    parser.add_argument("--servers", type=int, default=10, help="rtsp_server.py processes")
+    parser.add_argument("--small-cameras", type=int, default=1,
+                        help="cameras of the collector's PSS base job")
+    parser.add_argument("--probe", choices=["packets", "frames"], default="packets",
+                        help="ffprobe packet timestamps (fast, finds gaps) or -count_frames")
+    args = parser.parse_args()
+    if args.warmup is None:
+        args.warmup = max(4.0, args.seconds / 4)
+    if not 0 < args.warmup < args.seconds - 2:
+        parser.error("--seconds must exceed the warm-up by more than 2 s")
+    if not 0 < args.small_cameras < args.cameras:
+        parser.error("--small-cameras must be below --cameras")
+    return args
+
+
+if __name__ == "__main__":
+    trio.run(main, parse_args())
