@@ -26,8 +26,9 @@ from collector.media.demo import DemoOpener
 from collector.media.opener import Opener
 from collector.media.pyav_source import PyAVOpener
 from collector.params import config_cameras
+from collector.rtsp.opener import RtspOpener
 from collector.storage import database_url
-from collector.urls import DEMO_URL
+from collector.urls import DEMO_URL, scheme_of
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,17 @@ class Running:
 def make_opener_for(settings: Settings) -> partial[Opener]:
     limiter = trio.CapacityLimiter(settings.camera_threads)
     demo, pyav = DemoOpener(limiter), PyAVOpener(limiter, io_timeout_s=settings.io_timeout_s)
-    return partial(_pick_opener, demo, pyav)
+    # rtsp:// over TCP is read natively on trio; UDP, HTTP-tunnelled and rtsps go through PyAV
+    rtsp = RtspOpener(
+        io_timeout_s=settings.io_timeout_s, stall_timeout_s=settings.stall_timeout_s, fallback=pyav
+    )
+    return partial(_pick_opener, demo, pyav, rtsp)
 
 
-def _pick_opener(demo: Opener, pyav: Opener, url: str) -> Opener:
-    return demo if url == DEMO_URL else pyav
+def _pick_opener(demo: Opener, pyav: Opener, rtsp: Opener, url: str) -> Opener:
+    if url == DEMO_URL:
+        return demo
+    return rtsp if scheme_of(url) == "rtsp" else pyav
 
 
 def hypercorn_config(settings: Settings) -> Config:

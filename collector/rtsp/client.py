@@ -1,0 +1,149 @@
+"""One RTSP connection on trio: requests with authentication, and the raw events that follow PLAY.
+
+`RtspConnection.request()` sends a request and waits for its response, answering a 401 once with the
+URL's credentials; interleaved packets that arrive before the response are kept for `events()`.
+Callers own the timeouts (trio's `fail_after` around each call). Status codes become our errors in
+`status_error()`, with the code in the message and credentials never shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from collector.errors import SourceError, SourceUnavailable, UnsupportedSource
+from collector.rtsp.auth import Authorizer
+from collector.rtsp.wire import Event, Framer, Request, Response, encode_request
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "camera-collector"
+RECEIVE_BYTES = 256 * 1024
+
+
+def status_error(method: str, response: Response, shown_url: str) -> SourceError:
+    code, text = response.status, f"{response.status} {response.reason}".strip()
+    answer = f"RTSP {method} answered {text} at {shown_url}"
+    if code in (401, 403):
+        return SourceUnavailable(f"unauthorized: {answer}", reason="unauthorized")
+    if code == 404:
+        return SourceUnavailable(f"not found: {answer}", reason="not_found")
+    if code == 454:
+        return SourceUnavailable(f"session not found: {answer}", reason="session_not_found")
+    if code in (461, 501, 415):
+        return UnsupportedSource(f"unsupported: {answer}")
+    return SourceUnavailable(f"unavailable: {answer}")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionHeader:
+    id: str
+    timeout_s: float
+
+    @classmethod
+    def parse(cls, value: str) -> SessionHeader:
+        ident, *params = (p.strip() for p in value.split(";"))
+        timeout = 60.0
+        for param in params:
+            name, _, arg = param.partition("=")
+            if name.strip().lower() == "timeout":
+                try:
+                    timeout = max(float(arg), 1.0)
+                except ValueError:
+                    pass
+        return cls(ident, timeout)
+
+
+class RtspConnection:
+    def __init__(self, stream: trio.abc.Stream, shown_url: str, auth: Authorizer | None,
+                 user_agent: str = USER_AGENT) -> None:
+        self.stream = stream
+        self.user_agent = user_agent
+        self.shown_url = shown_url
+        self.auth = auth
+        self.framer = Framer()
+        self.session: SessionHeader | None = None
+        self.bytes_received = 0
+        self.last_read_full = False  # the kernel may hold more: read again before sleeping
+        self._cseq = 0
+        self._early: list[Event] = []
+        self._send_lock = trio.Lock()
+
+    async def send(self, method: str, url: str, headers: dict[str, str] | None = None) -> int:
+        """Write one request; return its CSeq (the response comes through `events()`)."""
+        self._cseq += 1
+        all_headers = {"CSeq": str(self._cseq), "User-Agent": self.user_agent}
+        if self.session is not None:
+            all_headers["Session"] = self.session.id
+        if self.auth is not None and (value := self.auth.header(method, url)) is not None:
+            all_headers["Authorization"] = value
+        all_headers.update(headers or {})
+        async with self._send_lock:
+            await self.stream.send_all(encode_request(method, url, all_headers))
+        return self._cseq
+
+    async def request(self, method: str, url: str, headers: dict[str, str] | None = None
+                      ) -> Response:
+        """Send a request, answer one authentication challenge, and return a 2xx response."""
+        for attempt in range(2):
+            cseq = await self.send(method, url, headers)
+            response = await self._response(cseq)
+            if response.status == 401 and attempt == 0 and self.auth is not None:
+                if self.auth.choose(response.auth_challenges):
+                    continue
+            if not 200 <= response.status < 300:
+                raise status_error(method, response, self.shown_url)
+            if "session" in response.headers and self.session is None:
+                self.session = SessionHeader.parse(response.headers["session"])
+            return response
+        raise AssertionError("unreachable")
+
+    async def _response(self, cseq: int) -> Response:
+        while True:
+            while (event := self.framer.next_event()) is not None:
+                if isinstance(event, Response):
+                    if event.cseq in (cseq, None):
+                        return event
+                    continue  # a late answer to an earlier request
+                self._early.append(event)
+            await self._receive()
+
+    async def _receive(self) -> None:
+        data = await self.stream.receive_some(RECEIVE_BYTES)
+        if not data:
+            raise EOFError
+        self.last_read_full = len(data) == RECEIVE_BYTES
+        self.bytes_received += len(data)
+        self.framer.feed(data)
+
+    async def receive_events(self) -> list[Event]:
+        """Whatever is complete after one large read (plus anything kept from before PLAY).
+
+        Raises EOFError when the server closed the connection.
+        """
+        events, self._early = self._early, []
+        if not events:
+            await self._receive()
+        while (event := self.framer.next_event()) is not None:
+            events.append(event)
+        return events
+
+    async def reply_not_implemented(self, request: Request) -> None:
+        """Answer a server's request (some cameras ping their clients) so it does not hang."""
+        cseq = request.headers.get("cseq", "0")
+        async with self._send_lock:
+            await self.stream.send_all(
+                f"RTSP/1.0 501 Not Implemented\r\nCSeq: {cseq}\r\n\r\n".encode())
+
+    async def aclose_with_teardown(self, url: str) -> None:
+        """Best effort TEARDOWN, then close; bounded and shielded so it also runs when cancelled."""
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            if self.session is not None:
+                try:
+                    await self.send("TEARDOWN", url)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+        await trio.aclose_forcefully(self.stream)
+

@@ -1,0 +1,161 @@
+"""Access units from NAL-unit video over RTP (H.264, H.265): the part both codecs share.
+
+A unit ends on the RTP marker bit or when the timestamp changes. A unit damaged by packet loss (or
+a fragment without its start) is dropped whole and counted, never emitted half-made. Key frames
+get the latest parameter sets in front of them when they do not carry their own (taken from the
+stream itself or the SDP), so every segment decodes from its first frame. Output is Annex-B.
+A codec subclass says how its RTP payloads carry NAL units and which NAL types mean what.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from collector.rtsp.rtp import AccessUnit, RtpPacket
+
+START_CODE = b"\x00\x00\x00\x01"
+MAX_ACCESS_UNIT_BYTES = 16 * 1024 * 1024
+
+
+def parse_sprop(value: str) -> list[bytes]:
+    """The NAL units of a `sprop-*` fmtp value (comma-separated base64)."""
+    nals = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            nals.append(base64.b64decode(item + "=" * (-len(item) % 4)))
+        except (binascii.Error, ValueError):
+            continue
+    return [n for n in nals if n]
+
+
+class NalDepacketizer:
+    PARAMETER_SETS: tuple[int, ...] = ()  # NAL types of the extradata, in order
+    KEY: frozenset[int] = frozenset()  # NAL types that make a unit a key frame
+
+    def __init__(self, parameter_sets: list[bytes] | None = None) -> None:
+        self.parameter_sets: dict[int, bytes] = {}
+        self.dropped_units = 0
+        self.unsupported_packets = 0
+        self._nals: list[bytes] = []
+        self._size = 0
+        self._ts: int | None = None
+        self._fu: bytearray | None = None
+        self._damaged = False
+        for nal in parameter_sets or []:
+            self._remember(nal)
+
+    # What a codec subclass provides.
+    def kind(self, nal: bytes) -> int:
+        raise NotImplementedError
+
+    def is_vcl(self, kind: int) -> bool:
+        raise NotImplementedError
+
+    def _payload(self, payload: bytes) -> None:
+        """Split one RTP payload into NAL units: `_add` whole ones, `_fragment` pieces."""
+        raise NotImplementedError
+
+    def push(self, pkt: RtpPacket, timestamp: int, lost: int) -> list[AccessUnit]:
+        """Take one RTP packet (`lost` packets missing before it); return finished units."""
+        out: list[AccessUnit] = []
+        if lost and (self._nals or self._fu is not None or self._ts == timestamp):
+            self._damaged = True  # the unit in progress lost its tail or its middle
+        if self._ts is not None and timestamp != self._ts:
+            self._finish(out)
+        self._ts = timestamp
+        if pkt.payload:
+            self._payload(pkt.payload)
+        if pkt.marker:
+            self._finish(out)
+        return out
+
+    def flush(self) -> list[AccessUnit]:
+        out: list[AccessUnit] = []
+        self._finish(out)
+        return out
+
+    @property
+    def extradata(self) -> bytes | None:
+        """Annex-B parameter sets, which the MP4 and Matroska muxers turn into avcC/hvcC."""
+        if not all(k in self.parameter_sets for k in self.PARAMETER_SETS):
+            return None
+        return b"".join(START_CODE + self.parameter_sets[k] for k in self.PARAMETER_SETS)
+
+    def _fragment(self, header: bytes | None, chunk: bytes, end: bool) -> None:
+        """One fragment of a NAL unit: `header` (the rebuilt NAL header) only on the first."""
+        if header is not None:
+            if self._fu is not None:
+                self._damaged = True  # the previous fragment never ended
+            self._fu = bytearray(header)
+        elif self._fu is None:
+            self._damaged = True  # a continuation whose start we never saw
+            return
+        self._fu += chunk
+        if end:
+            nal, self._fu = bytes(self._fu), None
+            self._add(nal)
+
+    def _aggregate(self, payload: bytes, pos: int) -> None:
+        """NAL units each preceded by a 16-bit size, from `pos` on (STAP-A, H.265 AP)."""
+        while pos + 2 <= len(payload):
+            size = int.from_bytes(payload[pos : pos + 2], "big")
+            pos += 2
+            if size == 0 or pos + size > len(payload):
+                self._damaged = True
+                return
+            self._add(payload[pos : pos + size])
+            pos += size
+
+    def _unsupported(self) -> None:
+        self.unsupported_packets += 1
+        self._damaged = True
+
+    def _add(self, nal: bytes) -> None:
+        self._nals.append(nal)
+        self._size += len(nal) + 4
+        if self._size > MAX_ACCESS_UNIT_BYTES:
+            self._damaged = True
+            self._nals, self._size = [], 0
+
+    def _remember(self, nal: bytes) -> None:
+        kind = self.kind(nal)
+        if kind in self.PARAMETER_SETS:
+            self.parameter_sets[kind] = nal
+
+    def _finish(self, out: list[AccessUnit]) -> None:
+        nals, damaged, ts = self._nals, self._damaged or self._fu is not None, self._ts
+        self._nals, self._size, self._fu, self._damaged = [], 0, None, False
+        if damaged:
+            self.dropped_units += 1
+        if damaged or not nals or ts is None:
+            return
+        for nal in nals:
+            self._remember(nal)
+        nals = self._without_late_parameter_sets(nals)
+        kinds = {self.kind(n) for n in nals}
+        keyframe = bool(kinds & self.KEY)
+        if keyframe and not kinds & set(self.PARAMETER_SETS) and (extra := self.extradata):
+            out.append(AccessUnit(ts, extra + START_CODE + START_CODE.join(nals), True))
+            return
+        out.append(AccessUnit(ts, START_CODE + START_CODE.join(nals), keyframe))
+
+    def _without_late_parameter_sets(self, nals: list[bytes]) -> list[bytes]:
+        """Drop parameter sets that follow the unit's first slice.
+
+        Some servers (GStreamer's h264parse with config-interval=-1) repeat them before every
+        slice of a multi-slice IDR picture; a parameter set after a slice starts a new access unit
+        by the standard (H.264 7.4.1.2.3), so MPEG-TS readers would split the picture in two.
+        They are remembered and the first ones stay, so nothing a decoder needs is lost.
+        """
+        seen_slice, kept = False, []
+        for nal in nals:
+            kind = self.kind(nal)
+            if seen_slice and kind in self.PARAMETER_SETS:
+                continue
+            seen_slice = seen_slice or self.is_vcl(kind)
+            kept.append(nal)
+        return kept

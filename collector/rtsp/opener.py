@@ -1,0 +1,278 @@
+"""The `Opener` for RTSP cameras: native trio network I/O, PyAV only muxes what we hand it.
+
+One session: connect, set up (`session.start_session`), then read in large batches at a modest
+rate: one `receive_some` of whatever the kernel buffered, depacketize, hand the batch to the sink,
+sleep out the rest of `batch_seconds`. A camera costs ~10 wake-ups a second whatever its bitrate
+(a read that fills the whole 256 KiB buffer is followed by another at once, so a camera above
+~20 Mbit/s is drained rather than throttled by TCP flow control).
+
+Timeouts live here, at the edge: connecting and every response are bounded by `io_timeout_s`; no
+media packet for `stall_timeout_s` raises `SourceUnavailable(reason="stall")` even while the server
+keeps sending RTCP or answering keep-alives (FFmpeg's socket timeout cannot see that).
+Keep-alives (GET_PARAMETER when the server offers it, else OPTIONS) go out at half the session
+timeout, from the same loop (it wakes every `batch_seconds` anyway).
+
+Tracks start lined up by the PLAY response's RTP-Info; once every track's first RTCP sender report
+has arrived they are lined up on the sender's wallclock instead (`sync`), which can leave a gap in
+(or drop a little of) the audio once. Nothing waits for it: video flows from the first packet.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections import Counter
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import trio
+
+from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
+from collector.media.opener import Opener, PacketSink
+from collector.media.packets import MediaPacket, StreamInfo
+from collector.rtsp.auth import Authorizer, split_userinfo
+from collector.rtsp.client import USER_AGENT, RtspConnection, status_error
+from collector.rtsp.rtp import RtpError, parse_rtp, parse_sender_report, rtcp_has_bye
+from collector.rtsp.session import Session, start_session
+from collector.rtsp.sync import ready_to_sync, sync_origins
+from collector.rtsp.wire import Interleaved, ProtocolError, Request, Response
+from collector.urls import redact
+
+log = logging.getLogger(__name__)
+
+BATCH_SECONDS = 0.1
+DEFAULT_PORT = 554
+MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtspStatistics:
+    sessions: int
+    rtp_packets: int
+    rtp_lost: int
+    rtp_dropped: int  # duplicate or late packets
+    units_dropped: int  # access units damaged by loss, never emitted
+    resync_dropped: int  # audio units dropped when a sender report moved the clock back
+    rtcp_packets: int
+    skipped_bytes: int  # junk between frames
+    bytes_received: int
+
+
+class RtspOpener:
+    """Streams `rtsp://` URLs over TCP (interleaved RTP): H.264 or H.265 video, AAC audio.
+
+    Anything else (`rtsps://`, `rtsp_transport` udp/http) goes to `fallback` (the PyAV opener).
+    """
+
+    def __init__(
+        self,
+        *,
+        io_timeout_s: float = 10.0,
+        stall_timeout_s: float = 10.0,
+        batch_seconds: float = BATCH_SECONDS,
+        fallback: Opener | None = None,
+    ) -> None:
+        self.fallback = fallback  # for what we do not read natively: rtsps://, UDP, HTTP tunnel
+        self.io_timeout_s = io_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.batch_seconds = batch_seconds
+        self._finished: Counter[str] = Counter()
+        self._running: set[_Running] = set()
+
+    def statistics(self) -> RtspStatistics:
+        """Totals over every session this opener ran, the running ones included."""
+        totals = Counter(self._finished)
+        for running in self._running:
+            totals.update(running.counts())
+        names = RtspStatistics.__dataclass_fields__
+        return RtspStatistics(**{name: totals[name] for name in names})
+
+    async def run(self, url: str, options: Mapping[str, str], sink: PacketSink) -> None:
+        shown = redact(url)
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "rtsp" or options.get("rtsp_transport", "tcp") != "tcp":
+            if self.fallback is not None:
+                return await self.fallback.run(url, options, sink)
+            raise UnsupportedSource(f"the native RTSP client reads rtsp:// over TCP only ({shown})")
+        bare, user, password = split_userinfo(url)
+        auth = Authorizer(user, password or "") if user is not None else None
+        try:
+            host, port = parts.hostname or "", parts.port or DEFAULT_PORT
+        except ValueError:
+            raise UnsupportedSource(f"bad port in {shown}") from None
+        try:
+            with trio.fail_after(self.io_timeout_s):
+                stream = await trio.open_tcp_stream(host, port)
+        except trio.TooSlowError:
+            raise SourceUnavailable(f"timed out connecting to {shown}", reason="timeout") from None
+        except OSError as exc:
+            raise _connect_error(exc, shown) from None
+        conn = RtspConnection(stream, shown, auth, options.get("user_agent") or USER_AGENT)
+        running = _Running(conn)
+        self._running.add(running)
+        ended = "stopped"
+        try:
+            try:
+                running.session = await start_session(conn, bare, self._bounded)
+                log.info("rtsp.session url=%s tracks=%s", shown,
+                         ",".join(t.media.encoding for t in running.session.tracks))
+                await self._stream(conn, running.session, sink)
+            except trio.TooSlowError:
+                raise SourceUnavailable(f"timed out waiting for {shown}",
+                                        reason="timeout") from None
+            except EOFError:
+                raise SourceEnded(f"connection closed by the server at {shown}") from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                text = redact(str(exc)) or type(exc).__name__
+                raise SourceUnavailable(f"{text} ({shown})", reason="os") from None
+            except ProtocolError as exc:
+                raise SourceUnavailable(f"RTSP protocol error: {exc} ({shown})",
+                                        reason="protocol") from None
+        except SourceError as exc:
+            ended = exc.reason
+            raise
+        finally:
+            self._running.discard(running)
+            counts = running.counts()
+            self._finished.update(counts)
+            log.info("rtsp.session.end url=%s reason=%s rtp=%d lost=%d dropped_units=%d bytes=%d",
+                     shown, ended, counts["rtp_packets"], counts["rtp_lost"],
+                     counts["units_dropped"], counts["bytes_received"])
+            session = running.session
+            await conn.aclose_with_teardown(session.url if session else bare)
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        with trio.fail_after(self.io_timeout_s):
+            return await call
+
+    async def _stream(self, conn: RtspConnection, session: Session, sink: PacketSink) -> None:
+        """Read, depacketize and hand over batches until the connection fails, stalls or ends."""
+        infos: tuple[StreamInfo, ...] | None = None
+        batch: list[MediaPacket] = []  # kept across reads only until `opened`
+        synced = len(session.tracks) < 2  # one track has nothing to line up with
+        last_media = started = trio.current_time()
+        keepalive_every = max((conn.session.timeout_s if conn.session else 60.0) / 2, 0.5)
+        next_keepalive = started + keepalive_every
+        while True:
+            tick = trio.current_time()
+            if tick >= next_keepalive:  # the loop wakes ~10 times a second: no task of its own
+                await conn.send(session.keepalive_method, session.url)
+                next_keepalive = tick + keepalive_every
+            events: list = []
+            ended = None
+            with trio.move_on_at(last_media + self.stall_timeout_s):
+                try:
+                    events = await conn.receive_events()
+                except EOFError:
+                    ended = "connection closed by the server"
+            now = trio.current_time()
+            if ended is None and now >= last_media + self.stall_timeout_s:
+                if infos is not None:  # the frames held back for their duration are complete
+                    for track in session.tracks:
+                        track.flush(batch)
+                    if batch:
+                        sink.packets(batch)
+                raise SourceUnavailable(
+                    f"no media for {self.stall_timeout_s:g} s from {conn.shown_url}",
+                    reason="stall",
+                )
+            media, bye = self._dispatch(events, conn, session, batch)
+            for request in (e for e in events if isinstance(e, Request)):
+                await conn.reply_not_implemented(request)
+            if media:
+                last_media = now
+            if bye:
+                ended = "the server ended the stream (RTCP BYE)"
+            if ended:  # what was complete before the end still counts
+                for track in session.tracks:
+                    track.flush(batch)
+            if not synced and ready_to_sync(session.tracks):
+                shifts = sync_origins(session.tracks)
+                if shifts:
+                    log.info("rtsp.sync url=%s shifts=%s", conn.shown_url, shifts)
+                synced = True
+            if infos is None:
+                if all(t.ready() for t in session.tracks):
+                    infos = tuple(t.info() for t in session.tracks)
+                    sink.opened(infos)
+                elif not ended and now - started > MAX_PENDING_SECONDS:
+                    raise UnsupportedSource(
+                        f"no parameter sets (SPS/PPS) in the SDP or stream of {conn.shown_url}",
+                        reason="codec",
+                    )
+            if infos is not None and batch:
+                sink.packets(batch)
+                batch = []
+            if ended:
+                raise SourceEnded(f"{ended} at {conn.shown_url}")
+            if conn.last_read_full:  # a fast camera (> ~20 Mbit/s): keep reading
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.sleep_until(tick + self.batch_seconds)
+
+    def _dispatch(self, events: list, conn: RtspConnection, session: Session,
+                  batch: list[MediaPacket]) -> tuple[bool, bool]:
+        """Route one read's events: (did it hold media (RTP), did the video's sender say BYE)."""
+        media = bye = False
+        for event in events:
+            if isinstance(event, Interleaved):
+                track = session.rtp_channels.get(event.channel)
+                if track is None:
+                    if (owner := session.rtcp_channels.get(event.channel)) is not None:
+                        session.rtcp_packets += 1
+                        if owner.sender_report is None:
+                            owner.sender_report = parse_sender_report(event.payload)
+                        if owner.media.kind == "video" and rtcp_has_bye(event.payload):
+                            bye = True
+                    continue
+                try:
+                    pkt = parse_rtp(event.payload)
+                except RtpError:
+                    continue
+                media = True
+                track.push(pkt, batch)
+            elif isinstance(event, Response):
+                if event.status == 454:
+                    raise status_error(session.keepalive_method, event, conn.shown_url)
+                if not 200 <= event.status < 300 and session.keepalive_method != "OPTIONS":
+                    session.keepalive_method = "OPTIONS"  # GET_PARAMETER refused: fall back
+        return media, bye
+
+
+@dataclass(eq=False, slots=True)
+class _Running:
+    """One session of this opener, for statistics while it runs."""
+
+    conn: RtspConnection
+    session: Session | None = None
+
+    def counts(self) -> Counter[str]:
+        conn, session = self.conn, self.session
+        counts = Counter(sessions=1, bytes_received=conn.bytes_received,
+                         skipped_bytes=conn.framer.skipped_bytes)
+        if session is not None:
+            counts["rtcp_packets"] += session.rtcp_packets
+            for track in session.tracks:
+                counts["rtp_packets"] += track.rtp.received
+                counts["rtp_lost"] += track.rtp.lost
+                counts["rtp_dropped"] += track.rtp.dropped
+                counts["units_dropped"] += track.depacketizer.dropped_units
+                counts["resync_dropped"] += track.resync_dropped
+        return counts
+
+
+def _connect_error(exc: OSError, shown: str) -> SourceError:
+    causes: list[BaseException] = [exc]
+    if isinstance(exc.__cause__, BaseExceptionGroup):
+        causes += list(exc.__cause__.exceptions)
+    if any(isinstance(e, socket.gaierror) for e in causes):
+        return SourceUnavailable(f"host not found for {shown}", reason="dns")
+    if any(isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED
+           for e in causes):
+        return SourceUnavailable(f"connection refused by {shown}", reason="refused")
+    return SourceUnavailable(f"cannot connect to {shown}: {redact(str(exc))}", reason="os")

@@ -1,0 +1,126 @@
+"""RTP packets (RFC 3550) and the per-stream bookkeeping every depacketizer shares.
+
+`RtpTrack.accept()` checks a packet's sequence number (a forward gap counts as loss, a repeated or
+late packet is dropped: over TCP that is a server bug, not reordering) and extends its 32-bit
+timestamp into a monotonic 64-bit clock, so wrap-around is invisible downstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RtpError(ValueError):
+    """Not a valid RTP packet."""
+
+
+@dataclass(frozen=True, slots=True)
+class RtpPacket:
+    sequence: int
+    timestamp: int  # 32-bit, as sent
+    marker: bool
+    payload_type: int
+    ssrc: int
+    payload: bytes
+
+
+def parse_rtp(data: bytes) -> RtpPacket:
+    if len(data) < 12:
+        raise RtpError(f"RTP packet of {len(data)} bytes")
+    b0, b1 = data[0], data[1]
+    if b0 >> 6 != 2:
+        raise RtpError(f"RTP version {b0 >> 6}")
+    offset = 12 + 4 * (b0 & 0x0F)
+    if b0 & 0x10:  # header extension: 16-bit profile, 16-bit length in 32-bit words
+        if len(data) < offset + 4:
+            raise RtpError("truncated RTP header extension")
+        offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+    end = len(data)
+    if b0 & 0x20:  # padding: the last byte says how much
+        end -= data[-1]
+    if offset > end:
+        raise RtpError("RTP header longer than the packet")
+    return RtpPacket(
+        sequence=int.from_bytes(data[2:4], "big"),
+        timestamp=int.from_bytes(data[4:8], "big"),
+        marker=bool(b1 & 0x80),
+        payload_type=b1 & 0x7F,
+        ssrc=int.from_bytes(data[8:12], "big"),
+        payload=data[offset:end],
+    )
+
+
+@dataclass(slots=True)
+class RtpTrack:
+    """Sequence and timestamp state of one RTP stream."""
+
+    received: int = 0
+    lost: int = 0
+    dropped: int = 0  # duplicates and late packets
+    _next_seq: int | None = None
+    _last_ts: int | None = None  # 32-bit
+    _ext_ts: int = 0  # extended (64-bit) timestamp of the last accepted packet
+
+    def accept(self, pkt: RtpPacket) -> tuple[int, int] | None:
+        """(packets lost just before `pkt`, its extended timestamp), or None to drop it."""
+        gap = 0
+        if self._next_seq is not None:
+            gap = (pkt.sequence - self._next_seq) & 0xFFFF
+            if gap >= 0x8000:  # behind us: a duplicate or a late packet
+                self.dropped += 1
+                return None
+        self._next_seq = (pkt.sequence + 1) & 0xFFFF
+        self.received += 1
+        self.lost += gap
+        if self._last_ts is None:
+            self._ext_ts = pkt.timestamp
+        else:
+            delta = (pkt.timestamp - self._last_ts) & 0xFFFFFFFF
+            if delta >= 0x80000000:
+                delta -= 0x1_0000_0000
+            self._ext_ts += delta
+        self._last_ts = pkt.timestamp
+        return gap, self._ext_ts
+
+
+RTCP_BYE = 203
+
+
+def rtcp_has_bye(data: bytes) -> bool:
+    """Does this compound RTCP packet hold a BYE (the sender left: the stream ended)?"""
+    pos = 0
+    while pos + 4 <= len(data):
+        if data[pos + 1] == RTCP_BYE:
+            return True
+        pos += 4 + 4 * int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return False
+
+
+RTCP_SR = 200
+
+
+def parse_sender_report(data: bytes) -> tuple[float, int] | None:
+    """(sender wallclock in NTP seconds, 32-bit RTP time) of a compound packet's sender report."""
+    pos = 0
+    while pos + 20 <= len(data):
+        if data[pos + 1] == RTCP_SR:
+            seconds = int.from_bytes(data[pos + 8 : pos + 12], "big")
+            fraction = int.from_bytes(data[pos + 12 : pos + 16], "big")
+            return seconds + fraction / 2**32, int.from_bytes(data[pos + 16 : pos + 20], "big")
+        pos += 4 + 4 * int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def signed32(delta: int) -> int:
+    """A difference of two 32-bit RTP times, as the shorter way round."""
+    delta &= 0xFFFFFFFF
+    return delta - 0x1_0000_0000 if delta >= 0x80000000 else delta
+
+
+@dataclass(frozen=True, slots=True)
+class AccessUnit:
+    """One frame of one stream: `timestamp` is extended RTP time (the stream's clock)."""
+
+    timestamp: int
+    data: bytes
+    keyframe: bool

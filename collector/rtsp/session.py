@@ -1,0 +1,104 @@
+"""Setting up an RTSP session: OPTIONS, DESCRIBE, SETUP per track (TCP interleaved), PLAY.
+
+The decisions (which tracks, which channels, where each track's RTP clock starts) are plain
+functions of what the server said; `start_session` only performs the round trips. Each call is
+bounded by the caller (`fail_after` around every request).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from collector.errors import SourceError, UnsupportedSource
+from collector.rtsp.client import RtspConnection
+from collector.rtsp.sdp import SessionDescription, join_control, parse_sdp
+from collector.rtsp.tracks import Track, supported
+from collector.rtsp.wire import Response
+
+_INTERLEAVED = re.compile(r"interleaved=(\d+)(?:-(\d+))?")
+
+
+@dataclass(slots=True)
+class Session:
+    url: str  # aggregate control URL (PLAY, keep-alive, TEARDOWN)
+    tracks: list[Track]
+    rtp_channels: dict[int, Track] = field(default_factory=dict)
+    rtcp_channels: dict[int, Track] = field(default_factory=dict)
+    keepalive_method: str = "OPTIONS"
+    rtcp_packets: int = 0
+
+
+def choose_tracks(sdp: SessionDescription, base: str) -> list[Track]:
+    """Every supported media, in SDP order; a session without a supported video is refused."""
+    tracks: list[Track] = []
+    for media in sdp.media:
+        if supported(media):
+            tracks.append(Track.create(len(tracks), media, join_control(base, media.control)))
+    if not any(t.media.kind == "video" for t in tracks):
+        found = ", ".join(f"{m.kind}/{m.encoding or m.payload_type}" for m in sdp.media) or "none"
+        raise UnsupportedSource(f"no supported video stream (SDP offers {found})",
+                                reason="no_video")
+    return tracks
+
+
+def content_base(response: Response, request_url: str) -> str:
+    return (response.headers.get("content-base") or response.headers.get("content-location")
+            or request_url)
+
+
+def interleaved_channels(transport: str, asked: int) -> tuple[int, int]:
+    """The RTP and RTCP channels the server chose in its Transport header (RFC 2326 12.39)."""
+    match = _INTERLEAVED.search(transport)
+    if match is None:
+        return asked, asked + 1
+    rtp = int(match[1])
+    return rtp, int(match[2]) if match[2] else rtp + 1
+
+
+def apply_rtp_info(value: str, tracks: list[Track]) -> None:
+    """Take each track's starting `rtptime` from a PLAY response's RTP-Info header."""
+    for entry in value.split(","):
+        params = dict(
+            (k.strip().lower(), v.strip())
+            for k, _, v in (p.partition("=") for p in entry.split(";"))
+        )
+        url, rtptime = params.get("url", ""), params.get("rtptime", "")
+        if not url or not rtptime.isdigit():
+            continue
+        for track in tracks:
+            if url == track.url or track.url.endswith(url) or url.endswith(track.url):
+                track.set_origin(int(rtptime))
+                break
+
+
+Bounded = Callable[[Awaitable[Response]], Awaitable[Response]]
+
+
+async def start_session(conn: RtspConnection, url: str, bounded: Bounded) -> Session:
+    """DESCRIBE, SETUP every track, PLAY; `bounded` wraps each request in the caller's timeout."""
+    try:
+        options = await bounded(conn.request("OPTIONS", url))
+        public = options.headers.get("public", "").upper()
+    except SourceError as exc:
+        if exc.reason == "unauthorized":
+            raise
+        public = ""  # some cameras refuse OPTIONS and play fine: DESCRIBE will tell
+    described = await bounded(conn.request("DESCRIBE", url, {"Accept": "application/sdp"}))
+    base = content_base(described, url)
+    sdp = parse_sdp(described.body.decode("utf-8", "replace"))
+    tracks = choose_tracks(sdp, base)
+    session = Session(join_control(base, sdp.control), tracks)
+    if "GET_PARAMETER" in public:
+        session.keepalive_method = "GET_PARAMETER"
+    for i, track in enumerate(tracks):
+        asked = 2 * i
+        transport = f"RTP/AVP/TCP;unicast;interleaved={asked}-{asked + 1}"
+        reply = await bounded(conn.request("SETUP", track.url, {"Transport": transport}))
+        rtp, rtcp = interleaved_channels(reply.headers.get("transport", ""), asked)
+        session.rtp_channels[rtp] = track
+        session.rtcp_channels[rtcp] = track
+    played = await bounded(conn.request("PLAY", session.url))
+    apply_rtp_info(played.headers.get("rtp-info", ""), tracks)
+    return session

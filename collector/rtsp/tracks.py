@@ -1,0 +1,181 @@
+"""Which SDP media we record, and how: a depacketizer per track and its `StreamInfo` for the muxers.
+
+A `Track` turns the RTP packets of one interleaved channel into `MediaPacket`s: timestamps are the
+stream's RTP clock (time base 1/clock rate) counted from the session's start (the `rtptime` of the
+PLAY response's RTP-Info, else the track's first packet), so tracks of one session line up. Each
+packet is held back until the next one of its track arrives, which gives it its duration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Protocol
+
+from collector.errors import UnsupportedSource
+from collector.media.packets import MediaPacket, StreamInfo
+from collector.rtsp import templates
+from collector.rtsp.aac import AacConfig, AacDepacketizer
+from collector.rtsp.h264 import H264Depacketizer, SpsInfo, parse_sps
+from collector.rtsp.h265 import H265Depacketizer
+from collector.rtsp.h265 import parse_sps as parse_h265_sps
+from collector.rtsp.nal_units import NalDepacketizer
+from collector.rtsp.rtp import AccessUnit, RtpPacket, RtpTrack, signed32
+from collector.rtsp.sdp import Media
+
+SUPPORTED = {("video", "H264"), ("video", "H265"), ("audio", "MPEG4-GENERIC")}
+
+
+class Depacketizer(Protocol):
+    dropped_units: int
+
+    def push(self, pkt: RtpPacket, timestamp: int, lost: int) -> list[AccessUnit]: ...
+
+    def flush(self) -> list[AccessUnit]: ...
+
+
+def supported(media: Media) -> bool:
+    if (media.kind, media.encoding) not in SUPPORTED or media.clock_rate <= 0:
+        return False
+    if media.encoding == "MPEG4-GENERIC":
+        return media.fmtp.get("mode", "").lower() == "aac-hbr" and bool(media.fmtp.get("config"))
+    if media.encoding == "H265":
+        return media.fmtp.get("sprop-max-don-diff", "0") == "0"  # no DONL fields
+    return True
+
+
+@dataclass(slots=True)
+class Track:
+    index: int  # StreamInfo.index
+    media: Media
+    url: str  # the track's control URL
+    depacketizer: Depacketizer
+    rtp: RtpTrack = field(default_factory=RtpTrack)
+    origin: int | None = None  # extended RTP time of the session's start
+    sender_report: tuple[float, int] | None = None  # the first RTCP SR: (NTP seconds, RTP time)
+    _first: tuple[int, int] | None = None  # the first packet's (32-bit, extended) RTP time
+    resync_dropped: int = 0  # units dropped because a sync moved this track's clock back
+    _held: AccessUnit | None = None
+    _last_duration: int = 0
+    _last_pts: int | None = None
+
+    @classmethod
+    def create(cls, index: int, media: Media, url: str) -> Track:
+        if media.encoding == "H264":
+            dep: Depacketizer = H264Depacketizer.from_fmtp(media.fmtp)
+        elif media.encoding == "H265":
+            dep = H265Depacketizer.from_fmtp(media.fmtp)
+        else:
+            dep = AacDepacketizer(AacConfig.from_fmtp(media.fmtp))
+        return cls(index, media, url, dep)
+
+    @property
+    def time_base(self) -> Fraction:
+        return Fraction(1, self.media.clock_rate)
+
+    def set_origin(self, rtptime: int) -> None:
+        """The RTP time the PLAY response says the session starts at (RTP-Info)."""
+        self.origin = rtptime
+
+    def push(self, pkt: RtpPacket, out: list[MediaPacket]) -> None:
+        if pkt.payload_type != self.media.payload_type:
+            self.rtp.dropped += 1  # not the format we set up (FEC, comfort noise, ...)
+            return
+        accepted = self.rtp.accept(pkt)
+        if accepted is None:
+            return
+        lost, timestamp = accepted
+        if self._first is None:
+            self._first = (pkt.timestamp, timestamp)
+            # RTP-Info gave a 32-bit rtptime: put it on the extended clock; else start here.
+            self.origin = timestamp if self.origin is None else self.extend(self.origin)
+        for unit in self.depacketizer.push(pkt, timestamp, lost):
+            self._emit(unit, out)
+
+    def extend(self, rtp_time: int) -> int:
+        """A 32-bit RTP time near the start of the session, on this track's extended clock."""
+        assert self._first is not None
+        first32, first = self._first
+        return first + signed32(rtp_time - first32)
+
+    def wallclock_of(self, timestamp: int) -> float | None:
+        """The sender's wallclock at extended RTP time `timestamp`, once a sender report came."""
+        if self.sender_report is None or self._first is None:
+            return None
+        ntp, rtp_time = self.sender_report
+        return ntp + (timestamp - self.extend(rtp_time)) / self.media.clock_rate
+
+    def timestamp_at(self, wallclock: float) -> int | None:
+        """The extended RTP time of a sender wallclock instant (the inverse of `wallclock_of`)."""
+        if self.sender_report is None or self._first is None:
+            return None
+        ntp, rtp_time = self.sender_report
+        return self.extend(rtp_time) + round((wallclock - ntp) * self.media.clock_rate)
+
+    def flush(self, out: list[MediaPacket]) -> None:
+        """Hand out the held-back unit (the session ends; an unfinished unit stays unfinished)."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._packet(held, self._last_duration, out)
+
+    def _emit(self, unit: AccessUnit, out: list[MediaPacket]) -> None:
+        held, self._held = self._held, unit
+        if held is None:
+            return
+        duration = unit.timestamp - held.timestamp
+        if duration > 0:
+            self._last_duration = duration
+        self._packet(held, max(duration, 0), out)
+
+    def _packet(self, unit: AccessUnit, duration: int, out: list[MediaPacket]) -> None:
+        assert self.origin is not None
+        ts = unit.timestamp - self.origin
+        if self._last_pts is not None and ts <= self._last_pts and self.media.kind == "audio":
+            self.resync_dropped += 1  # a sync moved this clock back: never repeat time
+            return
+        self._last_pts = ts
+        out.append(MediaPacket(stream=self.index, data=unit.data, pts=ts, dts=ts,
+                               duration=duration, keyframe=unit.keyframe,
+                               time_base=self.time_base))
+
+    def ready(self) -> bool:
+        """Do we know enough to describe this track?
+
+        Video needs its parameter sets and its frame rate: from the SDP, the SPS, or else the
+        spacing of its first two frames (the muxers take a rate; PyAV would say 24 fps).
+        """
+        dep = self.depacketizer
+        if not isinstance(dep, NalDepacketizer):
+            return True
+        return dep.extradata is not None and self._video()[2] is not None
+
+    def _video(self) -> tuple[str, SpsInfo, float | None]:
+        dep = self.depacketizer
+        assert isinstance(dep, H264Depacketizer | H265Depacketizer) and dep.sps is not None
+        codec, parse = (("h264", parse_sps) if isinstance(dep, H264Depacketizer)
+                        else ("hevc", parse_h265_sps))
+        try:
+            sps = parse(dep.sps)
+        except (IndexError, ValueError):
+            raise UnsupportedSource(f"cannot parse the {codec} SPS", reason="codec") from None
+        fps = self.media.framerate or sps.fps
+        if not fps and self._last_duration:
+            fps = self.media.clock_rate / self._last_duration
+        return codec, sps, fps
+
+    def info(self) -> StreamInfo:
+        """The StreamInfo (with a template) the segment writers need; call once `ready()`."""
+        dep, tb = self.depacketizer, self.time_base
+        if isinstance(dep, NalDepacketizer):
+            codec, sps, fps = self._video()
+            holder = templates.open_holder()
+            template = templates.video_template(holder, codec, sps.width, sps.height, fps)
+            return StreamInfo(index=self.index, kind="video", codec=codec, time_base=tb,
+                              width=sps.width, height=sps.height, extradata=dep.extradata,
+                              template=template)
+        assert isinstance(dep, AacDepacketizer)
+        channels = dep.config.channels() or self.media.channels
+        template = templates.audio_template(self.media.clock_rate, channels)
+        return StreamInfo(index=self.index, kind="audio", codec="aac", time_base=tb,
+                          sample_rate=self.media.clock_rate, extradata=dep.config.config,
+                          template=template)

@@ -1,0 +1,167 @@
+"""A scripted RTSP server in-process on trio (port 0), for the protocol's edge cases.
+
+It answers OPTIONS/DESCRIBE/SETUP/PLAY/GET_PARAMETER/TEARDOWN like a camera, optionally demanding
+Digest authentication and optionally answering a chosen method with a chosen status; after PLAY it
+runs `after_play(stream)` to send whatever the test wants (media, RTCP only, garbage, a half frame).
+Every request it receives is recorded with its arrival time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from collector.rtsp.auth import parse_challenge
+from tests.rtsp.packets import PPS, SPS, h264_frame, rtp, slice_nal
+
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=fake\r\nt=0 0\r\na=control:*\r\n"
+    "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+    "a=fmtp:96 packetization-mode=1\r\na=control:trackID=0\r\n"
+)
+REALM, NONCE = "fake", "abc123"
+
+
+def frame_bytes(channel: int, payload: bytes) -> bytes:
+    return b"$" + bytes([channel]) + len(payload).to_bytes(2, "big") + payload
+
+
+def video_frames(count: int, *, seq: int = 0, ts: int = 0, gop: int = 5) -> list[bytes]:
+    """`count` H.264 frames at 25 fps as interleaved channel-0 frames (in-band SPS/PPS)."""
+    out = []
+    for n in range(count):
+        fill = n % 256
+        nals = [SPS, PPS, slice_nal(5, 3000, fill)] if n % gop == 0 else [slice_nal(1, 700, fill)]
+        for pkt in h264_frame(nals, seq, ts + 3600 * n, mtu=1000):
+            seq += 1
+            raw = rtp(pkt.sequence, pkt.timestamp, pkt.payload, marker=pkt.marker)
+            out.append(frame_bytes(0, raw))
+    return out
+
+
+RTCP_SENDER_REPORT = bytes([0x80, 200, 0, 6]) + bytes(24)
+
+
+class LockedStream:
+    """The server side of one connection: replies and `after_play` media never interleave."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream, self.lock = stream, trio.Lock()
+
+    async def send_all(self, data: bytes) -> None:
+        async with self.lock:
+            await self.stream.send_all(data)
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+@dataclass
+class FakeCamera:
+    after_play: Callable[[LockedStream], Awaitable[None]] | None = None
+    digest: tuple[str, str] | None = None  # (user, password) demanded with Digest
+    fail: dict[str, int] = field(default_factory=dict)  # method -> status to answer
+    silent: set[str] = field(default_factory=set)  # methods never answered
+    session_timeout: int = 60
+    sdp: str = SDP
+    requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
+    port: int = 0
+
+    async def serve(self, task_status: trio.TaskStatus[FakeCamera] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            task_status.started(self)
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/live"
+
+    def methods(self) -> list[str]:
+        return [method for _, method, _ in self.requests]
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        buf = b""
+        locked = LockedStream(stream)
+        async with stream, trio.open_nursery() as nursery:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        chunk = await stream.receive_some(65536)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        chunk = b""  # the client left, or after_play closed the connection
+                    if not chunk:
+                        nursery.cancel_scope.cancel()
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode().split("\r\n")
+                method, target = lines[0].split(" ")[:2]
+                headers = {k.strip().lower(): v.strip()
+                           for k, _, v in (line.partition(":") for line in lines[1:])}
+                self.requests.append((trio.current_time(), method, headers))
+                if method in self.silent:
+                    continue
+                reply = self._answer(method, target, headers)
+                try:
+                    await locked.send_all(reply)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if method == "PLAY" and reply.startswith(b"RTSP/1.0 200") and self.after_play:
+                    nursery.start_soon(self._play, locked)
+
+    async def _play(self, stream: LockedStream) -> None:
+        assert self.after_play is not None
+        try:
+            await self.after_play(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away: what a camera sees every day
+
+    def _answer(self, method: str, target: str, headers: dict[str, str]) -> bytes:
+        cseq = headers.get("cseq", "0")
+        extra: dict[str, str] = {}
+        body = b""
+        status = self.fail.get(method, 200)
+        if self.digest and method not in ("OPTIONS", "TEARDOWN") and not self._authorized(
+            method, headers
+        ):
+            status = 401
+            extra["WWW-Authenticate"] = f'Digest realm="{REALM}", nonce="{NONCE}"'
+        elif status == 200:
+            if method == "OPTIONS":
+                extra["Public"] = "OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN"
+            elif method == "DESCRIBE":
+                body = self.sdp.encode()
+                extra["Content-Type"] = "application/sdp"
+                extra["Content-Base"] = target.rstrip("/") + "/"
+            elif method == "SETUP":
+                extra["Transport"] = headers.get("transport", "")
+                extra["Session"] = f"F00D;timeout={self.session_timeout}"
+            elif method == "PLAY":
+                extra["RTP-Info"] = f"url={target}/trackID=0;seq=0;rtptime=0"
+        reason = {200: "OK", 401: "Unauthorized", 404: "Not Found",
+                  454: "Session Not Found"}.get(status, "Error")
+        lines = [f"RTSP/1.0 {status} {reason}", f"CSeq: {cseq}",
+                 *(f"{k}: {v}" for k, v in extra.items())]
+        if body:
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def _authorized(self, method: str, headers: dict[str, str]) -> bool:
+        value = headers.get("authorization", "")
+        if not value.lower().startswith("digest ") or self.digest is None:
+            return False
+        params = parse_challenge(value).params
+        user, password = self.digest
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        ha1, ha2 = md5(f"{user}:{REALM}:{password}"), md5(f"{method}:{params.get('uri')}")
+        return params.get("username") == user and params.get("response") == md5(
+            f"{ha1}:{NONCE}:{ha2}")
