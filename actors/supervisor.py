@@ -60,6 +60,11 @@ CameraKey = tuple[str, tuple[tuple[str, str], ...]]
 _LIFETIME_COUNTERS = ("sessions", "failures", "packets", "bytes", "dropped_subscribers")
 
 
+def _summary(view: dict[str, Any]) -> dict[str, Any]:
+    """A stored job view cut down to what `JobRecord.summary()` gives for a live job."""
+    return {k: v for k, v in view.items() if k not in ("params", "sources")}
+
+
 class Busy(RequestError):
     status = 503
 
@@ -238,8 +243,7 @@ class Supervisor:
         return found
 
     async def _stored_summary(self, job_id: str) -> dict[str, Any]:
-        view = await self._stored(Store.get_job, job_id)
-        return {k: v for k, v in view.items() if k not in ("params", "sources")}
+        return _summary(await self._stored(Store.get_job, job_id))
 
     async def _replay(self, job_id: str) -> trio.MemoryReceiveChannel[events.JobEvent]:
         return events.replay(job_id, await self._stored(Store.events, job_id))
@@ -261,7 +265,7 @@ class Supervisor:
         paths = await self._reader.read(Store.delete_job, job_id)
         await trio.to_thread.run_sync(self._delete_files, job_id, paths)
         log.info("job.purged job=%s files=%d", job_id, len(paths))
-        return {k: v for k, v in view.items() if k not in ("params", "sources")}
+        return _summary(view)
 
     def _delete_files(self, job_id: str, paths: list[str]) -> None:
         root = (Path(self.settings.data_dir) / "jobs").resolve()

@@ -8,8 +8,7 @@ these at the boundary where they happen, so the actors only ever reason about th
     │   ├── SourceUnavailable   connection refused, DNS failure, timeout, stall, 401/404 from the camera
     │   ├── SourceEnded         the stream ended (EOF / TCP close) while we still wanted video
     │   └── UnsupportedSource   no video stream, a codec the container cannot hold
-    ├── SegmentError            a segment file could not be written
-    └── Lagged                  a subscriber could not keep up with its camera and was dropped
+    └── SegmentError            a segment file could not be written
 """
 
 from __future__ import annotations
@@ -62,7 +61,3 @@ class UnsupportedSource(SourceError):
 
 class SegmentError(CollectorError):
     """Writing a segment file failed (disk full, muxer refused the packets)."""
-
-
-class Lagged(CollectorError):
-    """A subscriber's buffer overflowed; it was dropped so the camera never waits for it."""
