@@ -1,8 +1,9 @@
 """The job actor: records each of its sources from their cameras, counts steps, publishes events.
 
 One task per source drains that source's camera subscription. Segment files are written by a
-`Recorder` in a worker thread, one thread hop per packet batch (not per packet). A step is announced
-only after the segment file that completed it is closed and fsync'ed.
+`Recorder` in the trio thread, a batch at a time (muxing only fills the page cache); closed segments
+are fsync'ed in a worker thread, and a step is announced only after the segment file that completed
+it is closed and fsync'ed.
 
 Final status: `completed` when every source recorded its full duration; `failed` when any source
 failed (the error names each failed source; the others' segments stay listed); `cancelled` on
@@ -33,6 +34,7 @@ from collector.errors import CollectorError, SegmentError
 from collector.media.cutting import CutPlan
 from collector.media.packets import SessionInfo
 from collector.media.recorder import Progress, Recorder
+from collector.media.segments import make_durable
 from collector.params import CollectRequest
 from collector.urls import redact
 
@@ -142,7 +144,7 @@ class Job:
             raise
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
-                progress = await self._in_thread(recorder.stop, "stopped")
+                progress = await self._durable(self._recorded(recorder.stop, "stopped"))
                 self._apply(src, progress)
 
     async def _record(self, src: SourceRecord, recorder: Recorder) -> None:
@@ -174,14 +176,14 @@ class Job:
                 src.attempts += 1
                 if src.gaps and src.gaps[-1]["end"] is None:
                     src.gaps[-1]["end"] = time.time()
-                progress = await self._in_thread(recorder.new_session, event)
+                progress = self._recorded(recorder.new_session, event)
             case Packets():
-                progress = await self._in_thread(recorder.write, event.batch)
+                progress = self._recorded(recorder.write, event.batch)
             case SourceDown(error=error, failures=failures):
                 src.failures += 1
                 message = f"{error} (attempt {failures})"
                 src.errors.append(redact(message))
-                progress = await self._in_thread(recorder.stop, "discontinuity")
+                progress = await self._durable(self._recorded(recorder.stop, "discontinuity"))
                 if not src.gaps or src.gaps[-1]["end"] is not None:
                     src.gaps.append({"start": time.time(), "end": None, "reason": error.reason})
                 self._apply(src, progress)
@@ -197,16 +199,29 @@ class Job:
                 return False
             case _:
                 raise TypeError(f"job got an unknown camera event {event!r}")
+        if progress.segments:
+            progress = await self._durable(progress)
         self._apply(src, progress)
         return progress.done
 
-    async def _in_thread(self, fn, *args):  # type: ignore[no-untyped-def]
+    def _recorded(self, fn: Callable[..., Progress], *args: object) -> Progress:
+        """Run a Recorder method (muxing, in this thread) with its errors made the source's."""
         try:
-            return await trio.to_thread.run_sync(fn, *args, limiter=self.writer_limiter)
+            return fn(*args)
         except SegmentError as exc:
             raise SourceFailed(f"cannot write segments: {exc}") from None
         except CollectorError as exc:
             raise SourceFailed(str(exc)) from None
+
+    async def _durable(self, progress: Progress) -> Progress:
+        """fsync the segments `progress` closed, in a worker thread, before anyone hears of them."""
+        if progress.segments:
+            paths = [seg.path for seg in progress.segments]
+            try:
+                await trio.to_thread.run_sync(make_durable, paths, limiter=self.writer_limiter)
+            except SegmentError as exc:
+                raise SourceFailed(f"cannot write segments: {exc}") from None
+        return progress
 
     def _apply(self, src: SourceRecord, progress: Progress) -> None:
         rec = self.record

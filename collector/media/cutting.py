@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum, auto
-from fractions import Fraction
 
 from collector.media.packets import MediaPacket
 
@@ -50,7 +49,10 @@ class CutPlan:
     _origin: float | None = None  # reference time of the current run's first key frame
     _last: float = 0.0  # reference time of the last reference packet
     _last_end: float = 0.0  # position where the last reference frame ends
-    _shift: dict[Fraction, int] = field(default_factory=dict)
+    # Per stream index, for the current run: seconds per tick (float(time_base): Fraction
+    # arithmetic per packet cost more than the muxing) and the shift onto the recording's clock.
+    _scale: dict[int, float] = field(default_factory=dict)
+    _shift: dict[int, int] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
@@ -60,45 +62,56 @@ class CutPlan:
     def running(self) -> bool:
         return self._origin is not None
 
+    def _seconds_per_tick(self, pkt: MediaPacket) -> float:
+        scale = self._scale.get(pkt.stream)
+        if scale is None:
+            scale = self._scale[pkt.stream] = float(pkt.time_base)
+        return scale
+
     def position(self, pkt: MediaPacket) -> float:
         assert self._origin is not None
-        return self.recorded + pkt.seconds - self._origin
+        ts = pkt.pts if pkt.pts is not None else pkt.dts
+        return self.recorded + (ts or 0) * self._seconds_per_tick(pkt) - self._origin
 
     def out_timestamps(self, pkt: MediaPacket) -> tuple[int, int | None]:
         """The packet's timestamps on the recording's own clock (0 = first frame of the job)."""
         assert self._origin is not None
-        tb = pkt.time_base
-        shift = self._shift.get(tb)
+        shift = self._shift.get(pkt.stream)
         if shift is None:
-            shift = self._shift[tb] = round((self.recorded - self._origin) / tb)
+            shift = self._shift[pkt.stream] = round((self.recorded - self._origin) / pkt.time_base)
         pts = pkt.pts if pkt.pts is not None else pkt.dts
         assert pts is not None
         return pts + shift, None if pkt.dts is None else pkt.dts + shift
 
     def decide(self, pkt: MediaPacket) -> Decision:
-        if self.done or (pkt.pts is None and pkt.dts is None):
+        ts = pkt.pts if pkt.pts is not None else pkt.dts
+        if self.done or ts is None:
             return Decision.SKIP
-        t = pkt.seconds
+        scale = self._seconds_per_tick(pkt)
+        t = ts * scale
         if pkt.stream != self.reference:
-            if self._origin is None or self.position(pkt) < self.recorded - EPSILON:
+            if self._origin is None or t < self._origin - EPSILON:
                 return Decision.SKIP
             return Decision.WRITE
         if self._origin is None:
             if not pkt.keyframe:
                 return Decision.SKIP
             self._origin, self._last = t, t
-            self._last_end = self.recorded + float(pkt.duration * pkt.time_base)
+            self._last_end = self.recorded + pkt.duration * scale
             self._shift.clear()
             return Decision.START
         if t < self._last - MAX_BACKWARD_SECONDS or t > self._last + MAX_JUMP_SECONDS:
             self.end_run()
             return Decision.RESTART
-        pos = self.position(pkt)
+        pos = self.recorded + t - self._origin
         if pos >= self.duration - EPSILON:
             self.done, self.steps_done = True, self.steps
             return Decision.FINISH
-        self._last = max(self._last, t)
-        self._last_end = max(self._last_end, pos + float(pkt.duration * pkt.time_base))
+        if t > self._last:
+            self._last = t
+        end = pos + pkt.duration * scale
+        if end > self._last_end:
+            self._last_end = end
         boundary = (self.steps_done + 1) * self.segment_seconds
         if pkt.keyframe and pos >= boundary - EPSILON:
             self.steps_done = min(self.steps - 1, math.floor(pos / self.segment_seconds + EPSILON))
@@ -110,3 +123,4 @@ class CutPlan:
         if self._origin is not None:
             self.recorded = self._last_end
         self._origin = None
+        self._scale.clear()  # the next run may come from a new session with other time bases

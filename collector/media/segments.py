@@ -2,15 +2,17 @@
 
 Crash safety per format: fragmented MP4 (`frag_keyframe+empty_moov+default_base_moof`, plus a
 fragment at least every second), Matroska (clusters, readable without cues) and MPEG-TS are all readable up to the last
-written packet; `flush_packets` hands every packet to the kernel at once. On close the file is
-fsync'ed, so a finished segment is durable before its step is announced.
+written packet; `flush_packets` hands every packet to the kernel at once. A closed file is
+fsync'ed (`make_durable`, in a worker thread) before its step is announced.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -90,51 +92,63 @@ class SegmentWriter:
             self._out.close()
             raise SegmentError(f"the {fmt} format cannot hold this source's video")
         self.frames = self.keyframes = 0
-        self._first_video: float | None = None
-        self._end_video = 0.0
+        # The video's first and end timestamps, in ticks of its time base (no Fraction per packet).
+        self._first_video: int | None = None
+        self._end_video = 0
+        self._video_time_base: Fraction | None = None
 
     def write(self, pkt: MediaPacket, pts: int, dts: int | None) -> None:
-        """Mux `pkt` with the given (already job-relative) timestamps, repaired to be monotonic."""
-        stream = self._streams.get(pkt.stream)
+        """Mux `pkt` with the given (already job-relative) timestamps, repaired to be monotonic.
+
+        Called for every packet: keep the Python work here to what muxing needs.
+        """
+        index = pkt.stream
+        stream = self._streams.get(index)
         if stream is None:
             return
         if dts is None:
             dts = pts
-        last = self._last_dts.get(pkt.stream)
+        last = self._last_dts.get(index)
         if last is not None and dts <= last:
             dts = last + 1
-        pts = max(pts, dts)
-        self._last_dts[pkt.stream] = dts
+        if pts < dts:
+            pts = dts
+        self._last_dts[index] = dts
         packet = av.Packet(pkt.data)
         packet.stream = stream
         packet.time_base = pkt.time_base
-        packet.pts, packet.dts, packet.duration = pts, dts, pkt.duration
+        packet.pts = pts
+        packet.dts = dts
+        packet.duration = pkt.duration
         packet.is_keyframe = pkt.keyframe
         try:
             self._out.mux(packet)
         except (av.error.FFmpegError, OSError) as exc:
             raise SegmentError(f"cannot write segment {self.path.name}: {exc}") from None
-        if pkt.stream == self._video:
-            t = float(pts * pkt.time_base)
+        if index == self._video:
             if self._first_video is None:
-                self._first_video = t
-            self._end_video = max(self._end_video, t + float(pkt.duration * pkt.time_base))
+                self._first_video, self._video_time_base = pts, pkt.time_base
+            end = pts + pkt.duration
+            if end > self._end_video:
+                self._end_video = end
             self.frames += 1
-            self.keyframes += pkt.keyframe
+            if pkt.keyframe:
+                self.keyframes += 1
 
     @property
     def video_seconds(self) -> float:
-        return 0.0 if self._first_video is None else self._end_video - self._first_video
+        if self._first_video is None or self._video_time_base is None:
+            return 0.0
+        return float((self._end_video - self._first_video) * self._video_time_base)
 
     def close(self, reason: str) -> SegmentResult:
-        """Finish the file and make it durable."""
+        """Finish the file (its last fragment goes to the kernel); `make_durable` then fsyncs it.
+
+        The two are apart so that the muxing, which is cheap, runs where the packets are, and only
+        the fsync, which can wait on the disk, goes to a worker thread.
+        """
         try:
             self._out.close()
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
         except (av.error.FFmpegError, OSError) as exc:
             raise SegmentError(f"cannot finish segment {self.path.name}: {exc}") from None
         return SegmentResult(
@@ -150,3 +164,16 @@ class SegmentWriter:
             format=self.format,
             codec="+".join(self._codecs),
         )
+
+
+def make_durable(paths: Sequence[Path]) -> None:
+    """fsync each finished segment file (blocking: call it from a worker thread)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SegmentError(f"cannot make segment {path.name} durable: {exc}") from None
