@@ -126,8 +126,7 @@ class RtspConnection:
         events, self._early = self._early, []
         if not events:
             await self._receive()
-        while (event := self.framer.next_event()) is not None:
-            events.append(event)
+        events += self.framer.drain()
         return events
 
     async def reply_not_implemented(self, request: Request) -> None:

@@ -81,6 +81,7 @@ class RtspOpener:
         self.io_timeout_s = io_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.batch_seconds = batch_seconds
+        self._ticker = Ticker(batch_seconds)
         self._finished: Counter[str] = Counter()
         self._running: set[_Running] = set()
 
@@ -213,35 +214,61 @@ class RtspOpener:
             if conn.last_read_full:  # a fast camera (> ~20 Mbit/s): keep reading
                 await trio.lowlevel.checkpoint()
             else:
-                await trio.sleep_until(tick + self.batch_seconds)
+                await self._ticker.wait()
 
     def _dispatch(self, events: list, conn: RtspConnection, session: Session,
                   batch: list[MediaPacket]) -> tuple[bool, bool]:
         """Route one read's events: (did it hold media (RTP), did the video's sender say BYE)."""
         media = bye = False
+        rtp_channels = session.rtp_channels
         for event in events:
-            if isinstance(event, Interleaved):
-                track = session.rtp_channels.get(event.channel)
-                if track is None:
-                    if (owner := session.rtcp_channels.get(event.channel)) is not None:
-                        session.rtcp_packets += 1
-                        if owner.sender_report is None:
-                            owner.sender_report = parse_sender_report(event.payload)
-                        if owner.media.kind == "video" and rtcp_has_bye(event.payload):
-                            bye = True
-                    continue
-                try:
-                    pkt = parse_rtp(event.payload)
-                except RtpError:
-                    continue
-                media = True
-                track.push(pkt, batch)
+            if type(event) is Interleaved:  # per RTP packet: keep this branch lean
+                track = rtp_channels.get(event[0])
+                if track is not None:
+                    try:
+                        pkt = parse_rtp(event[1])
+                    except RtpError:
+                        continue
+                    media = True
+                    track.push(pkt, batch)
+                elif (owner := session.rtcp_channels.get(event.channel)) is not None:
+                    session.rtcp_packets += 1
+                    if owner.sender_report is None:
+                        owner.sender_report = parse_sender_report(event.payload)
+                    if owner.media.kind == "video" and rtcp_has_bye(event.payload):
+                        bye = True
             elif isinstance(event, Response):
                 if event.status == 454:
                     raise status_error(session.keepalive_method, event, conn.shown_url)
                 if not 200 <= event.status < 300 and session.keepalive_method != "OPTIONS":
                     session.keepalive_method = "OPTIONS"  # GET_PARAMETER refused: fall back
         return media, bye
+
+
+class Ticker:
+    """Wakes every waiting session at the next multiple of `period`, with one timer for all.
+
+    A session waits here between reads. Each session sleeping on its own deadline costs trio a
+    timer, a cancellation and an exception per wake-up (measured: ~0.2 ms of CPU a wake-up with
+    30 cameras); parked tasks are only rescheduled. The first waiter sleeps on behalf of all.
+    """
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self._lot = trio.lowlevel.ParkingLot()
+        self._sleeping = False
+
+    async def wait(self) -> None:
+        if self._sleeping:
+            await self._lot.park()
+            return
+        self._sleeping = True
+        try:
+            now = trio.current_time()
+            await trio.sleep_until((now // self.period + 1) * self.period)
+        finally:
+            self._sleeping = False
+            self._lot.unpark_all()
 
 
 @dataclass(eq=False, slots=True)

@@ -7,15 +7,21 @@ timestamp into a monotonic 64-bit clock, so wrap-around is invisible downstream.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from typing import NamedTuple
+
+_HEADER = struct.Struct("!BBHII")
 
 
 class RtpError(ValueError):
     """Not a valid RTP packet."""
 
 
-@dataclass(frozen=True, slots=True)
-class RtpPacket:
+class RtpPacket(NamedTuple):
+    """One RTP packet. A NamedTuple, not a dataclass: one is made for every packet (hundreds a
+    second per camera), and a tuple is built several times faster than a frozen dataclass."""
+
     sequence: int
     timestamp: int  # 32-bit, as sent
     marker: bool
@@ -27,7 +33,7 @@ class RtpPacket:
 def parse_rtp(data: bytes) -> RtpPacket:
     if len(data) < 12:
         raise RtpError(f"RTP packet of {len(data)} bytes")
-    b0, b1 = data[0], data[1]
+    b0, b1, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
     if b0 >> 6 != 2:
         raise RtpError(f"RTP version {b0 >> 6}")
     offset = 12 + 4 * (b0 & 0x0F)
@@ -40,14 +46,7 @@ def parse_rtp(data: bytes) -> RtpPacket:
         end -= data[-1]
     if offset > end:
         raise RtpError("RTP header longer than the packet")
-    return RtpPacket(
-        sequence=int.from_bytes(data[2:4], "big"),
-        timestamp=int.from_bytes(data[4:8], "big"),
-        marker=bool(b1 & 0x80),
-        payload_type=b1 & 0x7F,
-        ssrc=int.from_bytes(data[8:12], "big"),
-        payload=data[offset:end],
-    )
+    return RtpPacket(sequence, timestamp, b1 >= 0x80, b1 & 0x7F, ssrc, data[offset:end])
 
 
 @dataclass(slots=True)
@@ -117,8 +116,7 @@ def signed32(delta: int) -> int:
     return delta - 0x1_0000_0000 if delta >= 0x80000000 else delta
 
 
-@dataclass(frozen=True, slots=True)
-class AccessUnit:
+class AccessUnit(NamedTuple):
     """One frame of one stream: `timestamp` is extended RTP time (the stream's clock)."""
 
     timestamp: int

@@ -8,7 +8,8 @@ that are neither are skipped up to the next plausible frame and counted: some ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
@@ -40,8 +41,9 @@ class Request:
     body: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class Interleaved:
+class Interleaved(NamedTuple):
+    """One `$`-framed packet (a NamedTuple: one is made per RTP packet, so it must be cheap)."""
+
     channel: int
     payload: bytes
 
@@ -57,19 +59,47 @@ def encode_request(method: str, url: str, headers: dict[str, str]) -> bytes:
 
 @dataclass(slots=True)
 class Framer:
-    _buf: bytearray = field(default_factory=bytearray)
+    # What was fed and not yet consumed is `_buf[_pos:]`. `bytes`, not a bytearray: a packet is
+    # then sliced out with one copy, and a read that ends on a frame boundary is taken as is.
+    _buf: bytes = b""
     _pos: int = 0
     skipped_bytes: int = 0
 
     def feed(self, data: bytes | bytearray) -> None:
-        if self._pos > 65536 and self._pos * 2 > len(self._buf):
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        if self._pos >= len(self._buf):
+            self._buf = bytes(data)
+        else:
+            self._buf = self._buf[self._pos :] + data
+        self._pos = 0
 
     @property
     def buffered(self) -> int:
         return len(self._buf) - self._pos
+
+    def drain(self) -> list[Event]:
+        """Every complete event fed so far, in order (the per-read fast path of `next_event`)."""
+        events: list[Event] = []
+        append = events.append
+        buf, pos, size = self._buf, self._pos, len(self._buf)
+        while pos < size:
+            if buf[pos] == 0x24:  # '$': the common case, inline
+                end = pos + 4
+                if end > size:
+                    break
+                end += (buf[pos + 2] << 8) | buf[pos + 3]
+                if end > size:
+                    break
+                append(Interleaved(buf[pos + 1], buf[pos + 4 : end]))
+                pos = end
+                continue
+            self._pos = pos
+            event = self.next_event()
+            pos = self._pos
+            if event is None:
+                return events
+            append(event)
+        self._pos = pos
+        return events
 
     def next_event(self) -> Event | None:
         """The next complete event, or None until more bytes are fed."""
@@ -84,7 +114,7 @@ class Framer:
                 if end > len(buf):
                     return None
                 self._pos = end
-                return Interleaved(buf[pos + 1], bytes(buf[pos + 4 : end]))
+                return Interleaved(buf[pos + 1], buf[pos + 4 : end])
             if _looks_like_message(buf, pos):
                 return self._message()
             self._resync()
@@ -139,7 +169,7 @@ class Framer:
 _METHODS = (b"OPTIONS", b"GET_PARAMETER", b"SET_PARAMETER", b"ANNOUNCE", b"REDIRECT", b"TEARDOWN")
 
 
-def _looks_like_message(buf: bytearray, pos: int) -> bool:
+def _looks_like_message(buf: bytes, pos: int) -> bool:
     """Is `pos` the start (or a prefix of the start) of an RTSP response or server request?"""
     for token in (b"RTSP/", *_METHODS):
         have = buf[pos : pos + len(token)]
