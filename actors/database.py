@@ -17,7 +17,7 @@ import outcome
 import trio
 
 from actors.messages import Reply, ask
-from collector.storage import Store, Write
+from collector.storage import JobRow, SourceRow, Store, Write
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class DatabaseWriter:
                         batch.append(self._inbox.receive_nowait())
                     except trio.WouldBlock:
                         break
-                await self._apply([m for m in batch if not isinstance(m, Flush)])
+                await self._apply(coalesce([m for m in batch if not isinstance(m, Flush)]))
                 for msg in batch:
                     if isinstance(msg, Flush):
                         with msg.reply:
@@ -80,6 +80,30 @@ class DatabaseWriter:
                 log.error("db.write_failed attempt=%d rows=%d error=%s", attempt, len(rows), exc)
                 await trio.sleep(RETRY_S * attempt)
         self.failed_batches += 1
+
+
+def coalesce(rows: list[Write]) -> list[Write]:
+    """Upserts of the same job or source within one batch collapse into one: the latest state,
+    at the place of the first (so a job's row still comes before its sources' and segments').
+    The batch commits as one transaction, so the result is the same as writing each in turn."""
+    first: dict[tuple[Any, ...], int] = {}
+    out: list[Write] = []
+    for row in rows:
+        match row:
+            case JobRow():
+                key: tuple[Any, ...] | None = ("job", row.job_id)
+            case SourceRow():
+                key = ("source", row.job_id, row.index)
+            case _:
+                key = None
+        if key is None:
+            out.append(row)
+        elif (at := first.get(key)) is not None:
+            out[at] = row
+        else:
+            first[key] = len(out)
+            out.append(row)
+    return out
 
 
 class DatabaseReader:

@@ -78,8 +78,8 @@ class Job:
             self.stop_status, self.stop_reason = status, reason or status
         self.cancel_scope.cancel()
 
-    def _save(self) -> None:
-        self.save(*self.record.rows())
+    def _save(self, source: SourceRecord | None = None) -> None:
+        self.save(*self.record.rows(source))
 
     async def run(self) -> None:
         rec = self.record
@@ -187,7 +187,7 @@ class Job:
                 if not src.gaps or src.gaps[-1]["end"] is not None:
                     src.gaps.append({"start": time.time(), "end": None, "reason": error.reason})
                 self._apply(src, progress)
-                self._save()
+                self._save(src)
                 self.events.publish(events.retry(
                     self.record.id, src.name, error.reason, failures, redact(str(error))
                 ))
@@ -236,7 +236,7 @@ class Job:
         while src.steps_done < progress.steps_done:
             src.steps_done += 1
             rec.step += 1
-            self._save()
+            self._save(src)
             last = src.segments[-1] if src.segments else {}
             self.events.publish(
                 events.progress(rec.id, rec.step, rec.total, source=src.name, segment=last)

@@ -101,13 +101,17 @@ class JobRecord:
             "error": self.error,
         }
 
-    def rows(self) -> list[JobRow | SourceRow]:
-        """The job and its sources as they are now, for the database writer (upserts)."""
+    def rows(self, source: SourceRecord | None = None) -> list[JobRow | SourceRow]:
+        """The job and its sources (or only `source`) as they are now, for the database writer
+        (upserts). A step of one source saves only that source: saving every source on every
+        step would cost a job of N sources N rows a step."""
         job = JobRow(
             job_id=self.id, created_at=self.created_at, status=self.status,
             started_at=self.started_at, finished_at=self.finished_at, step=self.step,
             total=self.total, error=self.error, params=self.params,
         )
+        if source is not None:
+            return [job, source.row(self.id, self.sources.index(source))]
         return [job, *(s.row(self.id, i) for i, s in enumerate(self.sources))]
 
     def view(self) -> dict[str, Any]:
