@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,8 +29,10 @@ class StreamInfo:
     template: Any = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MediaPacket:
+class MediaPacket(NamedTuple):
+    """One frame of one stream. A NamedTuple rather than a frozen dataclass: one is made for every
+    frame of every camera, and a tuple is built ~3x faster (measured 0.3-0.7 us vs 1.8 us)."""
+
     stream: int  # StreamInfo.index
     data: bytes
     pts: int | None

@@ -64,11 +64,12 @@ class NalDepacketizer:
         out: list[AccessUnit] = []
         if lost and (self._nals or self._fu is not None or self._ts == timestamp):
             self._damaged = True  # the unit in progress lost its tail or its middle
-        if self._ts is not None and timestamp != self._ts:
+        if timestamp != self._ts and self._ts is not None:
             self._finish(out)
         self._ts = timestamp
-        if pkt.payload:
-            self._payload(pkt.payload)
+        payload = pkt.payload
+        if payload:
+            self._payload(payload)
         if pkt.marker:
             self._finish(out)
         return out

@@ -43,7 +43,7 @@ from collector.urls import redact
 
 log = logging.getLogger(__name__)
 
-BATCH_SECONDS = 0.1
+BATCH_SECONDS = 0.2
 DEFAULT_PORT = 554
 MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
 

@@ -58,6 +58,7 @@ class Track:
     _held: AccessUnit | None = None
     _last_duration: int = 0
     _last_pts: int | None = None
+    _time_base: Fraction | None = None
 
     @classmethod
     def create(cls, index: int, media: Media, url: str) -> Track:
@@ -71,7 +72,9 @@ class Track:
 
     @property
     def time_base(self) -> Fraction:
-        return Fraction(1, self.media.clock_rate)
+        if self._time_base is None:  # made once: a Fraction per packet is measurable
+            self._time_base = Fraction(1, self.media.clock_rate)
+        return self._time_base
 
     def set_origin(self, rtptime: int) -> None:
         """The RTP time the PLAY response says the session starts at (RTP-Info)."""
@@ -89,8 +92,10 @@ class Track:
             self._first = (pkt.timestamp, timestamp)
             # RTP-Info gave a 32-bit rtptime: put it on the extended clock; else start here.
             self.origin = timestamp if self.origin is None else self.extend(self.origin)
-        for unit in self.depacketizer.push(pkt, timestamp, lost):
-            self._emit(unit, out)
+        units = self.depacketizer.push(pkt, timestamp, lost)
+        if units:
+            for unit in units:
+                self._emit(unit, out)
 
     def extend(self, rtp_time: int) -> int:
         """A 32-bit RTP time near the start of the session, on this track's extended clock."""
@@ -134,9 +139,8 @@ class Track:
             self.resync_dropped += 1  # a sync moved this clock back: never repeat time
             return
         self._last_pts = ts
-        out.append(MediaPacket(stream=self.index, data=unit.data, pts=ts, dts=ts,
-                               duration=duration, keyframe=unit.keyframe,
-                               time_base=self.time_base))
+        out.append(MediaPacket(self.index, unit.data, ts, ts, duration, unit.keyframe,
+                               self.time_base))
 
     def ready(self) -> bool:
         """Do we know enough to describe this track?
