@@ -59,6 +59,10 @@ class AacDepacketizer:
     _skip_ts: int | None = None  # the rest of a fragmented frame we lost part of
 
     def push(self, pkt: RtpPacket, timestamp: int, lost: int) -> list[AccessUnit]:
+        return self.push_payload(pkt.payload, pkt.marker, timestamp, lost)
+
+    def push_payload(self, data: bytes, marker: bool, timestamp: int, lost: int
+                     ) -> list[AccessUnit]:
         if lost and self._fragment is not None:
             self._fragment, self._skip_ts = None, self._fragment_ts
             self.dropped_units += 1
@@ -66,7 +70,6 @@ class AacDepacketizer:
             if timestamp == self._skip_ts:
                 return []
             self._skip_ts = None
-        data = pkt.payload
         if len(data) < 2:
             self.dropped_units += 1
             return []
@@ -79,7 +82,7 @@ class AacDepacketizer:
                 self._fragment = None
                 self.dropped_units += 1
             else:
-                return self._continue(data[pos:], pkt.marker)
+                return self._continue(data[pos:], marker)
         if len(sizes) == 1 and pos + sizes[0] > len(data):  # the first fragment of a big frame
             self._fragment = bytearray(data[pos:])
             self._fragment_size, self._fragment_ts = sizes[0], timestamp

@@ -61,16 +61,20 @@ class NalDepacketizer:
 
     def push(self, pkt: RtpPacket, timestamp: int, lost: int) -> list[AccessUnit]:
         """Take one RTP packet (`lost` packets missing before it); return finished units."""
+        return self.push_payload(pkt.payload, pkt.marker, timestamp, lost)
+
+    def push_payload(self, payload: bytes, marker: bool, timestamp: int, lost: int
+                     ) -> list[AccessUnit]:
+        """`push` for a packet whose header the caller already read (the per-packet fast path)."""
         out: list[AccessUnit] = []
         if lost and (self._nals or self._fu is not None or self._ts == timestamp):
             self._damaged = True  # the unit in progress lost its tail or its middle
         if timestamp != self._ts and self._ts is not None:
             self._finish(out)
         self._ts = timestamp
-        payload = pkt.payload
         if payload:
             self._payload(payload)
-        if pkt.marker:
+        if marker:
             self._finish(out)
         return out
 

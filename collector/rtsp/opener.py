@@ -2,7 +2,7 @@
 
 One session: connect, set up (`session.start_session`), then read in large batches at a modest
 rate: one `receive_some` of whatever the kernel buffered, depacketize, hand the batch to the sink,
-sleep out the rest of `batch_seconds`. A camera costs ~10 wake-ups a second whatever its bitrate
+wait for the next tick of the shared `Ticker`. A camera costs ~5 wake-ups a second whatever its bitrate
 (a read that fills the whole 256 KiB buffer is followed by another at once, so a camera above
 ~20 Mbit/s is drained rather than throttled by TCP flow control).
 
@@ -35,7 +35,7 @@ from collector.media.opener import Opener, PacketSink
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.rtsp.auth import Authorizer, split_userinfo
 from collector.rtsp.client import USER_AGENT, RtspConnection, status_error
-from collector.rtsp.rtp import RtpError, parse_rtp, parse_sender_report, rtcp_has_bye
+from collector.rtsp.rtp import parse_sender_report, rtcp_has_bye
 from collector.rtsp.session import Session, start_session
 from collector.rtsp.sync import ready_to_sync, sync_origins
 from collector.rtsp.wire import Interleaved, ProtocolError, Request, Response
@@ -225,12 +225,8 @@ class RtspOpener:
             if type(event) is Interleaved:  # per RTP packet: keep this branch lean
                 track = rtp_channels.get(event[0])
                 if track is not None:
-                    try:
-                        pkt = parse_rtp(event[1])
-                    except RtpError:
-                        continue
-                    media = True
-                    track.push(pkt, batch)
+                    if track.push_rtp(event[1], batch):
+                        media = True
                 elif (owner := session.rtcp_channels.get(event.channel)) is not None:
                     session.rtcp_packets += 1
                     if owner.sender_report is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 _HEADER = struct.Struct("!BBHII")
+SEQUENCE_AND_TIMESTAMP = struct.Struct("!HI")  # at offset 2 of every RTP header
 
 
 class RtpError(ValueError):
@@ -62,23 +63,27 @@ class RtpTrack:
 
     def accept(self, pkt: RtpPacket) -> tuple[int, int] | None:
         """(packets lost just before `pkt`, its extended timestamp), or None to drop it."""
+        return self.accept_header(pkt.sequence, pkt.timestamp)
+
+    def accept_header(self, sequence: int, timestamp: int) -> tuple[int, int] | None:
+        """`accept` from a packet's sequence number and 32-bit timestamp."""
         gap = 0
         if self._next_seq is not None:
-            gap = (pkt.sequence - self._next_seq) & 0xFFFF
+            gap = (sequence - self._next_seq) & 0xFFFF
             if gap >= 0x8000:  # behind us: a duplicate or a late packet
                 self.dropped += 1
                 return None
-        self._next_seq = (pkt.sequence + 1) & 0xFFFF
+        self._next_seq = (sequence + 1) & 0xFFFF
         self.received += 1
         self.lost += gap
         if self._last_ts is None:
-            self._ext_ts = pkt.timestamp
-        else:
-            delta = (pkt.timestamp - self._last_ts) & 0xFFFFFFFF
+            self._ext_ts = timestamp
+        elif timestamp != self._last_ts:
+            delta = (timestamp - self._last_ts) & 0xFFFFFFFF
             if delta >= 0x80000000:
                 delta -= 0x1_0000_0000
             self._ext_ts += delta
-        self._last_ts = pkt.timestamp
+        self._last_ts = timestamp
         return gap, self._ext_ts
 
 

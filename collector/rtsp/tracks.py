@@ -20,7 +20,15 @@ from collector.rtsp.h264 import H264Depacketizer, SpsInfo, parse_sps
 from collector.rtsp.h265 import H265Depacketizer
 from collector.rtsp.h265 import parse_sps as parse_h265_sps
 from collector.rtsp.nal_units import NalDepacketizer
-from collector.rtsp.rtp import AccessUnit, RtpPacket, RtpTrack, signed32
+from collector.rtsp.rtp import (
+    SEQUENCE_AND_TIMESTAMP,
+    AccessUnit,
+    RtpError,
+    RtpPacket,
+    RtpTrack,
+    parse_rtp,
+    signed32,
+)
 from collector.rtsp.sdp import Media
 
 SUPPORTED = {("video", "H264"), ("video", "H265"), ("audio", "MPEG4-GENERIC")}
@@ -30,6 +38,9 @@ class Depacketizer(Protocol):
     dropped_units: int
 
     def push(self, pkt: RtpPacket, timestamp: int, lost: int) -> list[AccessUnit]: ...
+
+    def push_payload(self, payload: bytes, marker: bool, timestamp: int, lost: int
+                     ) -> list[AccessUnit]: ...
 
     def flush(self) -> list[AccessUnit]: ...
 
@@ -84,15 +95,40 @@ class Track:
         if pkt.payload_type != self.media.payload_type:
             self.rtp.dropped += 1  # not the format we set up (FEC, comfort noise, ...)
             return
-        accepted = self.rtp.accept(pkt)
+        self._take(pkt.sequence, pkt.timestamp, pkt.payload, pkt.marker, out)
+
+    def push_rtp(self, data: bytes, out: list[MediaPacket]) -> bool:
+        """`push` straight from an RTP packet's bytes; False when they are not RTP.
+
+        Called for every packet: the usual header (version 2, no padding, extension or CSRCs,
+        first byte 0x80) is read in place; anything else goes through `parse_rtp`.
+        """
+        if data[:1] != b"\x80" or len(data) < 12:
+            try:
+                pkt = parse_rtp(data)
+            except RtpError:
+                return False
+            self.push(pkt, out)
+            return True
+        b1 = data[1]
+        if b1 & 0x7F != self.media.payload_type:
+            self.rtp.dropped += 1
+            return True
+        sequence, timestamp = SEQUENCE_AND_TIMESTAMP.unpack_from(data, 2)
+        self._take(sequence, timestamp, data[12:], b1 >= 0x80, out)
+        return True
+
+    def _take(self, sequence: int, rtp_time: int, payload: bytes, marker: bool,
+              out: list[MediaPacket]) -> None:
+        accepted = self.rtp.accept_header(sequence, rtp_time)
         if accepted is None:
             return
         lost, timestamp = accepted
         if self._first is None:
-            self._first = (pkt.timestamp, timestamp)
+            self._first = (rtp_time, timestamp)
             # RTP-Info gave a 32-bit rtptime: put it on the extended clock; else start here.
             self.origin = timestamp if self.origin is None else self.extend(self.origin)
-        units = self.depacketizer.push(pkt, timestamp, lost)
+        units = self.depacketizer.push_payload(payload, marker, timestamp, lost)
         if units:
             for unit in units:
                 self._emit(unit, out)

@@ -67,3 +67,28 @@ def test_without_sender_reports_nothing_moves() -> None:
     video.push(parse_rtp(rtp(1, 100, slice_nal(5, 50), marker=True)), out)
     assert sync_origins([video, audio]) == {}
     assert video.origin == 100
+
+
+def test_push_rtp_reads_plain_and_unusual_headers_like_parse_rtp() -> None:
+    """The per-packet fast path (`push_rtp`, header read in place) gives the same frames as the
+    general parser, including for packets with CSRCs and padding, which take the slow path; and a
+    payload type we did not set up is dropped, not decoded."""
+
+    def csrc_and_padding(packet: bytes) -> bytes:
+        header, payload = bytearray(packet[:12]), packet[12:]
+        header[0] = 0x80 | 0x20 | 1  # padding, one CSRC
+        return bytes(header) + b"\x00\x00\x00\x07" + payload + b"\x00\x00\x03"
+
+    packets = [rtp(1, 0, slice_nal(5, 50), marker=True), rtp(2, 3600, slice_nal(1, 30), marker=True),
+               rtp(3, 7200, slice_nal(1, 30), marker=True), rtp(4, 9000, b"\x01", pt=13)]
+    slow_video, _ = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
+    fast_video, _ = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
+    slow: list[MediaPacket] = []
+    fast: list[MediaPacket] = []
+    for i, packet in enumerate(packets):
+        slow_video.push(parse_rtp(packet), slow)
+        assert fast_video.push_rtp(csrc_and_padding(packet) if i == 1 else packet, fast)
+    assert not fast_video.push_rtp(b"\x40" + bytes(11), fast)  # RTP version 1: not RTP
+    assert [(p.pts, p.keyframe, p.data) for p in fast] == [(p.pts, p.keyframe, p.data) for p in slow]
+    assert [p.pts for p in fast] == [0, 3600]  # the third frame is held back for its duration
+    assert fast_video.rtp.dropped == slow_video.rtp.dropped == 1
