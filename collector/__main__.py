@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 import trio
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"camera-collector: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
+    # Everything imported so far (quart, hypercorn, PyAV, ...) lives as long as the process: keep it
+    # out of the cyclic collector's full passes, which otherwise took 35-106 ms at 50 cameras and
+    # stalled the event loop that long (measured; 8-21 ms once frozen).
+    gc.collect()
+    gc.freeze()
     trio.run(serve, settings)
     return 0
 
