@@ -49,6 +49,7 @@ from actors.records import JobRecord, SourceRecord
 from collector.config import Settings
 from collector.errors import NotFound, RequestError
 from collector.media.opener import Opener
+from collector.memory import RELEASE_INTERVAL_S, release_free_memory
 from collector.params import CollectRequest, SourceSpec
 from collector.storage import CameraRow, EventRow, Store
 from collector.urls import redact
@@ -142,6 +143,7 @@ class Supervisor:
                 self._db = await nursery.start(DatabaseWriter(writer_store).run)
                 self._reader = DatabaseReader(reader_store)
                 nursery.start_soon(self._housekeeping)
+                nursery.start_soon(self._release_memory)
                 task_status.started(self)
                 with self._inbox:
                     async for msg in self._inbox:
@@ -420,6 +422,12 @@ class Supervisor:
                 await self._apply_retention()
             except Exception as exc:  # retention must never take the collector down
                 log.error("retention.failed error=%s", exc)
+
+    async def _release_memory(self) -> None:
+        while True:
+            await trio.sleep(RELEASE_INTERVAL_S)
+            if not await trio.to_thread.run_sync(release_free_memory):
+                return  # not glibc: nothing to do
 
     def _guard_disk(self) -> None:
         free = shutil.disk_usage(self.settings.data_dir).free
