@@ -202,6 +202,7 @@ async def _drain(stream: trio.abc.ReceiveStream, lines: list[str], listening: tr
             if "collector.listening url=" in line and not url:
                 url.append(line.split("url=", 1)[1].split()[0])
                 listening.set()
+            if line.startswith(("LAG", "GC ", "frozen")): print(line, flush=True)
             if " ERROR " in line or "Traceback" in line or "failed" in line:
                 lines.append(line)
 

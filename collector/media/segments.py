@@ -4,7 +4,8 @@ Crash safety per format: fragmented MP4 (`frag_keyframe+empty_moov+default_base_
 fragment at least every half second), Matroska (clusters of at most half a second, readable
 without cues) and MPEG-TS are all readable up to the last written fragment, cluster or packet
 (half-second fragments also halve what a muxer holds in memory: ~240 KiB less per camera);
-`flush_packets` hands every packet to the kernel at once. A closed file is fsync'ed (`make_durable`, in a worker thread) before its step is announced.
+`flush_packets` hands every packet to the kernel at once. A closed file is fsync'ed
+(`make_durable`, in a worker thread) before its step is announced.
 """
 
 from __future__ import annotations
