@@ -1,0 +1,49 @@
+"""The shared read timer of RTSP sessions, under a virtual clock (no sockets, no threads)."""
+
+from __future__ import annotations
+
+import trio
+
+from collector.rtsp.opener import Ticker
+
+
+async def test_waiters_of_a_phase_wake_together_at_their_offset(autojump_clock):
+    ticker = Ticker(0.2, phases=4)
+    woke: list[tuple[str, float]] = []
+
+    async def waiter(name: str, phase: int, rounds: int) -> None:
+        for _ in range(rounds):
+            await ticker.wait(phase)
+            woke.append((name, round(trio.current_time(), 6)))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter, "a", 1, 2)
+        nursery.start_soon(waiter, "b", 1, 2)  # parks behind a's timer
+        nursery.start_soon(waiter, "c", 0, 1)
+        nursery.start_soon(waiter, "d", 3, 1)
+    assert sorted(woke, key=lambda w: (w[1], w[0])) == [
+        ("a", 0.05), ("b", 0.05), ("d", 0.15), ("c", 0.2), ("a", 0.25), ("b", 0.25),
+    ]
+
+
+async def test_a_cancelled_sleeper_hands_its_phase_on(autojump_clock):
+    """The waiter whose timer serves the phase leaves early: the others still wake, and the next
+    wait of the phase starts a timer of its own."""
+    ticker = Ticker(1.0, phases=2)
+    woke: list[float] = []
+
+    async def follower() -> None:
+        await ticker.wait(0)
+        woke.append(trio.current_time())
+        await ticker.wait(0)
+        woke.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        with trio.move_on_after(0.3):
+            async with trio.open_nursery() as leader:
+                leader.start_soon(ticker.wait, 0)
+                await trio.sleep(0.1)
+                nursery.start_soon(follower)
+                await trio.sleep_forever()
+    assert [round(t, 6) for t in woke] == [0.3, 1.0]
+    assert [ticker.phase() for _ in range(3)] == [1, 0, 1]  # new sessions: round robin
