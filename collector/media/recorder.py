@@ -18,6 +18,9 @@ from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.segments import FORMATS, SegmentResult, SegmentWriter
 
 
+_WRITE = Decision.WRITE
+
+
 @dataclass(frozen=True, slots=True)
 class Progress:
     segments: tuple[SegmentResult, ...]
@@ -42,8 +45,14 @@ class Recorder:
 
     def write(self, batch: Sequence[MediaPacket]) -> Progress:
         closed: list[SegmentResult] = []
+        decide, timestamps = self.plan.decide, self.plan.out_timestamps
         for pkt in batch:
-            decision = self.plan.decide(pkt)
+            decision = decide(pkt)
+            if decision is _WRITE:  # nearly every packet: straight to the open segment
+                assert self._writer is not None
+                pts, dts = timestamps(pkt)
+                self._writer.write(pkt, pts, dts)
+                continue
             if decision is Decision.RESTART:
                 closed += self._close("discontinuity")
                 decision = self.plan.decide(pkt)
