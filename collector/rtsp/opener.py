@@ -253,7 +253,7 @@ class Ticker:
     them would wait for all of their depacketizing and muxing).
     """
 
-    def __init__(self, period: float, phases: int = 8) -> None:
+    def __init__(self, period: float, phases: int = 10) -> None:
         self.period, self.phases = period, phases
         self._lots = [trio.lowlevel.ParkingLot() for _ in range(phases)]
         self._sleeping = [False] * phases
