@@ -1,0 +1,374 @@
+"""Offline ingest: a long file over HTTP (and HLS) collected as fast as the source gives it, the
+collector vs `ffmpeg -c copy` on the same input.
+
+    .venv/bin/python bench/offline_ingest.py [--seconds 120] [--runs 3] [--inputs ts,hls]
+                                             [--profile FILE [--profile-seconds 10]]
+
+* The clip is made once per length and cached in $TMPDIR/camera-collector-bench/: the 720p25
+  H.264 (~2 Mbit/s, 2 s GOP, no B-frames) + AAC clip of bench/cameras.py, `--seconds` long,
+  remuxed without re-encoding to MPEG-TS (`ts`) and to a VOD HLS playlist of 2 s segments (`hls`).
+  `python -m http.server` serves it on 127.0.0.1 in its own process (never measured; it is what
+  tests/media/servers.serve_http runs, out of this process so it does not share our GIL and its
+  "connection reset" tracebacks, when the collector stops reading before the end, stay quiet).
+* (a) `python -m collector` (PORT=0, SQLite, data in a temp dir) records the URL in one
+  `POST /collect` job (`duration` = clip length - 2 s, since the end of a source is a failure that
+  the collector would retry; `segment_seconds` 2; mp4; `retry.max_attempts` 1 so a failure shows
+  as one instead of a re-read). Wall time runs from just before the POST to the `completed` event
+  on the job's WebSocket; CPU is the collector's utime+stime delta (/proc/<pid>/stat, all its
+  threads) over the same window. One collector process serves every run.
+* (b) `ffmpeg -i URL -c copy -f segment -segment_time 2 -reset_timestamps 1 out%03d.mp4` (the whole
+  clip): wall time from spawn to exit, CPU from wait4's rusage.
+
+The runs alternate (collector, ffmpeg, collector, ...) so the noise of a shared box falls on both.
+Video seconds recorded are counted with ffprobe in every output file (video packets / 25).
+Throughput is video seconds per wall second (x realtime); CPU is seconds per minute of video;
+each figure is the median over `--runs`. `--profile FILE` then runs collector jobs back to back
+under `py-spy record --nonblocking --threads -f raw` (those jobs are not in the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cameras import (
+    FPS,
+    ROOT,
+    SEGMENT_S,
+    _drain,
+    clip_bitrate,
+    count_frames,
+    cpu_seconds,
+    make_bench_clip,
+    pss_bytes,
+    terminate,
+    ws_progress_latencies,
+)
+
+CACHE = Path(tempfile.gettempdir()) / "camera-collector-bench"
+TAIL_S = 2.0  # the job stops this much before the clip ends
+HLS_SEGMENT_S = 2
+JOB_CEILING_S = 120  # one job, POST to completed
+
+
+# ---------------------------------------------------------------------------------------- media
+
+
+def make_inputs(seconds: int) -> Path:
+    """The clip as MPEG-TS (`clip.ts`) and VOD HLS (`hls/index.m3u8`), made once per length."""
+    folder = CACHE / f"offline-{seconds:g}s"
+    if (folder / "done").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "hls").mkdir(parents=True)
+    mkv = make_bench_clip(folder / "clip.mkv", seconds)
+    base = ["ffmpeg", "-hide_banner", "-nostdin", "-y", "-v", "error"]
+    subprocess.run([*base, "-i", str(mkv), "-map", "0", "-c", "copy", "-f", "mpegts",
+                    str(folder / "clip.ts")], check=True)
+    subprocess.run([*base, "-i", str(folder / "clip.ts"), "-map", "0", "-c", "copy", "-f", "hls",
+                    "-hls_time", str(HLS_SEGMENT_S), "-hls_list_size", "0",
+                    "-hls_playlist_type", "vod",
+                    "-hls_segment_filename", str(folder / "hls" / "seg%04d.ts"),
+                    str(folder / "hls" / "index.m3u8")], check=True)
+    mkv.unlink()
+    (folder / "done").touch()
+    return folder
+
+
+# ---------------------------------------------------------------------------------- results
+
+
+@dataclass
+class Run:
+    side: str  # collector | ffmpeg
+    wall_s: float
+    cpu_s: float
+    frames: int = 0  # video packets in the output files (one frame each with -c copy)
+    missing: int = 0  # frames absent inside files (PTS steps)
+    files: int = 0
+    job_id: str = ""
+    ok: bool = True  # the job completed / ffmpeg exited 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def video_s(self) -> float:
+        return self.frames / FPS
+
+    @property
+    def speed(self) -> float:
+        """Video seconds recorded per wall second (x realtime)."""
+        return self.video_s / self.wall_s if self.wall_s else float("nan")
+
+    @property
+    def cpu_per_video_minute(self) -> float:
+        return self.cpu_s / (self.video_s / 60) if self.frames else float("nan")
+
+
+def median(runs: list[Run], attr: str) -> float:
+    return statistics.median(getattr(r, attr) for r in runs)
+
+
+# ---------------------------------------------------------------------------------- server
+
+
+async def serve_files(folder: Path,
+                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """`python -m http.server` on 127.0.0.1:<free port> until cancelled; starts with its URL."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+         "--directory", str(folder)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        buf = b""
+        with trio.fail_after(10):
+            while b"\n" not in buf:  # "Serving HTTP on 127.0.0.1 port 41234 (http://...) ..."
+                chunk = await proc.stdout.receive_some()
+                if not chunk:
+                    raise RuntimeError(f"http.server exited: {buf!r}")
+                buf += chunk
+        port = int(buf.split(b" port ", 1)[1].split()[0])
+        task_status.started(f"http://127.0.0.1:{port}")
+        await proc.wait()
+        raise RuntimeError(f"http.server exited with {proc.returncode}")
+    finally:
+        await terminate(proc)
+
+
+# ------------------------------------------------------------------------------- collector
+
+
+class Collector:
+    """One `python -m collector` process for every run."""
+
+    def __init__(self, proc: trio.Process, base: str, errors: list[str]) -> None:
+        self.proc, self.base, self.errors = proc, base, errors
+
+    async def ingest(self, client: httpx.AsyncClient, url: str, duration: float, name: str,
+                     count: bool = True) -> Run:
+        body = {"streams": [{"url": url, "name": name}], "duration": duration,
+                "segment_seconds": SEGMENT_S, "retry": {"max_attempts": 1}}
+        done = trio.Event()
+        async with trio.open_nursery() as nursery:
+            cpu0, t0 = cpu_seconds(self.proc.pid), time.perf_counter()
+            r = await client.post("/collect", json=body)
+            r.raise_for_status()
+            job_id = r.json()["job_id"]
+            ws = self.base.replace("http://", "ws://") + f"/ws/{job_id}?format=json"
+            nursery.start_soon(ws_progress_latencies, ws, [], done)
+            with trio.fail_after(JOB_CEILING_S):
+                await done.wait()
+            cpu1, t1 = cpu_seconds(self.proc.pid), time.perf_counter()
+            nursery.cancel_scope.cancel()
+        assert cpu0 is not None and cpu1 is not None
+        run = Run("collector", wall_s=t1 - t0, cpu_s=cpu1 - cpu0, job_id=job_id)
+        if not count:
+            return run
+        job = (await client.get(f"/jobs/{job_id}")).json()
+        if job["status"] != "completed":
+            run.ok = False
+            run.notes.append(f"job {job['status']}: {job.get('error')}")
+        if job.get("started_at") and job.get("finished_at"):
+            run.notes.append(f"job record: {job['finished_at'] - job['started_at']:.2f} s "
+                             "from started to finished")
+        segments = [s for src in job["sources"] for s in src["segments"]]
+        files = [Path(s["path"]) for s in segments]
+        run.files = len(files)
+        run.frames, run.missing = await count_frames(files, "packets")
+        recorded = sum(s["frames"] for s in segments)
+        if recorded != run.frames:
+            run.notes.append(f"job record says {recorded} frames, ffprobe {run.frames}")
+        return run
+
+
+async def serve_collector(
+    tmp: Path, task_status: trio.TaskStatus[Collector] = trio.TASK_STATUS_IGNORED
+) -> None:
+    env = {**os.environ, "PORT": "0", "COLLECTOR_HOST": "127.0.0.1",
+           "COLLECTOR_DATA_DIR": str(tmp / "collector"),
+           "COLLECTOR_LOG_FORMAT": "plain", "COLLECTOR_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    for name in ("DATABASE_URL", "COLLECTOR_CONFIG_FILE", "COLLECTOR_API_TOKEN",
+                 "COLLECTOR_ALLOWED_HOSTS"):
+        env.pop(name, None)
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "collector"], cwd=str(ROOT), env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    errors: list[str] = []
+    listening, url_box = trio.Event(), []
+    try:
+        async with trio.open_nursery() as nursery:
+            assert proc.stdout is not None
+            nursery.start_soon(_drain, proc.stdout, errors, listening, url_box)
+            with trio.fail_after(30):
+                await listening.wait()
+            base = url_box[0].replace("0.0.0.0", "127.0.0.1")
+            task_status.started(Collector(proc, base, errors))
+            await trio.sleep_forever()
+    finally:
+        await terminate(proc, signal.SIGTERM)
+
+
+# ---------------------------------------------------------------------------------- ffmpeg
+
+
+def ffmpeg_segments(url: str, out: Path) -> tuple[Run, list[Path]]:
+    """Run the ffmpeg command to its end (blocking): wall time, CPU from wait4's rusage, files."""
+    out.mkdir(parents=True)
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", url, "-c", "copy",
+           "-f", "segment", "-segment_time", str(SEGMENT_S), "-reset_timestamps", "1",
+           str(out / "out%03d.mp4")]
+    log = out / "ffmpeg.log"
+    with open(log, "wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+    run = Run("ffmpeg", wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime)
+    if proc.returncode != 0:
+        run.ok = False
+        run.notes.append(f"ffmpeg exited {proc.returncode}: {log.read_text()[:200]}")
+    return run, sorted(out.glob("out*.mp4"))
+
+
+async def ingest_ffmpeg(url: str, out: Path) -> Run:
+    run, files = await trio.to_thread.run_sync(ffmpeg_segments, url, out)
+    run.files = len(files)
+    run.frames, run.missing = await count_frames(files, "packets")
+    return run
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def table(results: dict[str, tuple[list[Run], list[Run]]]) -> str:
+    lines = ["| input | side | x realtime | wall s | CPU s / video-min | video s recorded "
+             "| missing in files | files | runs ok |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, (coll, ff) in results.items():
+        for runs in (coll, ff):
+            lines.append(
+                f"| {name} | {runs[0].side} | {median(runs, 'speed'):.0f} "
+                f"| {median(runs, 'wall_s'):.2f} | {median(runs, 'cpu_per_video_minute'):.2f} "
+                f"| {median(runs, 'video_s'):.1f} | {max(r.missing for r in runs)} "
+                f"| {median(runs, 'files'):.0f} | {sum(r.ok for r in runs)}/{len(runs)} |")
+        lines.append(
+            f"| {name} | **collector / ffmpeg** "
+            f"| **{median(coll, 'speed') / median(ff, 'speed'):.2f}** | "
+            f"| **{median(coll, 'cpu_per_video_minute') / median(ff, 'cpu_per_video_minute'):.2f}**"
+            " | | | | |")
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> None:
+    started = time.monotonic()
+    load = [os.getloadavg()]
+    folder = make_inputs(args.seconds)
+    clip = folder / "clip.ts"
+    duration = args.seconds - TAIL_S
+    print(f"clip: {args.seconds:g} s, 1280x720 {FPS} fps, GOP 2 s, "
+          f"{clip_bitrate(clip) / 1e6:.2f} Mbit/s MPEG-TS ({clip.stat().st_size / 2**20:.1f} MiB); "
+          f"collector duration {duration:g} s; {args.runs} runs per side; "
+          f"made/cached in {time.monotonic() - started:.0f} s ({folder})", flush=True)
+    paths = {"ts": "clip.ts", "hls": "hls/index.m3u8"}
+    results: dict[str, tuple[list[Run], list[Run]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-offline-") as tmpname:
+        tmp = Path(tmpname)
+        async with trio.open_nursery() as nursery:
+            server: str = await nursery.start(serve_files, folder)
+            collector: Collector = await nursery.start(serve_collector, tmp)
+            async with httpx.AsyncClient(base_url=collector.base, timeout=30) as client:
+                await client.get("/")
+                for name in args.inputs:
+                    url = f"{server}/{paths[name]}"
+                    coll: list[Run] = []
+                    ff: list[Run] = []
+                    for i in range(args.runs):
+                        coll.append(await collector.ingest(client, url, duration, f"{name}{i}"))
+                        ff.append(await ingest_ffmpeg(url, tmp / "ffmpeg" / f"{name}{i}"))
+                        for r in (coll[-1], ff[-1]):
+                            print(f"  {name} run {i + 1} {r.side}: {r.speed:.0f}x realtime, "
+                                  f"{r.wall_s:.2f} s wall, {r.cpu_s:.2f} s CPU, "
+                                  f"{r.video_s:.1f} s video, {r.files} files"
+                                  + "".join(f"; {n}" for n in r.notes), flush=True)
+                        shutil.rmtree(tmp / "collector" / "jobs", ignore_errors=True)
+                        shutil.rmtree(tmp / "ffmpeg", ignore_errors=True)
+                    results[name] = (coll, ff)
+                pss = pss_bytes(collector.proc.pid) or 0
+                if args.profile:
+                    await profile(collector, client, f"{server}/{paths[args.inputs[0]]}",
+                                  duration, args.profile, args.profile_seconds)
+            nursery.cancel_scope.cancel()
+    load.append(os.getloadavg())
+    print(table(results))
+    for line in collector.errors[:5]:
+        print(f"  collector log: {line}")
+    print(f"  collector PSS after the runs {pss / 2**20:.1f} MiB; load average "
+          f"{' / '.join(f'{v:.2f}' for v in load[0])} at start, "
+          f"{' / '.join(f'{v:.2f}' for v in load[1])} at end (1/5/15 min); "
+          f"run took {time.monotonic() - started:.0f} s")
+
+
+async def profile(collector: Collector, client: httpx.AsyncClient, url: str, duration: float,
+                  out: Path, seconds: float) -> None:
+    """Jobs back to back for `seconds` with py-spy attached (not measured):
+    `py-spy record --nonblocking --threads -p PID -d SECONDS -f raw -o FILE`."""
+    spy = Path(sys.executable).with_name("py-spy")
+    proc = await trio.lowlevel.open_process(
+        [str(spy), "record", "--nonblocking", "--threads", "-p", str(collector.proc.pid),
+         "-d", f"{seconds:g}", "-f", "raw", "-o", str(out)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs: list[Run] = []
+    try:
+        await trio.sleep(0.5)  # py-spy attaches
+        while proc.returncode is None:
+            runs.append(await collector.ingest(client, url, duration, f"profiled{len(runs)}",
+                                               count=False))
+            await client.delete(f"/jobs/{runs[-1].job_id}", params={"purge": "true"})
+            await trio.lowlevel.checkpoint()
+            proc.poll()
+    finally:
+        with trio.move_on_after(seconds + 30):
+            await proc.wait()
+        await terminate(proc, signal.SIGINT)
+    print(f"  profiled: {len(runs)} jobs back to back, median {median(runs, 'wall_s'):.2f} s wall; "
+          f"py-spy raw stacks in {out}", flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=120, help="clip length, seconds")
+    parser.add_argument("--runs", type=int, default=3, help="runs per side and input")
+    parser.add_argument("--inputs", default="ts,hls",
+                        help="comma-separated: ts (one MPEG-TS file), hls (VOD playlist)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="after the runs, record collector jobs with py-spy into FILE")
+    parser.add_argument("--profile-seconds", type=float, default=10,
+                        help="py-spy's -d: jobs run back to back that long")
+    args = parser.parse_args()
+    args.inputs = [s for s in args.inputs.split(",") if s]
+    if not set(args.inputs) <= {"ts", "hls"} or not args.inputs:
+        parser.error("--inputs takes ts and/or hls")
+    if args.seconds < 2 * TAIL_S + SEGMENT_S or args.runs < 1:
+        parser.error(f"--seconds must be at least {2 * TAIL_S + SEGMENT_S:g}; --runs at least 1")
+    return args
+
+
+if __name__ == "__main__":
+    trio.run(main, parse_args())
