@@ -1,7 +1,8 @@
 """One RTSP connection on trio: requests with authentication, and the raw events that follow PLAY.
 
-`RtspConnection.request()` sends a request and waits for its response, answering a 401 once with the
-URL's credentials; interleaved packets that arrive before the response are kept for `events()`.
+`RtspConnection.request()` sends a request and waits for its response, answering a 401 with the
+URL's credentials (and a stale Digest nonce once more); interleaved packets that arrive before the
+response are kept for `receive_events()`.
 Callers own the timeouts (trio's `fail_after` around each call). Status codes become our errors in
 `status_error()`, with the code in the message and credentials never shown.
 """
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "camera-collector"
 RECEIVE_BYTES = 256 * 1024
+MAX_SENDS = 3  # of one request: its first 401's challenge, then one stale nonce
 
 
 def status_error(method: str, response: Response, shown_url: str) -> SourceError:
@@ -86,19 +88,26 @@ class RtspConnection:
 
     async def request(self, method: str, url: str, headers: dict[str, str] | None = None
                       ) -> Response:
-        """Send a request, answer one authentication challenge, and return a 2xx response."""
-        for attempt in range(2):
+        """Send a request, answer authentication challenges, and return a 2xx response.
+
+        A 401 is answered when `Authorizer.answer()` says sending again can succeed (the first
+        challenge, a stale Digest nonce), at most `MAX_SENDS` sends in all.
+        """
+        for sends in range(1, MAX_SENDS + 1):
             cseq = await self.send(method, url, headers)
             response = await self._response(cseq)
-            if response.status == 401 and attempt == 0 and self.auth is not None:
-                if self.auth.choose(response.auth_challenges):
-                    continue
+            if response.status == 401 and sends < MAX_SENDS and self.renew_auth(response):
+                continue
             if not 200 <= response.status < 300:
                 raise status_error(method, response, self.shown_url)
             if "session" in response.headers and self.session is None:
                 self.session = SessionHeader.parse(response.headers["session"])
             return response
         raise AssertionError("unreachable")
+
+    def renew_auth(self, response: Response) -> bool:
+        """Take a 401's challenge; True when the request is worth sending again (see auth.py)."""
+        return self.auth is not None and self.auth.answer(response.auth_challenges)
 
     async def _response(self, cseq: int) -> Response:
         while True:

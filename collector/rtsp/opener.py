@@ -10,7 +10,8 @@ Timeouts live here, at the edge: connecting and every response are bounded by `i
 media packet for `stall_timeout_s` raises `SourceUnavailable(reason="stall")` even while the server
 keeps sending RTCP or answering keep-alives (FFmpeg's socket timeout cannot see that).
 Keep-alives (GET_PARAMETER when the server offers it, else OPTIONS) go out at half the session
-timeout, from the same loop (it wakes every `batch_seconds` anyway).
+timeout, from the same loop (it wakes every `batch_seconds` anyway); one answered 401 with a stale
+Digest nonce goes out again at once with the new nonce, or the server would drop the session.
 
 Tracks start lined up by the PLAY response's RTP-Info; once every track's first RTCP sender report
 has arrived they are lined up on the sender's wallclock instead (`sync`), which can leave a gap in
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 BATCH_SECONDS = 0.1
 DEFAULT_PORT = 554
 MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
+MAX_RENEWALS = 2  # keep-alives sent again at once for a stale nonce, in a row
 
 T = TypeVar("T")
 
@@ -160,9 +162,11 @@ class RtspOpener:
         next_keepalive = started + keepalive_every
         while True:
             tick = trio.current_time()
-            if tick >= next_keepalive:  # the loop wakes ~10 times a second: no task of its own
+            # the loop wakes ~10 times a second: no task of its own
+            if tick >= next_keepalive or session.keepalive_now:
                 await conn.send(session.keepalive_method, session.url)
                 next_keepalive = tick + keepalive_every
+                session.keepalive_now = False
             events: list = []
             ended = None
             with trio.move_on_at(last_media + self.stall_timeout_s):
@@ -239,7 +243,13 @@ class RtspOpener:
             elif isinstance(event, Response):
                 if event.status == 454:
                     raise status_error(session.keepalive_method, event, conn.shown_url)
-                if not 200 <= event.status < 300 and session.keepalive_method != "OPTIONS":
+                if (event.status == 401 and session.renewals < MAX_RENEWALS
+                        and conn.renew_auth(event)):
+                    session.renewals += 1  # a stale Digest nonce: the keep-alive goes again now
+                    session.keepalive_now = True
+                elif 200 <= event.status < 300:
+                    session.renewals = 0
+                elif session.keepalive_method != "OPTIONS":
                     session.keepalive_method = "OPTIONS"  # GET_PARAMETER refused: fall back
         return media, bye
 

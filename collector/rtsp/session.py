@@ -27,6 +27,8 @@ class Session:
     rtp_channels: dict[int, Track] = field(default_factory=dict)
     rtcp_channels: dict[int, Track] = field(default_factory=dict)
     keepalive_method: str = "OPTIONS"
+    keepalive_now: bool = False  # a keep-alive met a stale Digest nonce: send it again at once
+    renewals: int = 0  # such resends since the last 2xx keep-alive answer
     rtcp_packets: int = 0
 
 

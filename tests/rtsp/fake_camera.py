@@ -1,9 +1,10 @@
 """A scripted RTSP server in-process on trio (port 0), for the protocol's edge cases.
 
 It answers OPTIONS/DESCRIBE/SETUP/PLAY/GET_PARAMETER/TEARDOWN like a camera, optionally demanding
-Digest authentication and optionally answering a chosen method with a chosen status; after PLAY it
-runs `after_play(stream)` to send whatever the test wants (media, RTCP only, garbage, a half frame).
-Every request it receives is recorded with its arrival time.
+Digest authentication (with nonces that go stale on chosen methods) and optionally answering a
+chosen method with a chosen status; after PLAY it runs `after_play(stream)` to send whatever the
+test wants (media, RTCP only, garbage, a half frame). Every request it receives is recorded with
+its arrival time, and every status it answered with.
 """
 
 from __future__ import annotations
@@ -63,12 +64,17 @@ class LockedStream:
 class FakeCamera:
     after_play: Callable[[LockedStream], Awaitable[None]] | None = None
     digest: tuple[str, str] | None = None  # (user, password) demanded with Digest
+    # method -> how many of its correctly answered requests are refused as `stale=true` (each
+    # time with a new nonce, as a server whose nonces expire does)
+    stale: dict[str, int] = field(default_factory=dict)
     fail: dict[str, int] = field(default_factory=dict)  # method -> status to answer
     silent: set[str] = field(default_factory=set)  # methods never answered
     session_timeout: int = 60
     sdp: str = SDP
     requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
+    answers: list[tuple[str, int]] = field(default_factory=list)  # (method, status) we sent
     port: int = 0
+    nonce: str = NONCE  # the current one; older ones are stale
 
     async def serve(self, task_status: trio.TaskStatus[FakeCamera] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -127,11 +133,16 @@ class FakeCamera:
         extra: dict[str, str] = {}
         body = b""
         status = self.fail.get(method, 200)
-        if self.digest and method not in ("OPTIONS", "TEARDOWN") and not self._authorized(
-            method, headers
-        ):
+        auth = "ok"
+        if self.digest and method not in ("OPTIONS", "TEARDOWN"):
+            auth = self._authorized(method, headers)
+            if auth == "ok" and self.stale.get(method, 0) > 0:
+                self.stale[method] -= 1
+                self.nonce, auth = f"{self.nonce}+", "stale"
+        if auth != "ok":
             status = 401
-            extra["WWW-Authenticate"] = f'Digest realm="{REALM}", nonce="{NONCE}"'
+            stale = ", stale=true" if auth == "stale" else ""
+            extra["WWW-Authenticate"] = f'Digest realm="{REALM}", nonce="{self.nonce}"{stale}'
         elif status == 200:
             if method == "OPTIONS":
                 extra["Public"] = "OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN"
@@ -144,6 +155,7 @@ class FakeCamera:
                 extra["Session"] = f"F00D;timeout={self.session_timeout}"
             elif method == "PLAY":
                 extra["RTP-Info"] = f"url={target}/trackID=0;seq=0;rtptime=0"
+        self.answers.append((method, status))
         reason = {200: "OK", 401: "Unauthorized", 404: "Not Found",
                   454: "Session Not Found"}.get(status, "Error")
         lines = [f"RTSP/1.0 {status} {reason}", f"CSeq: {cseq}",
@@ -152,16 +164,22 @@ class FakeCamera:
             lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
-    def _authorized(self, method: str, headers: dict[str, str]) -> bool:
+    def _authorized(self, method: str, headers: dict[str, str]) -> str:
+        """"ok", "stale" (right credentials, an old nonce of ours) or "no"."""
         value = headers.get("authorization", "")
         if not value.lower().startswith("digest ") or self.digest is None:
-            return False
+            return "no"
         params = parse_challenge(value).params
         user, password = self.digest
 
         def md5(text: str) -> str:
             return hashlib.md5(text.encode()).hexdigest()
 
+        nonce = params.get("nonce", "")
         ha1, ha2 = md5(f"{user}:{REALM}:{password}"), md5(f"{method}:{params.get('uri')}")
-        return params.get("username") == user and params.get("response") == md5(
-            f"{ha1}:{NONCE}:{ha2}")
+        if params.get("username") != user or params.get("response") != md5(
+                f"{ha1}:{nonce}:{ha2}"):
+            return "no"
+        if nonce == self.nonce:
+            return "ok"
+        return "stale" if self.nonce.startswith(nonce) else "no"
