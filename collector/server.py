@@ -50,7 +50,8 @@ def make_opener_for(settings: Settings) -> partial[Opener]:
     demo, pyav = DemoOpener(limiter), PyAVOpener(limiter, io_timeout_s=settings.io_timeout_s)
     # rtsp:// over TCP is read natively on trio; UDP, HTTP-tunnelled and rtsps go through PyAV
     rtsp = RtspOpener(
-        io_timeout_s=settings.io_timeout_s, stall_timeout_s=settings.stall_timeout_s, fallback=pyav
+        io_timeout_s=settings.io_timeout_s, stall_timeout_s=settings.stall_timeout_s, fallback=pyav,
+        allowed_hosts=settings.allowed_hosts,
     )
     return partial(_pick_opener, demo, pyav, rtsp)
 

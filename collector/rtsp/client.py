@@ -4,7 +4,8 @@
 URL's credentials (and a stale Digest nonce once more); interleaved packets that arrive before the
 response are kept for `receive_events()`.
 Callers own the timeouts (trio's `fail_after` around each call). Status codes become our errors in
-`status_error()`, with the code in the message and credentials never shown.
+`status_error()`, with the code in the message and credentials never shown; a 3xx becomes
+`redirects.Redirected`, which the opener may follow.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import trio
 
 from collector.errors import SourceError, SourceUnavailable, UnsupportedSource
 from collector.rtsp.auth import Authorizer
+from collector.rtsp.redirects import redirected
 from collector.rtsp.wire import Event, Framer, Request, Response, encode_request
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ MAX_SENDS = 3  # of one request: its first 401's challenge, then one stale nonce
 def status_error(method: str, response: Response, shown_url: str) -> SourceError:
     code, text = response.status, f"{response.status} {response.reason}".strip()
     answer = f"RTSP {method} answered {text} at {shown_url}"
+    if 300 <= code < 400:
+        return redirected(method, code, answer, response.headers.get("location", ""))
     if code in (401, 403):
         return SourceUnavailable(f"unauthorized: {answer}", reason="unauthorized")
     if code == 404:

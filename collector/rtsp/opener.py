@@ -1,6 +1,7 @@
 """The `Opener` for RTSP cameras: native trio network I/O, PyAV only muxes what we hand it.
 
-One session: connect, set up (`session.start_session`), then read in large batches at a modest
+One session: connect, set up (`session.start_session`; a redirect answered to OPTIONS or DESCRIBE
+is followed on a new connection, see `redirects`), then read in large batches at a modest
 rate: one `receive_some` of whatever the kernel buffered, depacketize, hand the batch to the sink,
 sleep out the rest of `batch_seconds`. A camera costs ~10 wake-ups a second whatever its bitrate
 (a read that fills the whole 256 KiB buffer is followed by another at once, so a camera above
@@ -36,6 +37,7 @@ from collector.media.opener import Opener, PacketSink
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.rtsp.auth import Authorizer, split_userinfo
 from collector.rtsp.client import USER_AGENT, RtspConnection, status_error
+from collector.rtsp.redirects import Redirected, next_url
 from collector.rtsp.rtp import RtpError, parse_rtp, parse_sender_report, rtcp_has_bye
 from collector.rtsp.session import Session, start_session
 from collector.rtsp.sync import ready_to_sync, sync_origins
@@ -55,6 +57,7 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RtspStatistics:
     sessions: int
+    redirects: int  # redirects followed (each a connection of its own)
     rtp_packets: int
     rtp_lost: int
     rtp_dropped: int  # duplicate or late packets
@@ -78,8 +81,10 @@ class RtspOpener:
         stall_timeout_s: float = 10.0,
         batch_seconds: float = BATCH_SECONDS,
         fallback: Opener | None = None,
+        allowed_hosts: str = "",
     ) -> None:
         self.fallback = fallback  # for what we do not read natively: rtsps://, UDP, HTTP tunnel
+        self.allowed_hosts = allowed_hosts  # COLLECTOR_ALLOWED_HOSTS, for redirect targets
         self.io_timeout_s = io_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.batch_seconds = batch_seconds
@@ -101,6 +106,21 @@ class RtspOpener:
             if self.fallback is not None:
                 return await self.fallback.run(url, options, sink)
             raise UnsupportedSource(f"the native RTSP client reads rtsp:// over TCP only ({shown})")
+        visited = [url]
+        while True:  # a redirect (redirects.py) means a new connection, maybe to another host
+            try:
+                return await self._run_url(visited[-1], options, sink)
+            except Redirected as exc:
+                if not exc.followable:
+                    raise
+                visited.append(next_url(visited, exc.location, allowed_hosts=self.allowed_hosts))
+                log.info("rtsp.redirect url=%s status=%d to=%s", redact(visited[-2]), exc.status,
+                         redact(visited[-1]))
+
+    async def _run_url(self, url: str, options: Mapping[str, str], sink: PacketSink) -> None:
+        """One connection: set up, then stream until an error, the end, or a redirect."""
+        shown = redact(url)
+        parts = urlsplit(url)
         bare, user, password = split_userinfo(url)
         auth = Authorizer(user, password or "") if user is not None else None
         try:
@@ -137,6 +157,7 @@ class RtspOpener:
                                         reason="protocol") from None
         except SourceError as exc:
             ended = exc.reason
+            running.redirected = isinstance(exc, Redirected) and exc.followable
             raise
         finally:
             self._running.discard(running)
@@ -260,10 +281,12 @@ class _Running:
 
     conn: RtspConnection
     session: Session | None = None
+    redirected: bool = False  # a hop to another URL, not a session of its own
 
     def counts(self) -> Counter[str]:
         conn, session = self.conn, self.session
-        counts = Counter(sessions=1, bytes_received=conn.bytes_received,
+        counts = Counter(sessions=int(not self.redirected), redirects=int(self.redirected),
+                         bytes_received=conn.bytes_received,
                          skipped_bytes=conn.framer.skipped_bytes)
         if session is not None:
             counts["rtcp_packets"] += session.rtcp_packets

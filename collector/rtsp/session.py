@@ -2,7 +2,8 @@
 
 The decisions (which tracks, which channels, where each track's RTP clock starts) are plain
 functions of what the server said; `start_session` only performs the round trips. Each call is
-bounded by the caller (`fail_after` around every request).
+bounded by the caller (`fail_after` around every request). A redirect answered to OPTIONS or
+DESCRIBE propagates as `redirects.Redirected` for the opener to follow on a new connection.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from collector.errors import SourceError, UnsupportedSource
 from collector.rtsp.client import RtspConnection
+from collector.rtsp.redirects import Redirected
 from collector.rtsp.sdp import SessionDescription, join_control, parse_sdp
 from collector.rtsp.tracks import Track, supported
 from collector.rtsp.wire import Response
@@ -84,7 +86,7 @@ async def start_session(conn: RtspConnection, url: str, bounded: Bounded) -> Ses
         options = await bounded(conn.request("OPTIONS", url))
         public = options.headers.get("public", "").upper()
     except SourceError as exc:
-        if exc.reason == "unauthorized":
+        if exc.reason == "unauthorized" or (isinstance(exc, Redirected) and exc.followable):
             raise
         public = ""  # some cameras refuse OPTIONS and play fine: DESCRIBE will tell
     described = await bounded(conn.request("DESCRIBE", url, {"Accept": "application/sdp"}))

@@ -1,10 +1,10 @@
 """A scripted RTSP server in-process on trio (port 0), for the protocol's edge cases.
 
 It answers OPTIONS/DESCRIBE/SETUP/PLAY/GET_PARAMETER/TEARDOWN like a camera, optionally demanding
-Digest authentication (with nonces that go stale on chosen methods) and optionally answering a
-chosen method with a chosen status; after PLAY it runs `after_play(stream)` to send whatever the
-test wants (media, RTCP only, garbage, a half frame). Every request it receives is recorded with
-its arrival time, and every status it answered with.
+Digest authentication (with nonces that go stale on chosen methods), optionally answering a chosen
+method with a chosen status or redirecting it; after PLAY it runs `after_play(stream)` to send
+whatever the test wants (media, RTCP only, garbage, a half frame). Every request it receives is
+recorded with its arrival time and path, and every status it answered with.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import trio
 
@@ -69,16 +70,20 @@ class FakeCamera:
     stale: dict[str, int] = field(default_factory=dict)
     fail: dict[str, int] = field(default_factory=dict)  # method -> status to answer
     silent: set[str] = field(default_factory=set)  # methods never answered
+    # (method, path) -> (status, Location): a redirect, e.g. ("DESCRIBE", "/live"): (302, "/b")
+    moved: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    host: str = "127.0.0.1"  # any loopback address: 127.0.0.2 is "another host"
     session_timeout: int = 60
     sdp: str = SDP
     requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
     answers: list[tuple[str, int]] = field(default_factory=list)  # (method, status) we sent
+    targets: list[str] = field(default_factory=list)  # the path of each request
     port: int = 0
     nonce: str = NONCE  # the current one; older ones are stale
 
     async def serve(self, task_status: trio.TaskStatus[FakeCamera] = trio.TASK_STATUS_IGNORED
                     ) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        listeners = await trio.open_tcp_listeners(0, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self._handle, listeners)
@@ -86,7 +91,7 @@ class FakeCamera:
 
     @property
     def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/live"
+        return f"rtsp://{self.host}:{self.port}/live"
 
     def methods(self) -> list[str]:
         return [method for _, method, _ in self.requests]
@@ -111,6 +116,7 @@ class FakeCamera:
                 headers = {k.strip().lower(): v.strip()
                            for k, _, v in (line.partition(":") for line in lines[1:])}
                 self.requests.append((trio.current_time(), method, headers))
+                self.targets.append(urlsplit(target).path)
                 if method in self.silent:
                     continue
                 reply = self._answer(method, target, headers)
@@ -139,6 +145,9 @@ class FakeCamera:
             if auth == "ok" and self.stale.get(method, 0) > 0:
                 self.stale[method] -= 1
                 self.nonce, auth = f"{self.nonce}+", "stale"
+        moved = self.moved.get((method, urlsplit(target).path))
+        if auth == "ok" and moved is not None:
+            status, extra["Location"] = moved
         if auth != "ok":
             status = 401
             stale = ", stale=true" if auth == "stale" else ""
@@ -156,7 +165,8 @@ class FakeCamera:
             elif method == "PLAY":
                 extra["RTP-Info"] = f"url={target}/trackID=0;seq=0;rtptime=0"
         self.answers.append((method, status))
-        reason = {200: "OK", 401: "Unauthorized", 404: "Not Found",
+        reason = {200: "OK", 301: "Moved Permanently", 302: "Found", 305: "Use Proxy",
+                  401: "Unauthorized", 404: "Not Found",
                   454: "Session Not Found"}.get(status, "Error")
         lines = [f"RTSP/1.0 {status} {reason}", f"CSeq: {cseq}",
                  *(f"{k}: {v}" for k, v in extra.items())]
