@@ -18,6 +18,7 @@ import trio
 from collector.errors import SourceError, SourceUnavailable, UnsupportedSource
 from collector.rtsp.auth import Authorizer
 from collector.rtsp.redirects import redirected
+from collector.rtsp.tls import TlsStream
 from collector.rtsp.wire import Event, Framer, Request, Response, encode_request
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ class RtspConnection:
         data = await self.stream.receive_some(RECEIVE_BYTES)
         if not data:
             raise EOFError
-        self.last_read_full = len(data) == RECEIVE_BYTES
+        self.last_read_full = (self.stream.last_read_full if isinstance(self.stream, TlsStream)
+                               else len(data) == RECEIVE_BYTES)
         self.bytes_received += len(data)
         self.framer.feed(data)
 

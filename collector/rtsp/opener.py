@@ -1,11 +1,12 @@
 """The `Opener` for RTSP cameras: native trio network I/O, PyAV only muxes what we hand it.
 
-One session: connect, set up (`session.start_session`; a redirect answered to OPTIONS or DESCRIBE
-is followed on a new connection, see `redirects`), then read in large batches at a modest
-rate: one `receive_some` of whatever the kernel buffered, depacketize, hand the batch to the sink,
-sleep out the rest of `batch_seconds`. A camera costs ~10 wake-ups a second whatever its bitrate
-(a read that fills the whole 256 KiB buffer is followed by another at once, so a camera above
-~20 Mbit/s is drained rather than throttled by TCP flow control).
+One session: connect (TCP, or TLS for `rtsps://`, see `tls`), set up (`session.start_session`; a
+redirect answered to OPTIONS or DESCRIBE is followed on a new connection, see `redirects`), then
+read in large batches at a modest rate: one `receive_some` of whatever the kernel buffered,
+depacketize, hand the batch to the sink, sleep out the rest of `batch_seconds`. A camera costs
+~10 wake-ups a second whatever its bitrate (a read that fills the whole 256 KiB buffer is followed
+by another at once, so a camera above ~20 Mbit/s is drained rather than throttled by TCP flow
+control).
 
 Timeouts live here, at the edge: connecting and every response are bounded by `io_timeout_s`; no
 media packet for `stall_timeout_s` raises `SourceUnavailable(reason="stall")` even while the server
@@ -24,6 +25,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -36,18 +38,18 @@ from collector.errors import SourceEnded, SourceError, SourceUnavailable, Unsupp
 from collector.media.opener import Opener, PacketSink
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.rtsp.auth import Authorizer, split_userinfo
-from collector.rtsp.client import USER_AGENT, RtspConnection, status_error
-from collector.rtsp.redirects import Redirected, next_url
+from collector.rtsp.client import RECEIVE_BYTES, USER_AGENT, RtspConnection, status_error
+from collector.rtsp.redirects import DEFAULT_PORTS, Redirected, next_url
 from collector.rtsp.rtp import RtpError, parse_rtp, parse_sender_report, rtcp_has_bye
 from collector.rtsp.session import Session, start_session
 from collector.rtsp.sync import ready_to_sync, sync_origins
+from collector.rtsp.tls import TlsStream, tls_error, unverified_context, verifies
 from collector.rtsp.wire import Interleaved, ProtocolError, Request, Response
 from collector.urls import redact
 
 log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.1
-DEFAULT_PORT = 554
 MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
 MAX_RENEWALS = 2  # keep-alives sent again at once for a stale nonce, in a row
 
@@ -69,9 +71,10 @@ class RtspStatistics:
 
 
 class RtspOpener:
-    """Streams `rtsp://` URLs over TCP (interleaved RTP): H.264 or H.265 video, AAC audio.
+    """Streams `rtsp://` and `rtsps://` URLs over TCP (interleaved RTP): H.264 or H.265 video,
+    AAC audio.
 
-    Anything else (`rtsps://`, `rtsp_transport` udp/http) goes to `fallback` (the PyAV opener).
+    Anything else (`rtsp_transport` udp/http/https) goes to `fallback` (the PyAV opener).
     """
 
     def __init__(
@@ -82,9 +85,12 @@ class RtspOpener:
         batch_seconds: float = BATCH_SECONDS,
         fallback: Opener | None = None,
         allowed_hosts: str = "",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.fallback = fallback  # for what we do not read natively: rtsps://, UDP, HTTP tunnel
+        self.fallback = fallback  # for what we do not read natively: UDP, HTTP tunnel
         self.allowed_hosts = allowed_hosts  # COLLECTOR_ALLOWED_HOSTS, for redirect targets
+        # rtsps:// certificates are checked against this (default: the system's trust store)
+        self.ssl_context = ssl_context or ssl.create_default_context()
         self.io_timeout_s = io_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.batch_seconds = batch_seconds
@@ -102,10 +108,12 @@ class RtspOpener:
     async def run(self, url: str, options: Mapping[str, str], sink: PacketSink) -> None:
         shown = redact(url)
         parts = urlsplit(url)
-        if parts.scheme.lower() != "rtsp" or options.get("rtsp_transport", "tcp") != "tcp":
+        native = parts.scheme.lower() in DEFAULT_PORTS
+        if not native or options.get("rtsp_transport", "tcp") != "tcp":
             if self.fallback is not None:
                 return await self.fallback.run(url, options, sink)
-            raise UnsupportedSource(f"the native RTSP client reads rtsp:// over TCP only ({shown})")
+            raise UnsupportedSource(
+                f"the native RTSP client reads rtsp:// and rtsps:// over TCP only ({shown})")
         visited = [url]
         while True:  # a redirect (redirects.py) means a new connection, maybe to another host
             try:
@@ -123,17 +131,15 @@ class RtspOpener:
         parts = urlsplit(url)
         bare, user, password = split_userinfo(url)
         auth = Authorizer(user, password or "") if user is not None else None
+        scheme = parts.scheme.lower()
         try:
-            host, port = parts.hostname or "", parts.port or DEFAULT_PORT
+            host, port = parts.hostname or "", parts.port or DEFAULT_PORTS[scheme]
         except ValueError:
             raise UnsupportedSource(f"bad port in {shown}") from None
-        try:
-            with trio.fail_after(self.io_timeout_s):
-                stream = await trio.open_tcp_stream(host, port)
-        except trio.TooSlowError:
-            raise SourceUnavailable(f"timed out connecting to {shown}", reason="timeout") from None
-        except OSError as exc:
-            raise _connect_error(exc, shown) from None
+        tls = None
+        if scheme == "rtsps":
+            tls = self.ssl_context if verifies(options) else unverified_context()
+        stream = await self._connect(host, port, tls, shown)
         conn = RtspConnection(stream, shown, auth, options.get("user_agent") or USER_AGENT)
         running = _Running(conn)
         self._running.add(running)
@@ -168,6 +174,30 @@ class RtspOpener:
                      counts["units_dropped"], counts["bytes_received"])
             session = running.session
             await conn.aclose_with_teardown(session.url if session else bare)
+
+    async def _connect(self, host: str, port: int, tls: ssl.SSLContext | None,
+                       shown: str) -> trio.abc.Stream:
+        """TCP, and the TLS handshake for rtsps, within io_timeout_s; errors in our terms."""
+        doing = "connecting to"
+        try:
+            with trio.fail_after(self.io_timeout_s):
+                tcp = await trio.open_tcp_stream(host, port)
+                if tls is None:
+                    return tcp
+                doing = "in the TLS handshake with"
+                stream = TlsStream(tcp, tls, host, RECEIVE_BYTES)
+                try:
+                    await stream.do_handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(tcp)
+                    raise
+                return stream
+        except trio.TooSlowError:
+            raise SourceUnavailable(f"timed out {doing} {shown}", reason="timeout") from None
+        except trio.BrokenResourceError as exc:  # only the TLS handshake raises it here
+            raise tls_error(exc, shown) from None
+        except OSError as exc:
+            raise _connect_error(exc, shown) from None
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         with trio.fail_after(self.io_timeout_s):

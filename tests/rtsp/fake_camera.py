@@ -4,12 +4,14 @@ It answers OPTIONS/DESCRIBE/SETUP/PLAY/GET_PARAMETER/TEARDOWN like a camera, opt
 Digest authentication (with nonces that go stale on chosen methods), optionally answering a chosen
 method with a chosen status or redirecting it; after PLAY it runs `after_play(stream)` to send
 whatever the test wants (media, RTCP only, garbage, a half frame). Every request it receives is
-recorded with its arrival time and path, and every status it answered with.
+recorded with its arrival time and path, and every status it answered with. Given a server
+`ssl.SSLContext` it speaks rtsps:// (TLS from the first byte).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -50,7 +52,7 @@ RTCP_SENDER_REPORT = bytes([0x80, 200, 0, 6]) + bytes(24)
 class LockedStream:
     """The server side of one connection: replies and `after_play` media never interleave."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream, self.lock = stream, trio.Lock()
 
     async def send_all(self, data: bytes) -> None:
@@ -73,6 +75,7 @@ class FakeCamera:
     # (method, path) -> (status, Location): a redirect, e.g. ("DESCRIBE", "/live"): (302, "/b")
     moved: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     host: str = "127.0.0.1"  # any loopback address: 127.0.0.2 is "another host"
+    tls: ssl.SSLContext | None = None  # a server context: rtsps://
     session_timeout: int = 60
     sdp: str = SDP
     requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
@@ -83,20 +86,23 @@ class FakeCamera:
 
     async def serve(self, task_status: trio.TaskStatus[FakeCamera] = trio.TASK_STATUS_IGNORED
                     ) -> None:
-        listeners = await trio.open_tcp_listeners(0, host=self.host)
-        self.port = listeners[0].socket.getsockname()[1]
+        tcp = await trio.open_tcp_listeners(0, host=self.host)
+        self.port = tcp[0].socket.getsockname()[1]
+        listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp)
+        if self.tls is not None:
+            listeners = [trio.SSLListener(lis, self.tls, https_compatible=True) for lis in tcp]
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self._handle, listeners)
             task_status.started(self)
 
     @property
     def url(self) -> str:
-        return f"rtsp://{self.host}:{self.port}/live"
+        return f"{'rtsps' if self.tls else 'rtsp'}://{self.host}:{self.port}/live"
 
     def methods(self) -> list[str]:
         return [method for _, method, _ in self.requests]
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: trio.abc.Stream) -> None:
         buf = b""
         locked = LockedStream(stream)
         async with stream, trio.open_nursery() as nursery:
