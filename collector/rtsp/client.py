@@ -19,7 +19,14 @@ from collector.errors import SourceError, SourceUnavailable, UnsupportedSource
 from collector.rtsp.auth import Authorizer
 from collector.rtsp.redirects import redirected
 from collector.rtsp.tls import TlsStream
-from collector.rtsp.wire import Event, Framer, Request, Response, encode_request
+from collector.rtsp.wire import (
+    Event,
+    Framer,
+    Request,
+    Response,
+    encode_interleaved,
+    encode_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +151,11 @@ class RtspConnection:
         while (event := self.framer.next_event()) is not None:
             events.append(event)
         return events
+
+    async def send_interleaved(self, channel: int, payload: bytes) -> None:
+        """Write one interleaved packet (an RTCP report) between the requests."""
+        async with self._send_lock:
+            await self.stream.send_all(encode_interleaved(channel, payload))
 
     async def reply_not_implemented(self, request: Request) -> None:
         """Answer a server's request (some cameras ping their clients) so it does not hang."""

@@ -14,6 +14,7 @@ keeps sending RTCP or answering keep-alives (FFmpeg's socket timeout cannot see 
 Keep-alives (GET_PARAMETER when the server offers it, else OPTIONS) go out at half the session
 timeout, from the same loop (it wakes every `batch_seconds` anyway); one answered 401 with a stale
 Digest nonce goes out again at once with the new nonce, or the server would drop the session.
+The same loop sends each track an RTCP receiver report every `rtcp_interval_s` (`rtcp`).
 
 Tracks start lined up by the PLAY response's RTP-Info; once every track's first RTCP sender report
 has arrived they are lined up on the sender's wallclock instead (`sync`), which can leave a gap in
@@ -37,6 +38,7 @@ import trio
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media.opener import Opener, PacketSink
 from collector.media.packets import MediaPacket, StreamInfo
+from collector.rtsp import rtcp
 from collector.rtsp.auth import Authorizer, split_userinfo
 from collector.rtsp.client import RECEIVE_BYTES, USER_AGENT, RtspConnection, status_error
 from collector.rtsp.redirects import DEFAULT_PORTS, Redirected, next_url
@@ -66,6 +68,7 @@ class RtspStatistics:
     units_dropped: int  # access units damaged by loss, never emitted
     resync_dropped: int  # audio units dropped when a sender report moved the clock back
     rtcp_packets: int
+    rtcp_reports_sent: int  # our receiver reports, one per track every rtcp_interval_s
     skipped_bytes: int  # junk between frames
     bytes_received: int
 
@@ -86,6 +89,7 @@ class RtspOpener:
         fallback: Opener | None = None,
         allowed_hosts: str = "",
         ssl_context: ssl.SSLContext | None = None,
+        rtcp_interval_s: float = rtcp.INTERVAL_S,
     ) -> None:
         self.fallback = fallback  # for what we do not read natively: UDP, HTTP tunnel
         self.allowed_hosts = allowed_hosts  # COLLECTOR_ALLOWED_HOSTS, for redirect targets
@@ -94,6 +98,7 @@ class RtspOpener:
         self.io_timeout_s = io_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.batch_seconds = batch_seconds
+        self.rtcp_interval_s = rtcp_interval_s  # receiver reports, per track
         self._finished: Counter[str] = Counter()
         self._running: set[_Running] = set()
 
@@ -147,6 +152,7 @@ class RtspOpener:
         try:
             try:
                 running.session = await start_session(conn, bare, self._bounded)
+                running.session.reports.interval_s = self.rtcp_interval_s
                 log.info("rtsp.session url=%s tracks=%s", shown,
                          ",".join(t.media.encoding for t in running.session.tracks))
                 await self._stream(conn, running.session, sink)
@@ -218,6 +224,8 @@ class RtspOpener:
                 await conn.send(session.keepalive_method, session.url)
                 next_keepalive = tick + keepalive_every
                 session.keepalive_now = False
+            if session.reports.due(tick):  # RTCP receiver reports, every interval (rtcp.py)
+                await self._send_reports(conn, session, tick)
             events: list = []
             ended = None
             with trio.move_on_at(last_media + self.stall_timeout_s):
@@ -270,6 +278,12 @@ class RtspOpener:
             else:
                 await trio.sleep_until(tick + self.batch_seconds)
 
+    async def _send_reports(self, conn: RtspConnection, session: Session, now: float) -> None:
+        """One RTCP receiver report per track, each on the track's RTCP channel."""
+        tracks = {channel: track.rtp for channel, track in session.rtcp_channels.items()}
+        for channel, packet in session.reports.packets(tracks, now):
+            await conn.send_interleaved(channel, packet)
+
     def _dispatch(self, events: list, conn: RtspConnection, session: Session,
                   batch: list[MediaPacket]) -> tuple[bool, bool]:
         """Route one read's events: (did it hold media (RTP), did the video's sender say BYE)."""
@@ -280,6 +294,8 @@ class RtspOpener:
                 if track is None:
                     if (owner := session.rtcp_channels.get(event.channel)) is not None:
                         session.rtcp_packets += 1
+                        session.reports.note_rtcp(event.channel, event.payload,
+                                                  trio.current_time())
                         if owner.sender_report is None:
                             owner.sender_report = parse_sender_report(event.payload)
                         if owner.media.kind == "video" and rtcp_has_bye(event.payload):
@@ -320,6 +336,7 @@ class _Running:
                          skipped_bytes=conn.framer.skipped_bytes)
         if session is not None:
             counts["rtcp_packets"] += session.rtcp_packets
+            counts["rtcp_reports_sent"] += session.reports.sent
             for track in session.tracks:
                 counts["rtp_packets"] += track.rtp.received
                 counts["rtp_lost"] += track.rtp.lost

@@ -55,6 +55,11 @@ def encode_request(method: str, url: str, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
+def encode_interleaved(channel: int, payload: bytes) -> bytes:
+    """One `$`-framed packet for the server (our RTCP), RFC 2326 10.12."""
+    return b"$" + bytes([channel]) + len(payload).to_bytes(2, "big") + payload
+
+
 @dataclass(slots=True)
 class Framer:
     _buf: bytearray = field(default_factory=bytearray)

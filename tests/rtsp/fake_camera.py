@@ -4,8 +4,9 @@ It answers OPTIONS/DESCRIBE/SETUP/PLAY/GET_PARAMETER/TEARDOWN like a camera, opt
 Digest authentication (with nonces that go stale on chosen methods), optionally answering a chosen
 method with a chosen status or redirecting it; after PLAY it runs `after_play(stream)` to send
 whatever the test wants (media, RTCP only, garbage, a half frame). Every request it receives is
-recorded with its arrival time and path, and every status it answered with. Given a server
-`ssl.SSLContext` it speaks rtsps:// (TLS from the first byte).
+recorded with its arrival time and path, and every status it answered with, and so is every
+interleaved packet (our RTCP) with its channel. Given a server `ssl.SSLContext` it speaks rtsps://
+(TLS from the first byte).
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def video_frames(count: int, *, seq: int = 0, ts: int = 0, gop: int = 5) -> list
 RTCP_SENDER_REPORT = bytes([0x80, 200, 0, 6]) + bytes(24)
 
 
+def _complete(buf: bytes) -> bool:
+    """Does `buf` start with a whole request, or a whole interleaved frame?"""
+    if buf[:1] == b"$":
+        return len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[2:4], "big")
+    return b"\r\n\r\n" in buf
+
+
 class LockedStream:
     """The server side of one connection: replies and `after_play` media never interleave."""
 
@@ -81,6 +89,8 @@ class FakeCamera:
     requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
     answers: list[tuple[str, int]] = field(default_factory=list)  # (method, status) we sent
     targets: list[str] = field(default_factory=list)  # the path of each request
+    interleaved: list[tuple[float, int, bytes]] = field(default_factory=list)  # (t, channel, data)
+    ssrc: int | None = None  # announced in every SETUP answer's Transport
     port: int = 0
     nonce: str = NONCE  # the current one; older ones are stale
 
@@ -107,7 +117,7 @@ class FakeCamera:
         locked = LockedStream(stream)
         async with stream, trio.open_nursery() as nursery:
             while True:
-                while b"\r\n\r\n" not in buf:
+                while not _complete(buf):
                     try:
                         chunk = await stream.receive_some(65536)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -116,6 +126,11 @@ class FakeCamera:
                         nursery.cancel_scope.cancel()
                         return
                     buf += chunk
+                if buf[:1] == b"$":  # the client's RTCP
+                    end = 4 + int.from_bytes(buf[2:4], "big")
+                    self.interleaved.append((trio.current_time(), buf[1], buf[4:end]))
+                    buf = buf[end:]
+                    continue
                 head, buf = buf.split(b"\r\n\r\n", 1)
                 lines = head.decode().split("\r\n")
                 method, target = lines[0].split(" ")[:2]
@@ -167,6 +182,8 @@ class FakeCamera:
                 extra["Content-Base"] = target.rstrip("/") + "/"
             elif method == "SETUP":
                 extra["Transport"] = headers.get("transport", "")
+                if self.ssrc is not None:
+                    extra["Transport"] += f";ssrc={self.ssrc:08X}"
                 extra["Session"] = f"F00D;timeout={self.session_timeout}"
             elif method == "PLAY":
                 extra["RTP-Info"] = f"url={target}/trackID=0;seq=0;rtptime=0"

@@ -140,7 +140,8 @@ async def test_same_frames_as_ffmpeg_copy(media_clip, tmp_path: Path):
 async def test_joins_a_live_shared_stream_mid_way(media_clip):
     """A live (looping, shared) server joined mid-stream: the first key frame arrives within a
     GOP; audio and video end up lined up by the RTCP sender reports (this server's RTP-Info is
-    0.7 s off between them); timestamps keep rising across the clip's loop; nothing is lost."""
+    0.7 s off between them); timestamps keep rising across the clip's loop; nothing is lost,
+    while our receiver reports go to the server every 5 s."""
     sink = Sink()
     opener = RtspOpener()
     async with trio.open_nursery() as nursery:
@@ -160,4 +161,5 @@ async def test_joins_a_live_shared_stream_mid_way(media_clip):
     assert len(video) >= FPS * SECONDS
     stats = opener.statistics()
     assert (stats.rtp_lost, stats.rtp_dropped, stats.units_dropped) == (0, 0, 0)
+    assert stats.rtcp_reports_sent == 4  # at ~5 s and ~10 s, one per track: the server took them
     assert all(b.pts > a.pts for a, b in pairwise(audio))  # type: ignore[operator]
