@@ -5,7 +5,8 @@ URL's credentials (and a stale Digest nonce once more); interleaved packets that
 response are kept for `receive_events()`.
 Callers own the timeouts (trio's `fail_after` around each call). Status codes become our errors in
 `status_error()`, with the code in the message and credentials never shown; a 3xx becomes
-`redirects.Redirected`, which the opener may follow.
+`redirects.Redirected`, which the opener may follow. `send_interleaved()` writes our RTCP between
+the requests.
 """
 
 from __future__ import annotations

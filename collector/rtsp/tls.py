@@ -2,16 +2,17 @@
 
 Certificates are verified by default (the system's trust store, or the context the opener was
 given) with the host name checked; the source option `tls_verify=0` turns both off for a camera
-with a self-signed certificate. A failed handshake becomes `SourceUnavailable(reason="tls")` whose
-message says what was wrong and names that option.
+with a self-signed certificate. A failed handshake becomes `SourceUnavailable(reason="tls")` that
+says what was wrong (for a refused certificate, also which option turns the check off).
 
 Why not `SSLStream` alone: OpenSSL's `SSL_read` never returns more than one TLS record, and a
 camera writes a record per RTP packet, so every `receive_some` would hand back one packet and the
 read loop, which reads ~10 times a second, would fall behind. `TlsStream.receive_some` instead
 does what a read does on plain TCP: one large socket read (`_Transport`), then it decrypts every
-record that read brought, and returns them together. The SSLStream is closed without waiting for
-the server's close_notify (`https_compatible`): a camera that just closes TCP has ended, as on
-`rtsp://`, and a torn interleaved frame at the end is dropped by the framing anyway.
+record that read brought and returns them together (a cancel while it does so loses them: only
+the end of a session cancels a read). The SSLStream is closed without waiting for the server's
+close_notify (`https_compatible`): a camera that just closes TCP has ended, as on `rtsp://`, and a
+torn interleaved frame at the end is dropped by the framing anyway.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ A TCP connection after PLAY carries RTSP messages and `$`-framed RTP/RTCP packet
 mixed together. `Framer.feed()` takes whatever `receive_some` returned; `Framer.next_event()` hands
 back complete `Response`, `Request` (a server may ask us things) and `Interleaved` events. Bytes
 that are neither are skipped up to the next plausible frame and counted: some cameras send junk.
+Our own RTCP goes the other way `$`-framed too (`encode_interleaved`).
 """
 
 from __future__ import annotations
