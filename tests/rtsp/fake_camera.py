@@ -93,6 +93,7 @@ class FakeCamera:
     ssrc: int | None = None  # announced in every SETUP answer's Transport
     port: int = 0
     nonce: str = NONCE  # the current one; older ones are stale
+    _arrival: trio.Event = field(default_factory=trio.Event)  # set at each interleaved packet
 
     async def serve(self, task_status: trio.TaskStatus[FakeCamera] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -108,6 +109,11 @@ class FakeCamera:
     @property
     def url(self) -> str:
         return f"{'rtsps' if self.tls else 'rtsp'}://{self.host}:{self.port}/live"
+
+    async def wait_interleaved(self, count: int) -> None:
+        """Until `count` interleaved packets (our RTCP) have come from the client."""
+        while len(self.interleaved) < count:
+            await self._arrival.wait()
 
     def methods(self) -> list[str]:
         return [method for _, method, _ in self.requests]
@@ -129,6 +135,8 @@ class FakeCamera:
                 if buf[:1] == b"$":  # the client's RTCP
                     end = 4 + int.from_bytes(buf[2:4], "big")
                     self.interleaved.append((trio.current_time(), buf[1], buf[4:end]))
+                    self._arrival.set()
+                    self._arrival = trio.Event()
                     buf = buf[end:]
                     continue
                 head, buf = buf.split(b"\r\n\r\n", 1)
