@@ -45,7 +45,13 @@ from collector.rtsp.redirects import DEFAULT_PORTS, Redirected, next_url
 from collector.rtsp.rtp import RtpError, parse_rtp, parse_sender_report, rtcp_has_bye
 from collector.rtsp.session import Session, start_session
 from collector.rtsp.sync import ready_to_sync, sync_origins
-from collector.rtsp.tls import TlsStream, tls_error, unverified_context, verifies
+from collector.rtsp.tls import (
+    TlsStream,
+    default_context,
+    tls_error,
+    unverified_context,
+    verifies,
+)
 from collector.rtsp.wire import Interleaved, ProtocolError, Request, Response
 from collector.urls import redact
 
@@ -93,8 +99,8 @@ class RtspOpener:
     ) -> None:
         self.fallback = fallback  # for what we do not read natively: UDP, HTTP tunnel
         self.allowed_hosts = allowed_hosts  # COLLECTOR_ALLOWED_HOSTS, for redirect targets
-        # rtsps:// certificates are checked against this (default: the system's trust store)
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        # rtsps:// certificates are checked against this (None: the system's trust store)
+        self.ssl_context = ssl_context
         self.io_timeout_s = io_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.batch_seconds = batch_seconds
@@ -143,7 +149,8 @@ class RtspOpener:
             raise UnsupportedSource(f"bad port in {shown}") from None
         tls = None
         if scheme == "rtsps":
-            tls = self.ssl_context if verifies(options) else unverified_context()
+            tls = ((self.ssl_context or default_context()) if verifies(options)
+                   else unverified_context())
         stream = await self._connect(host, port, tls, shown)
         conn = RtspConnection(stream, shown, auth, options.get("user_agent") or USER_AGENT)
         running = _Running(conn)

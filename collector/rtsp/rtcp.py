@@ -157,8 +157,8 @@ class ReceiverReports:
         """(RTCP channel, compound RR + SDES) for each track, keyed by its RTCP channel; the next
         report is due one interval after this one was (the loop's wake-ups make each a little
         late, which must not add up), or after now when we fell a whole interval behind."""
-        late = self.next_at is None or now - self.next_at >= self.interval_s
-        self.next_at = now + self.interval_s if late else self.next_at + self.interval_s
+        due = now if self.next_at is None or now - self.next_at >= self.interval_s else self.next_at
+        self.next_at = due + self.interval_s
         sdes = sdes_cname(self.ssrc, self.cname)
         out = []
         for channel, rtp in tracks.items():

@@ -15,7 +15,7 @@ from collector.config import load_settings
 from collector.errors import SourceEnded, SourceUnavailable
 from collector.params import parse_collect
 from collector.rtsp.opener import RtspOpener
-from collector.rtsp.tls import TlsStream, verifies
+from collector.rtsp.tls import TlsStream, default_context, verifies
 from collector.server import make_opener_for
 from tests.rtsp.fake_camera import FakeCamera, video_frames
 from tests.rtsp.pki import Pki, make_pki
@@ -138,9 +138,12 @@ def test_tls_verify_option_is_validated_and_reaches_the_opener(tmp_path: Path):
 
 
 def test_default_context_verifies():
-    """The opener's default context checks certificates and host names."""
-    context = RtspOpener().ssl_context
+    """Without a context of its own the opener checks certificates and host names (against the
+    system's trust store, loaded once for all openers)."""
+    assert RtspOpener().ssl_context is None
+    context = default_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert default_context() is context
 
 
 async def test_a_plain_rtsp_server_times_out_in_the_handshake():
