@@ -5,7 +5,7 @@ these at the boundary where they happen, so the actors only ever reason about th
     ├── RequestError            bad input from a client; carries the field and the problem (HTTP 4xx)
     │   └── NotFound            an id that names nothing (HTTP 404)
     ├── SourceError             a camera could not be read; `reason` is a short machine word
-    │   ├── SourceUnavailable   connection refused, DNS failure, timeout, stall, 401/404 from the camera
+    │   ├── SourceUnavailable   refused, DNS, timeout, stall, TLS, 401/404, a redirect not followed
     │   ├── SourceEnded         the stream ended (EOF / TCP close) while we still wanted video
     │   └── UnsupportedSource   no video stream, a codec the container cannot hold
     └── SegmentError            a segment file could not be written

@@ -29,6 +29,10 @@ OPTION_RULES: dict[str, tuple[str, Any]] = {
     "user_agent": ("printable text up to 200 characters", re.compile(r"^[ -~]{1,200}$")),
     "analyzeduration": ("an integer of microseconds up to 30000000", (0, 30_000_000)),
     "probesize": ("an integer of bytes from 32 to 50000000", (32, 50_000_000)),
+    # 0: accept any TLS certificate (cameras with self-signed ones). The native RTSP client checks
+    # rtsps:// certificates unless this is 0; for the sources PyAV reads it goes to FFmpeg as
+    # FFmpeg's own `tls_verify`, whose default is not to check.
+    "tls_verify": ("0 (do not check the TLS certificate) or 1", (0, 1)),
 }
 RETRY_BOUNDS = {
     "max_attempts": (1, 50),

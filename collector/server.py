@@ -48,9 +48,11 @@ class Running:
 def make_opener_for(settings: Settings) -> partial[Opener]:
     limiter = trio.CapacityLimiter(settings.camera_threads)
     demo, pyav = DemoOpener(limiter), PyAVOpener(limiter, io_timeout_s=settings.io_timeout_s)
-    # rtsp:// over TCP is read natively on trio; UDP, HTTP-tunnelled and rtsps go through PyAV
+    # rtsp:// and rtsps:// over TCP are read natively on trio; UDP and HTTP-tunnelled RTSP go
+    # through PyAV (the RTSP opener hands them to its fallback)
     rtsp = RtspOpener(
-        io_timeout_s=settings.io_timeout_s, stall_timeout_s=settings.stall_timeout_s, fallback=pyav
+        io_timeout_s=settings.io_timeout_s, stall_timeout_s=settings.stall_timeout_s, fallback=pyav,
+        allowed_hosts=settings.allowed_hosts,
     )
     return partial(_pick_opener, demo, pyav, rtsp)
 
@@ -58,7 +60,7 @@ def make_opener_for(settings: Settings) -> partial[Opener]:
 def _pick_opener(demo: Opener, pyav: Opener, rtsp: Opener, url: str) -> Opener:
     if url == DEMO_URL:
         return demo
-    return rtsp if scheme_of(url) == "rtsp" else pyav
+    return rtsp if scheme_of(url) in ("rtsp", "rtsps") else pyav
 
 
 def hypercorn_config(settings: Settings) -> Config:

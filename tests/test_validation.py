@@ -31,6 +31,8 @@ BAD_BODIES = [
     ('{"streams": [{"url": "rtsp://h/x", "options": {"rtsp_transport": "carrier-pigeon"}}]}',
      "streams[0].options.rtsp_transport", "must be one of tcp, udp, http, https"),
     ('{"options": {"protocol_whitelist": "file"}}', "options.protocol_whitelist", "option not allowed"),
+    ('{"options": {"tls_verify": 2}}', "options.tls_verify", "must be 0 (do not check"),
+    ('{"options": {"tls_verify": "no"}}', "options.tls_verify", "must be 0 (do not check"),
     ('{"cameras": ["nope"]}', "cameras[0]", "unknown camera 'nope'"),
     ('{"cameras": "front"}', "cameras", "must be a list of camera names"),
     ('{"retry": {"max_attempts": 0}}', "retry.max_attempts", "must be between 1 and 50"),

@@ -1,7 +1,10 @@
 """RTSP authentication (RFC 2617 as RTSP uses it): Basic and Digest (MD5, SHA-256; qop=auth).
 
 `Authorizer.choose()` picks one of a 401's challenges and remembers it, so that `header()` gives
-every later request a fresh Authorization value without another round trip.
+every later request a fresh Authorization value without another round trip. `answer()` decides
+what a 401 means once credentials were sent: a Digest nonce that went stale (`stale=true`, or a
+new nonce: RFC 7616 3.3) is answered again, the same challenge again means the credentials were
+refused.
 """
 
 from __future__ import annotations
@@ -63,6 +66,27 @@ class Authorizer:
         chosen = candidates[0]
         self.challenge, self._nc = chosen, 0
         return True
+
+    def answer(self, challenges: tuple[str, ...]) -> bool:
+        """After a 401: take one of its challenges; True when sending again can succeed.
+
+        That is the first challenge we see, or a Digest challenge whose nonce went stale
+        (`stale=true`, or simply a nonce other than the one we answered: RFC 7616 3.3 lets a
+        server rotate nonces). The challenge we already answered, again, means wrong credentials.
+        Callers bound how often they send again: a server may rotate nonces on every 401.
+        """
+        previous = self.challenge
+        if not self.choose(challenges):
+            return False
+        if previous is None:
+            return True
+        chosen = self.challenge
+        assert chosen is not None
+        if chosen.scheme != "digest":
+            return previous.scheme != chosen.scheme
+        stale = chosen.params.get("stale", "").strip().lower() == "true"
+        return stale or previous.scheme != "digest" or (
+            chosen.params.get("nonce") != previous.params.get("nonce"))
 
     def header(self, method: str, uri: str) -> str | None:
         """The Authorization value for a request, or None before any challenge."""

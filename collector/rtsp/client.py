@@ -1,9 +1,12 @@
 """One RTSP connection on trio: requests with authentication, and the raw events that follow PLAY.
 
-`RtspConnection.request()` sends a request and waits for its response, answering a 401 once with the
-URL's credentials; interleaved packets that arrive before the response are kept for `events()`.
+`RtspConnection.request()` sends a request and waits for its response, answering a 401 with the
+URL's credentials (and a stale Digest nonce once more); interleaved packets that arrive before the
+response are kept for `receive_events()`.
 Callers own the timeouts (trio's `fail_after` around each call). Status codes become our errors in
-`status_error()`, with the code in the message and credentials never shown.
+`status_error()`, with the code in the message and credentials never shown; a 3xx becomes
+`redirects.Redirected`, which the opener may follow. `send_interleaved()` writes our RTCP between
+the requests.
 """
 
 from __future__ import annotations
@@ -15,17 +18,29 @@ import trio
 
 from collector.errors import SourceError, SourceUnavailable, UnsupportedSource
 from collector.rtsp.auth import Authorizer
-from collector.rtsp.wire import Event, Framer, Request, Response, encode_request
+from collector.rtsp.redirects import redirected
+from collector.rtsp.tls import TlsStream
+from collector.rtsp.wire import (
+    Event,
+    Framer,
+    Request,
+    Response,
+    encode_interleaved,
+    encode_request,
+)
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "camera-collector"
 RECEIVE_BYTES = 256 * 1024
+MAX_SENDS = 3  # of one request: its first 401's challenge, then one stale nonce
 
 
 def status_error(method: str, response: Response, shown_url: str) -> SourceError:
     code, text = response.status, f"{response.status} {response.reason}".strip()
     answer = f"RTSP {method} answered {text} at {shown_url}"
+    if 300 <= code < 400:
+        return redirected(method, code, answer, response.headers.get("location", ""))
     if code in (401, 403):
         return SourceUnavailable(f"unauthorized: {answer}", reason="unauthorized")
     if code == 404:
@@ -86,19 +101,26 @@ class RtspConnection:
 
     async def request(self, method: str, url: str, headers: dict[str, str] | None = None
                       ) -> Response:
-        """Send a request, answer one authentication challenge, and return a 2xx response."""
-        for attempt in range(2):
+        """Send a request, answer authentication challenges, and return a 2xx response.
+
+        A 401 is answered when `Authorizer.answer()` says sending again can succeed (the first
+        challenge, a stale Digest nonce), at most `MAX_SENDS` sends in all.
+        """
+        for sends in range(1, MAX_SENDS + 1):
             cseq = await self.send(method, url, headers)
             response = await self._response(cseq)
-            if response.status == 401 and attempt == 0 and self.auth is not None:
-                if self.auth.choose(response.auth_challenges):
-                    continue
+            if response.status == 401 and sends < MAX_SENDS and self.renew_auth(response):
+                continue
             if not 200 <= response.status < 300:
                 raise status_error(method, response, self.shown_url)
             if "session" in response.headers and self.session is None:
                 self.session = SessionHeader.parse(response.headers["session"])
             return response
         raise AssertionError("unreachable")
+
+    def renew_auth(self, response: Response) -> bool:
+        """Take a 401's challenge; True when the request is worth sending again (see auth.py)."""
+        return self.auth is not None and self.auth.answer(response.auth_challenges)
 
     async def _response(self, cseq: int) -> Response:
         while True:
@@ -114,7 +136,8 @@ class RtspConnection:
         data = await self.stream.receive_some(RECEIVE_BYTES)
         if not data:
             raise EOFError
-        self.last_read_full = len(data) == RECEIVE_BYTES
+        self.last_read_full = (self.stream.last_read_full if isinstance(self.stream, TlsStream)
+                               else len(data) == RECEIVE_BYTES)
         self.bytes_received += len(data)
         self.framer.feed(data)
 
@@ -128,6 +151,11 @@ class RtspConnection:
             await self._receive()
         events += self.framer.drain()
         return events
+
+    async def send_interleaved(self, channel: int, payload: bytes) -> None:
+        """Write one interleaved packet (an RTCP report) between the requests."""
+        async with self._send_lock:
+            await self.stream.send_all(encode_interleaved(channel, payload))
 
     async def reply_not_implemented(self, request: Request) -> None:
         """Answer a server's request (some cameras ping their clients) so it does not hang."""

@@ -1,16 +1,20 @@
 """The `Opener` for RTSP cameras: native trio network I/O, PyAV only muxes what we hand it.
 
-One session: connect, set up (`session.start_session`), then read in large batches at a modest
-rate: one `receive_some` of whatever the kernel buffered, depacketize, hand the batch to the sink,
-wait for the next tick of the shared `Ticker`. A camera costs ~5 wake-ups a second whatever its bitrate
-(a read that fills the whole 256 KiB buffer is followed by another at once, so a camera above
-~20 Mbit/s is drained rather than throttled by TCP flow control).
+One session: connect (TCP, or TLS for `rtsps://`, see `tls`), set up (`session.start_session`; a
+redirect answered to OPTIONS or DESCRIBE is followed on a new connection, see `redirects`), then
+read in large batches at a modest rate: one `receive_some` of whatever the kernel buffered,
+depacketize, hand the batch to the sink, wait for the session's tick of the shared `Ticker`. A
+camera costs ~5 wake-ups a second whatever its bitrate (a read that fills the whole 256 KiB buffer
+is followed by another at once, so a camera above ~20 Mbit/s is drained rather than throttled by
+TCP flow control).
 
 Timeouts live here, at the edge: connecting and every response are bounded by `io_timeout_s`; no
 media packet for `stall_timeout_s` raises `SourceUnavailable(reason="stall")` even while the server
 keeps sending RTCP or answering keep-alives (FFmpeg's socket timeout cannot see that).
 Keep-alives (GET_PARAMETER when the server offers it, else OPTIONS) go out at half the session
-timeout, from the same loop (it wakes every `batch_seconds` anyway).
+timeout, from the same loop (it wakes every `batch_seconds` anyway); one answered 401 with a stale
+Digest nonce goes out again at once with the new nonce, or the server would drop the session.
+The same loop sends each track an RTCP receiver report every `rtcp_interval_s` (`rtcp`).
 
 Tracks start lined up by the PLAY response's RTP-Info; once every track's first RTCP sender report
 has arrived they are lined up on the sender's wallclock instead (`sync`), which can leave a gap in
@@ -22,6 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -33,19 +38,28 @@ import trio
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media.opener import Opener, PacketSink
 from collector.media.packets import MediaPacket, StreamInfo
+from collector.rtsp import rtcp
 from collector.rtsp.auth import Authorizer, split_userinfo
-from collector.rtsp.client import USER_AGENT, RtspConnection, status_error
+from collector.rtsp.client import RECEIVE_BYTES, USER_AGENT, RtspConnection, status_error
+from collector.rtsp.redirects import DEFAULT_PORTS, Redirected, next_url
 from collector.rtsp.rtp import parse_sender_report, rtcp_has_bye
 from collector.rtsp.session import Session, start_session
 from collector.rtsp.sync import ready_to_sync, sync_origins
+from collector.rtsp.tls import (
+    TlsStream,
+    default_context,
+    tls_error,
+    unverified_context,
+    verifies,
+)
 from collector.rtsp.wire import Interleaved, ProtocolError, Request, Response
 from collector.urls import redact
 
 log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.2
-DEFAULT_PORT = 554
 MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
+MAX_RENEWALS = 2  # keep-alives sent again at once for a stale nonce, in a row
 
 T = TypeVar("T")
 
@@ -53,20 +67,23 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RtspStatistics:
     sessions: int
+    redirects: int  # redirects followed (each a connection of its own)
     rtp_packets: int
     rtp_lost: int
     rtp_dropped: int  # duplicate or late packets
     units_dropped: int  # access units damaged by loss, never emitted
     resync_dropped: int  # audio units dropped when a sender report moved the clock back
     rtcp_packets: int
+    rtcp_reports_sent: int  # our receiver reports, one per track every rtcp_interval_s
     skipped_bytes: int  # junk between frames
     bytes_received: int
 
 
 class RtspOpener:
-    """Streams `rtsp://` URLs over TCP (interleaved RTP): H.264 or H.265 video, AAC audio.
+    """Streams `rtsp://` and `rtsps://` URLs over TCP (interleaved RTP): H.264 or H.265 video,
+    AAC audio.
 
-    Anything else (`rtsps://`, `rtsp_transport` udp/http) goes to `fallback` (the PyAV opener).
+    Anything else (`rtsp_transport` udp/http/https) goes to `fallback` (the PyAV opener).
     """
 
     def __init__(
@@ -76,11 +93,18 @@ class RtspOpener:
         stall_timeout_s: float = 10.0,
         batch_seconds: float = BATCH_SECONDS,
         fallback: Opener | None = None,
+        allowed_hosts: str = "",
+        ssl_context: ssl.SSLContext | None = None,
+        rtcp_interval_s: float = rtcp.INTERVAL_S,
     ) -> None:
-        self.fallback = fallback  # for what we do not read natively: rtsps://, UDP, HTTP tunnel
+        self.fallback = fallback  # for what we do not read natively: UDP, HTTP tunnel
+        self.allowed_hosts = allowed_hosts  # COLLECTOR_ALLOWED_HOSTS, for redirect targets
+        # rtsps:// certificates are checked against this (None: the system's trust store)
+        self.ssl_context = ssl_context
         self.io_timeout_s = io_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.batch_seconds = batch_seconds
+        self.rtcp_interval_s = rtcp_interval_s  # receiver reports, per track
         self._ticker = Ticker(batch_seconds)
         self._finished: Counter[str] = Counter()
         self._running: set[_Running] = set()
@@ -96,23 +120,39 @@ class RtspOpener:
     async def run(self, url: str, options: Mapping[str, str], sink: PacketSink) -> None:
         shown = redact(url)
         parts = urlsplit(url)
-        if parts.scheme.lower() != "rtsp" or options.get("rtsp_transport", "tcp") != "tcp":
+        native = parts.scheme.lower() in DEFAULT_PORTS
+        if not native or options.get("rtsp_transport", "tcp") != "tcp":
             if self.fallback is not None:
                 return await self.fallback.run(url, options, sink)
-            raise UnsupportedSource(f"the native RTSP client reads rtsp:// over TCP only ({shown})")
+            raise UnsupportedSource(
+                f"the native RTSP client reads rtsp:// and rtsps:// over TCP only ({shown})")
+        visited = [url]
+        while True:  # a redirect (redirects.py) means a new connection, maybe to another host
+            try:
+                return await self._run_url(visited[-1], options, sink)
+            except Redirected as exc:
+                if not exc.followable:
+                    raise
+                visited.append(next_url(visited, exc.location, allowed_hosts=self.allowed_hosts))
+                log.info("rtsp.redirect url=%s status=%d to=%s", redact(visited[-2]), exc.status,
+                         redact(visited[-1]))
+
+    async def _run_url(self, url: str, options: Mapping[str, str], sink: PacketSink) -> None:
+        """One connection: set up, then stream until an error, the end, or a redirect."""
+        shown = redact(url)
+        parts = urlsplit(url)
         bare, user, password = split_userinfo(url)
         auth = Authorizer(user, password or "") if user is not None else None
+        scheme = parts.scheme.lower()
         try:
-            host, port = parts.hostname or "", parts.port or DEFAULT_PORT
+            host, port = parts.hostname or "", parts.port or DEFAULT_PORTS[scheme]
         except ValueError:
             raise UnsupportedSource(f"bad port in {shown}") from None
-        try:
-            with trio.fail_after(self.io_timeout_s):
-                stream = await trio.open_tcp_stream(host, port)
-        except trio.TooSlowError:
-            raise SourceUnavailable(f"timed out connecting to {shown}", reason="timeout") from None
-        except OSError as exc:
-            raise _connect_error(exc, shown) from None
+        tls = None
+        if scheme == "rtsps":
+            tls = ((self.ssl_context or default_context()) if verifies(options)
+                   else unverified_context())
+        stream = await self._connect(host, port, tls, shown)
         conn = RtspConnection(stream, shown, auth, options.get("user_agent") or USER_AGENT)
         running = _Running(conn)
         self._running.add(running)
@@ -120,6 +160,7 @@ class RtspOpener:
         try:
             try:
                 running.session = await start_session(conn, bare, self._bounded)
+                running.session.reports.interval_s = self.rtcp_interval_s
                 log.info("rtsp.session url=%s tracks=%s", shown,
                          ",".join(t.media.encoding for t in running.session.tracks))
                 await self._stream(conn, running.session, sink)
@@ -136,6 +177,7 @@ class RtspOpener:
                                         reason="protocol") from None
         except SourceError as exc:
             ended = exc.reason
+            running.redirected = isinstance(exc, Redirected) and exc.followable
             raise
         finally:
             self._running.discard(running)
@@ -146,6 +188,30 @@ class RtspOpener:
                      counts["units_dropped"], counts["bytes_received"])
             session = running.session
             await conn.aclose_with_teardown(session.url if session else bare)
+
+    async def _connect(self, host: str, port: int, tls: ssl.SSLContext | None,
+                       shown: str) -> trio.abc.Stream:
+        """TCP, and the TLS handshake for rtsps, within io_timeout_s; errors in our terms."""
+        doing = "connecting to"
+        try:
+            with trio.fail_after(self.io_timeout_s):
+                tcp = await trio.open_tcp_stream(host, port)
+                if tls is None:
+                    return tcp
+                doing = "in the TLS handshake with"
+                stream = TlsStream(tcp, tls, host, RECEIVE_BYTES)
+                try:
+                    await stream.do_handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(tcp)
+                    raise
+                return stream
+        except trio.TooSlowError:
+            raise SourceUnavailable(f"timed out {doing} {shown}", reason="timeout") from None
+        except trio.BrokenResourceError as exc:  # only the TLS handshake raises it here
+            raise tls_error(exc, shown) from None
+        except OSError as exc:
+            raise _connect_error(exc, shown) from None
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         with trio.fail_after(self.io_timeout_s):
@@ -162,9 +228,13 @@ class RtspOpener:
         phase = self._ticker.phase()
         while True:
             tick = trio.current_time()
-            if tick >= next_keepalive:  # the loop wakes ~10 times a second: no task of its own
+            # the loop wakes ~5 times a second: no task of its own
+            if tick >= next_keepalive or session.keepalive_now:
                 await conn.send(session.keepalive_method, session.url)
                 next_keepalive = tick + keepalive_every
+                session.keepalive_now = False
+            if session.reports.due(tick):  # RTCP receiver reports, every interval (rtcp.py)
+                await self._send_reports(conn, session, tick)
             events: list = []
             ended = None
             with trio.move_on_at(last_media + self.stall_timeout_s):
@@ -217,6 +287,12 @@ class RtspOpener:
             else:
                 await self._ticker.wait(phase)
 
+    async def _send_reports(self, conn: RtspConnection, session: Session, now: float) -> None:
+        """One RTCP receiver report per track, each on the track's RTCP channel."""
+        tracks = {channel: track.rtp for channel, track in session.rtcp_channels.items()}
+        for channel, packet in session.reports.packets(tracks, now):
+            await conn.send_interleaved(channel, packet)
+
     def _dispatch(self, events: list, conn: RtspConnection, session: Session,
                   batch: list[MediaPacket]) -> tuple[bool, bool]:
         """Route one read's events: (did it hold media (RTP), did the video's sender say BYE)."""
@@ -230,6 +306,7 @@ class RtspOpener:
                         media = True
                 elif (owner := session.rtcp_channels.get(event.channel)) is not None:
                     session.rtcp_packets += 1
+                    session.reports.note_rtcp(event.channel, event.payload, trio.current_time())
                     if owner.sender_report is None:
                         owner.sender_report = parse_sender_report(event.payload)
                     if owner.media.kind == "video" and rtcp_has_bye(event.payload):
@@ -237,7 +314,13 @@ class RtspOpener:
             elif isinstance(event, Response):
                 if event.status == 454:
                     raise status_error(session.keepalive_method, event, conn.shown_url)
-                if not 200 <= event.status < 300 and session.keepalive_method != "OPTIONS":
+                if (event.status == 401 and session.renewals < MAX_RENEWALS
+                        and conn.renew_auth(event)):
+                    session.renewals += 1  # a stale Digest nonce: the keep-alive goes again now
+                    session.keepalive_now = True
+                elif 200 <= event.status < 300:
+                    session.renewals = 0
+                elif session.keepalive_method != "OPTIONS":
                     session.keepalive_method = "OPTIONS"  # GET_PARAMETER refused: fall back
         return media, bye
 
@@ -284,13 +367,16 @@ class _Running:
 
     conn: RtspConnection
     session: Session | None = None
+    redirected: bool = False  # a hop to another URL, not a session of its own
 
     def counts(self) -> Counter[str]:
         conn, session = self.conn, self.session
-        counts = Counter(sessions=1, bytes_received=conn.bytes_received,
+        counts = Counter(sessions=int(not self.redirected), redirects=int(self.redirected),
+                         bytes_received=conn.bytes_received,
                          skipped_bytes=conn.framer.skipped_bytes)
         if session is not None:
             counts["rtcp_packets"] += session.rtcp_packets
+            counts["rtcp_reports_sent"] += session.reports.sent
             for track in session.tracks:
                 counts["rtp_packets"] += track.rtp.received
                 counts["rtp_lost"] += track.rtp.lost

@@ -86,6 +86,11 @@ class RtpTrack:
         self._last_ts = timestamp
         return gap, self._ext_ts
 
+    @property
+    def highest_sequence(self) -> int | None:
+        """The 16-bit sequence number of the newest accepted packet (RTCP reports it)."""
+        return None if self._next_seq is None else (self._next_seq - 1) & 0xFFFF
+
 
 RTCP_BYE = 203
 

@@ -1,8 +1,9 @@
 """Setting up an RTSP session: OPTIONS, DESCRIBE, SETUP per track (TCP interleaved), PLAY.
 
-The decisions (which tracks, which channels, where each track's RTP clock starts) are plain
-functions of what the server said; `start_session` only performs the round trips. Each call is
-bounded by the caller (`fail_after` around every request).
+The decisions (which tracks, which channels and SSRCs, where each track's RTP clock starts) are
+plain functions of what the server said; `start_session` only performs the round trips. Each call
+is bounded by the caller (`fail_after` around every request). A redirect answered to OPTIONS or
+DESCRIBE propagates as `redirects.Redirected` for the opener to follow on a new connection.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from dataclasses import dataclass, field
 
 from collector.errors import SourceError, UnsupportedSource
 from collector.rtsp.client import RtspConnection
+from collector.rtsp.redirects import Redirected
+from collector.rtsp.rtcp import ReceiverReports
 from collector.rtsp.sdp import SessionDescription, join_control, parse_sdp
 from collector.rtsp.tracks import Track, supported
 from collector.rtsp.wire import Response
 
 _INTERLEAVED = re.compile(r"interleaved=(\d+)(?:-(\d+))?")
+_SSRC = re.compile(r"(?:^|;)\s*ssrc=([0-9A-Fa-f]{1,8})\s*(?:;|$)")
 
 
 @dataclass(slots=True)
@@ -27,7 +31,10 @@ class Session:
     rtp_channels: dict[int, Track] = field(default_factory=dict)
     rtcp_channels: dict[int, Track] = field(default_factory=dict)
     keepalive_method: str = "OPTIONS"
+    keepalive_now: bool = False  # a keep-alive met a stale Digest nonce: send it again at once
+    renewals: int = 0  # such resends since the last 2xx keep-alive answer
     rtcp_packets: int = 0
+    reports: ReceiverReports = field(default_factory=ReceiverReports)  # the RTCP we send
 
 
 def choose_tracks(sdp: SessionDescription, base: str) -> list[Track]:
@@ -57,6 +64,12 @@ def interleaved_channels(transport: str, asked: int) -> tuple[int, int]:
     return rtp, int(match[2]) if match[2] else rtp + 1
 
 
+def transport_ssrc(transport: str) -> int | None:
+    """The SSRC the server announced for a track (Transport `ssrc=`, 8 hex digits)."""
+    match = _SSRC.search(transport)
+    return int(match[1], 16) if match else None
+
+
 def apply_rtp_info(value: str, tracks: list[Track]) -> None:
     """Take each track's starting `rtptime` from a PLAY response's RTP-Info header."""
     for entry in value.split(","):
@@ -82,7 +95,7 @@ async def start_session(conn: RtspConnection, url: str, bounded: Bounded) -> Ses
         options = await bounded(conn.request("OPTIONS", url))
         public = options.headers.get("public", "").upper()
     except SourceError as exc:
-        if exc.reason == "unauthorized":
+        if exc.reason == "unauthorized" or (isinstance(exc, Redirected) and exc.followable):
             raise
         public = ""  # some cameras refuse OPTIONS and play fine: DESCRIBE will tell
     described = await bounded(conn.request("DESCRIBE", url, {"Accept": "application/sdp"}))
@@ -96,9 +109,11 @@ async def start_session(conn: RtspConnection, url: str, bounded: Bounded) -> Ses
         asked = 2 * i
         transport = f"RTP/AVP/TCP;unicast;interleaved={asked}-{asked + 1}"
         reply = await bounded(conn.request("SETUP", track.url, {"Transport": transport}))
-        rtp, rtcp = interleaved_channels(reply.headers.get("transport", ""), asked)
+        transport = reply.headers.get("transport", "")
+        rtp, rtcp = interleaved_channels(transport, asked)
         session.rtp_channels[rtp] = track
         session.rtcp_channels[rtcp] = track
+        session.reports.expect(rtcp, transport_ssrc(transport))
     played = await bounded(conn.request("PLAY", session.url))
     apply_rtp_info(played.headers.get("rtp-info", ""), tracks)
     return session

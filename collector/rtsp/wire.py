@@ -4,6 +4,7 @@ A TCP connection after PLAY carries RTSP messages and `$`-framed RTP/RTCP packet
 mixed together. `Framer.feed()` takes whatever `receive_some` returned; `Framer.next_event()` hands
 back complete `Response`, `Request` (a server may ask us things) and `Interleaved` events. Bytes
 that are neither are skipped up to the next plausible frame and counted: some cameras send junk.
+Our own RTCP goes the other way `$`-framed too (`encode_interleaved`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def encode_request(method: str, url: str, headers: dict[str, str]) -> bytes:
     lines = [f"{method} {url} RTSP/1.0"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def encode_interleaved(channel: int, payload: bytes) -> bytes:
+    """One `$`-framed packet for the server (our RTCP), RFC 2326 10.12."""
+    return b"$" + bytes([channel]) + len(payload).to_bytes(2, "big") + payload
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@
 Run with the *system* python (needs python3-gi):
 
     /usr/bin/python3 tests/media/rtsp_server.py --clip CLIP --port 0 \
-        [--path /cam1 ...] [--shared] [--auth --user U --password P]
+        [--path /cam1 ...] [--shared] [--auth --user U --password P] [--tls-cert C --tls-key K]
 
 Prints exactly one line ``READY <port>`` once listening, then serves until SIGTERM/SIGINT.
 
@@ -15,6 +15,7 @@ Prints exactly one line ``READY <port>`` once listening, then serves until SIGTE
   keeps timestamps monotonic across loops) is piped into ``fdsrc ! tsdemux``.
 * RTP over UDP and TCP-interleaved are both allowed.
 * ``--auth`` (implied by ``--user``): Basic auth required to play the given paths.
+* ``--tls-cert``/``--tls-key`` (PEM files): every connection is TLS (rtsps://).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 DEMUXERS = {".mkv": "matroskademux", ".webm": "matroskademux", ".mp4": "qtdemux",
             ".mov": "qtdemux", ".m4v": "qtdemux", ".ts": "tsdemux"}
@@ -109,6 +110,8 @@ def main() -> int:
                         help="require Basic auth (needs --user/--password)")
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve rtsps://")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
     clip: Path = args.clip.resolve()
     if not clip.is_file():
@@ -133,6 +136,14 @@ def main() -> int:
         anon_token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anonymous")
         auth.set_default_token(anon_token)
         server.set_auth(auth)
+    if args.tls_cert:
+        if not use_auth:  # TLS alone: anonymous clients may play everything
+            auth = GstRtspServer.RTSPAuth()
+            anon_token = GstRtspServer.RTSPToken()
+            anon_token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anonymous")
+            auth.set_default_token(anon_token)
+            server.set_auth(auth)
+        auth.set_tls_certificate(Gio.TlsCertificate.new_from_files(args.tls_cert, args.tls_key))
 
     factories: list[GstRtspServer.RTSPMediaFactory] = []
     for path in args.paths or ["/cam"]:
@@ -150,6 +161,12 @@ def main() -> int:
                 perms.add_role_from_structure(Gst.Structure.new_from_string(
                     f"{role}, media.factory.access=(boolean)true,"
                     f" media.factory.construct=(boolean){construct}"))
+            factory.set_permissions(perms)
+        elif args.tls_cert:
+            perms = GstRtspServer.RTSPPermissions()
+            perms.add_role_from_structure(Gst.Structure.new_from_string(
+                "anonymous, media.factory.access=(boolean)true,"
+                " media.factory.construct=(boolean)true"))
             factory.set_permissions(perms)
         mounts.add_factory(path, factory)
         factories.append(factory)

@@ -32,7 +32,7 @@ TERMINATE_GRACE = 3
 @dataclass(frozen=True)
 class RtspServer:
     port: int
-    base_url: str  # "rtsp://127.0.0.1:PORT"
+    base_url: str  # "rtsp://127.0.0.1:PORT" (rtsps:// with TLS)
     paths: tuple[str, ...] = ("/cam",)
     user: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -42,7 +42,8 @@ class RtspServer:
         path = path or self.paths[0]
         if auth and self.user is not None and self.password is not None:
             creds = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}@"
-            return f"rtsp://{creds}127.0.0.1:{self.port}{path}"
+            scheme = self.base_url.partition(":")[0]
+            return f"{scheme}://{creds}127.0.0.1:{self.port}{path}"
         return f"{self.base_url}{path}"
 
 
@@ -93,12 +94,14 @@ async def serve_rtsp(
     user: str | None = None,
     password: str | None = None,
     port: int = 0,
+    tls: tuple[Path, Path] | None = None,
     task_status: trio.TaskStatus[RtspServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run tests/media/rtsp_server.py on a free port until cancelled.
 
     ``shared=True`` loops the clip forever in one pipeline shared by all clients;
-    ``user``/``password`` require Basic auth on every path.
+    ``user``/``password`` require Basic auth on every path; ``tls=(cert, key)`` (PEM files)
+    serves rtsps:// instead.
     """
     cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--clip", str(clip), "--port", str(port)]
     for path in paths:
@@ -107,12 +110,15 @@ async def serve_rtsp(
         cmd.append("--shared")
     if user is not None:
         cmd += ["--auth", "--user", user, "--password", password or ""]
+    if tls is not None:
+        cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
         with trio.fail_after(READY_TIMEOUT):
             port = await _read_ready(proc.stdout)
-        task_status.started(RtspServer(port=port, base_url=f"rtsp://127.0.0.1:{port}",
+        scheme = "rtsps" if tls is not None else "rtsp"
+        task_status.started(RtspServer(port=port, base_url=f"{scheme}://127.0.0.1:{port}",
                                        paths=tuple(paths), user=user, password=password))
         await proc.wait()
         raise RuntimeError(f"rtsp_server.py exited unexpectedly with {proc.returncode}")

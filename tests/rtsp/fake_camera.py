@@ -1,16 +1,21 @@
 """A scripted RTSP server in-process on trio (port 0), for the protocol's edge cases.
 
 It answers OPTIONS/DESCRIBE/SETUP/PLAY/GET_PARAMETER/TEARDOWN like a camera, optionally demanding
-Digest authentication and optionally answering a chosen method with a chosen status; after PLAY it
-runs `after_play(stream)` to send whatever the test wants (media, RTCP only, garbage, a half frame).
-Every request it receives is recorded with its arrival time.
+Digest authentication (with nonces that go stale on chosen methods), optionally answering a chosen
+method with a chosen status or redirecting it; after PLAY it runs `after_play(stream)` to send
+whatever the test wants (media, RTCP only, garbage, a half frame). Every request it receives is
+recorded with its arrival time and path, and every status it answered with, and so is every
+interleaved packet (our RTCP) with its channel. Given a server `ssl.SSLContext` it speaks rtsps://
+(TLS from the first byte).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import trio
 
@@ -45,10 +50,17 @@ def video_frames(count: int, *, seq: int = 0, ts: int = 0, gop: int = 5) -> list
 RTCP_SENDER_REPORT = bytes([0x80, 200, 0, 6]) + bytes(24)
 
 
+def _complete(buf: bytes) -> bool:
+    """Does `buf` start with a whole request, or a whole interleaved frame?"""
+    if buf[:1] == b"$":
+        return len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[2:4], "big")
+    return b"\r\n\r\n" in buf
+
+
 class LockedStream:
     """The server side of one connection: replies and `after_play` media never interleave."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream, self.lock = stream, trio.Lock()
 
     async def send_all(self, data: bytes) -> None:
@@ -63,34 +75,55 @@ class LockedStream:
 class FakeCamera:
     after_play: Callable[[LockedStream], Awaitable[None]] | None = None
     digest: tuple[str, str] | None = None  # (user, password) demanded with Digest
+    # method -> how many of its correctly answered requests are refused as `stale=true` (each
+    # time with a new nonce, as a server whose nonces expire does)
+    stale: dict[str, int] = field(default_factory=dict)
     fail: dict[str, int] = field(default_factory=dict)  # method -> status to answer
     silent: set[str] = field(default_factory=set)  # methods never answered
+    # (method, path) -> (status, Location): a redirect, e.g. ("DESCRIBE", "/live"): (302, "/b")
+    moved: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    host: str = "127.0.0.1"  # any loopback address: 127.0.0.2 is "another host"
+    tls: ssl.SSLContext | None = None  # a server context: rtsps://
     session_timeout: int = 60
     sdp: str = SDP
     requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
+    answers: list[tuple[str, int]] = field(default_factory=list)  # (method, status) we sent
+    targets: list[str] = field(default_factory=list)  # the path of each request
+    interleaved: list[tuple[float, int, bytes]] = field(default_factory=list)  # (t, channel, data)
+    ssrc: int | None = None  # announced in every SETUP answer's Transport
     port: int = 0
+    nonce: str = NONCE  # the current one; older ones are stale
+    _arrival: trio.Event = field(default_factory=trio.Event)  # set at each interleaved packet
 
     async def serve(self, task_status: trio.TaskStatus[FakeCamera] = trio.TASK_STATUS_IGNORED
                     ) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
+        tcp = await trio.open_tcp_listeners(0, host=self.host)
+        self.port = tcp[0].socket.getsockname()[1]
+        listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp)
+        if self.tls is not None:
+            listeners = [trio.SSLListener(lis, self.tls, https_compatible=True) for lis in tcp]
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self._handle, listeners)
             task_status.started(self)
 
     @property
     def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/live"
+        return f"{'rtsps' if self.tls else 'rtsp'}://{self.host}:{self.port}/live"
+
+    async def wait_interleaved(self, count: int) -> None:
+        """Until `count` interleaved packets (our RTCP) have come from the client."""
+        while len(self.interleaved) < count:
+            await self._arrival.wait()
 
     def methods(self) -> list[str]:
         return [method for _, method, _ in self.requests]
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: trio.abc.Stream) -> None:
         buf = b""
         locked = LockedStream(stream)
         async with stream, trio.open_nursery() as nursery:
             while True:
-                while b"\r\n\r\n" not in buf:
+                while not _complete(buf):
                     try:
                         chunk = await stream.receive_some(65536)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -99,12 +132,20 @@ class FakeCamera:
                         nursery.cancel_scope.cancel()
                         return
                     buf += chunk
+                if buf[:1] == b"$":  # the client's RTCP
+                    end = 4 + int.from_bytes(buf[2:4], "big")
+                    self.interleaved.append((trio.current_time(), buf[1], buf[4:end]))
+                    self._arrival.set()
+                    self._arrival = trio.Event()
+                    buf = buf[end:]
+                    continue
                 head, buf = buf.split(b"\r\n\r\n", 1)
                 lines = head.decode().split("\r\n")
                 method, target = lines[0].split(" ")[:2]
                 headers = {k.strip().lower(): v.strip()
                            for k, _, v in (line.partition(":") for line in lines[1:])}
                 self.requests.append((trio.current_time(), method, headers))
+                self.targets.append(urlsplit(target).path)
                 if method in self.silent:
                     continue
                 reply = self._answer(method, target, headers)
@@ -127,11 +168,19 @@ class FakeCamera:
         extra: dict[str, str] = {}
         body = b""
         status = self.fail.get(method, 200)
-        if self.digest and method not in ("OPTIONS", "TEARDOWN") and not self._authorized(
-            method, headers
-        ):
+        auth = "ok"
+        if self.digest and method not in ("OPTIONS", "TEARDOWN"):
+            auth = self._authorized(method, headers)
+            if auth == "ok" and self.stale.get(method, 0) > 0:
+                self.stale[method] -= 1
+                self.nonce, auth = f"{self.nonce}+", "stale"
+        moved = self.moved.get((method, urlsplit(target).path))
+        if auth == "ok" and moved is not None:
+            status, extra["Location"] = moved
+        if auth != "ok":
             status = 401
-            extra["WWW-Authenticate"] = f'Digest realm="{REALM}", nonce="{NONCE}"'
+            stale = ", stale=true" if auth == "stale" else ""
+            extra["WWW-Authenticate"] = f'Digest realm="{REALM}", nonce="{self.nonce}"{stale}'
         elif status == 200:
             if method == "OPTIONS":
                 extra["Public"] = "OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN"
@@ -141,10 +190,14 @@ class FakeCamera:
                 extra["Content-Base"] = target.rstrip("/") + "/"
             elif method == "SETUP":
                 extra["Transport"] = headers.get("transport", "")
+                if self.ssrc is not None:
+                    extra["Transport"] += f";ssrc={self.ssrc:08X}"
                 extra["Session"] = f"F00D;timeout={self.session_timeout}"
             elif method == "PLAY":
                 extra["RTP-Info"] = f"url={target}/trackID=0;seq=0;rtptime=0"
-        reason = {200: "OK", 401: "Unauthorized", 404: "Not Found",
+        self.answers.append((method, status))
+        reason = {200: "OK", 301: "Moved Permanently", 302: "Found", 305: "Use Proxy",
+                  401: "Unauthorized", 404: "Not Found",
                   454: "Session Not Found"}.get(status, "Error")
         lines = [f"RTSP/1.0 {status} {reason}", f"CSeq: {cseq}",
                  *(f"{k}: {v}" for k, v in extra.items())]
@@ -152,16 +205,22 @@ class FakeCamera:
             lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
-    def _authorized(self, method: str, headers: dict[str, str]) -> bool:
+    def _authorized(self, method: str, headers: dict[str, str]) -> str:
+        """"ok", "stale" (right credentials, an old nonce of ours) or "no"."""
         value = headers.get("authorization", "")
         if not value.lower().startswith("digest ") or self.digest is None:
-            return False
+            return "no"
         params = parse_challenge(value).params
         user, password = self.digest
 
         def md5(text: str) -> str:
             return hashlib.md5(text.encode()).hexdigest()
 
+        nonce = params.get("nonce", "")
         ha1, ha2 = md5(f"{user}:{REALM}:{password}"), md5(f"{method}:{params.get('uri')}")
-        return params.get("username") == user and params.get("response") == md5(
-            f"{ha1}:{NONCE}:{ha2}")
+        if params.get("username") != user or params.get("response") != md5(
+                f"{ha1}:{nonce}:{ha2}"):
+            return "no"
+        if nonce == self.nonce:
+            return "ok"
+        return "stale" if self.nonce.startswith(nonce) else "no"

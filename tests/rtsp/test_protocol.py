@@ -244,9 +244,10 @@ async def test_lost_packet_is_counted_and_its_frame_dropped():
     assert [p.pts // 3600 for p in sink.all] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
 
 
-async def test_udp_and_rtsps_go_to_the_fallback_opener():
-    """What the native client does not read (UDP transport, rtsps://) is handed to `fallback`
-    unchanged; without a fallback it is UnsupportedSource."""
+async def test_udp_and_http_transports_go_to_the_fallback_opener():
+    """What the native client does not read (UDP or HTTP-tunnelled transport, for rtsp:// and
+    rtsps:// alike) is handed to `fallback` unchanged; without a fallback it is
+    UnsupportedSource. (rtsps:// over TCP is native: test_tls.py.)"""
     calls = []
 
     class Fallback:
@@ -256,10 +257,11 @@ async def test_udp_and_rtsps_go_to_the_fallback_opener():
     opener = RtspOpener(fallback=Fallback())
     with trio.fail_after(CEILING):
         await opener.run("rtsp://cam/x", {"rtsp_transport": "udp"}, Sink())
-        await opener.run("rtsps://cam/x", {}, Sink())
+        await opener.run("rtsps://cam/x", {"rtsp_transport": "https"}, Sink())
         with pytest.raises(UnsupportedSource):
             await RtspOpener().run("rtsp://u:pw@cam/x", {"rtsp_transport": "udp"}, Sink())
-    assert calls == [("rtsp://cam/x", {"rtsp_transport": "udp"}), ("rtsps://cam/x", {})]
+    assert calls == [("rtsp://cam/x", {"rtsp_transport": "udp"}),
+                     ("rtsps://cam/x", {"rtsp_transport": "https"})]
 
 
 async def test_audio_without_sender_reports_plays_at_once():

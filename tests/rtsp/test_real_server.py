@@ -140,7 +140,8 @@ async def test_same_frames_as_ffmpeg_copy(media_clip, tmp_path: Path):
 async def test_joins_a_live_shared_stream_mid_way(media_clip):
     """A live (looping, shared) server joined mid-stream: the first key frame arrives within a
     GOP; audio and video end up lined up by the RTCP sender reports (this server's RTP-Info is
-    0.7 s off between them); timestamps keep rising across the clip's loop; nothing is lost."""
+    0.7 s off between them); timestamps keep rising across the clip's loop; nothing is lost,
+    while our receiver reports go to the server every 5 s."""
     sink = Sink()
     opener = RtspOpener()
     async with trio.open_nursery() as nursery:
@@ -160,4 +161,29 @@ async def test_joins_a_live_shared_stream_mid_way(media_clip):
     assert len(video) >= FPS * SECONDS
     stats = opener.statistics()
     assert (stats.rtp_lost, stats.rtp_dropped, stats.units_dropped) == (0, 0, 0)
+    assert stats.rtcp_reports_sent == 4  # at ~5 s and ~10 s, one per track: the server took them
     assert all(b.pts > a.pts for a, b in pairwise(audio))  # type: ignore[operator]
+
+
+async def test_records_over_rtsps_from_gstreamer(media_clip, tmp_path: Path):
+    """The GStreamer server over TLS (a certificate from a CA made for this test), Basic auth
+    inside the TLS session: every frame of the clip arrives, in batches (TLS hands out one RTP
+    packet per record: the reads must still be batched, ~10 a second)."""
+    from collector.errors import SourceEnded
+    from tests.rtsp.pki import make_pki
+
+    pki = await trio.to_thread.run_sync(make_pki, tmp_path)
+    serve = partial(serve_rtsp, media_clip.path, user="u", password="p", tls=(pki.cert, pki.key))
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve)
+        assert server.url().startswith("rtsps://u:p@127.0.0.1:")
+        with trio.fail_after(CEILING), pytest.raises(SourceEnded):
+            opener = RtspOpener(io_timeout_s=10, stall_timeout_s=10,
+                                ssl_context=pki.client_context())
+            await opener.run(server.url(), {}, sink)
+        nursery.cancel_scope.cancel()
+    frames = [p for p in sink.packets_ if p.stream == 0]
+    assert len(frames) == FPS * SECONDS
+    assert {b.pts - a.pts for a, b in pairwise(frames)} == {3600}  # type: ignore[operator]
+    assert sink.batches < SECONDS * 12

@@ -1,0 +1,118 @@
+"""RTSP redirects (RFC 2326 11.3.3, RFC 7826 13.5): which ones we follow, and where to. Pure.
+
+A 3xx answer with a `Location` becomes `Redirected` (a `SourceUnavailable` with reason
+`redirect`, so one we do not follow is a clear error as it stands). The opener follows it by
+opening a new connection to `next_url(...)`, whether or not the host changed. The policy:
+
+- Only 301, 302, 303, 307 and 308 answers to OPTIONS and DESCRIBE, before any SETUP: later the
+  server holds a session of ours that a redirect would strand. 305 Use Proxy is not followed (we go
+  through no proxy a server names; HTTP deprecated 305 for that reason, RFC 7231 6.4.5).
+- At most `MAX_REDIRECTS` hops; a URL already visited (the default port made explicit) is a loop.
+- `Location` is resolved against the URL that answered; userinfo in it is ignored (the server does
+  not choose our credentials). Only `rtsp` and `rtsps`, and never from `rtsps` down to `rtsp`.
+- The target must pass `COLLECTOR_ALLOWED_HOSTS` like any URL given to the API: a redirect must not
+  reach a host the API would refuse.
+- Credentials (the original URL's userinfo) go along only while the host and the port stay those of
+  the original URL; any other host or port gets no credentials, as curl does since CVE-2022-27774
+  (another port can be another service). A camera that moves us to another host and wants a
+  password there must be given that URL directly.
+
+Every URL in an error is redacted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
+
+from collector.errors import RequestError, SourceUnavailable
+from collector.urls import check_host_allowed, redact
+
+MAX_REDIRECTS = 3
+FOLLOWED_METHODS = frozenset({"OPTIONS", "DESCRIBE"})
+FOLLOWED_STATUSES = frozenset({301, 302, 303, 307, 308})
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}
+
+
+class Redirected(SourceUnavailable):
+    """A 3xx answer: `followable` says whether the opener may follow it to `location`."""
+
+    reason = "redirect"
+
+    def __init__(self, message: str, *, method: str, status: int, location: str) -> None:
+        super().__init__(message)
+        self.method, self.status, self.location = method, status, location
+
+    @property
+    def followable(self) -> bool:
+        return (self.method in FOLLOWED_METHODS and self.status in FOLLOWED_STATUSES
+                and bool(self.location))
+
+
+def redirected(method: str, status: int, answer: str, location: str) -> Redirected:
+    """The error for a 3xx answer (`answer` says who answered what, already redacted)."""
+    shown = redact(location)
+    if not location:
+        why = "without a Location"
+    elif status == 305:
+        why = f"to use the proxy {shown}; not followed"
+    elif status not in FOLLOWED_STATUSES:
+        why = f"to {shown}; status not followed"
+    elif method not in FOLLOWED_METHODS:
+        why = f"to {shown}; not followed after DESCRIBE"
+    else:
+        why = f"to {shown}"
+    return Redirected(f"redirect: {answer} {why}", method=method, status=status,
+                      location=location)
+
+
+def next_url(visited: Sequence[str], location: str, *, allowed_hosts: str = "") -> str:
+    """The URL to open after `visited[-1]` redirected to `location` (`visited[0]` is the URL we
+    were given); raises SourceUnavailable(reason="redirect") when we will not go there."""
+    first, current = urlsplit(visited[0]), urlsplit(visited[-1])
+    target = urlsplit(urljoin(_bare(current), location.strip()))
+    chain = " -> ".join(redact(u) for u in (*visited, _bare(target)))
+    scheme = target.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not target.hostname:
+        raise _refused(f"redirect to a URL we do not open: {chain}")
+    if current.scheme.lower() == "rtsps" and scheme == "rtsp":
+        raise _refused(f"redirect from rtsps down to rtsp refused: {chain}")
+    try:
+        _origin(target)
+    except ValueError:
+        raise _refused(f"redirect to a bad port: {chain}") from None
+    try:
+        check_host_allowed(_bare(target), "redirect", allowed_hosts)
+    except RequestError as exc:
+        raise _refused(f"redirect refused, {exc.problem}: {chain}") from None
+    if _key(target) in {_key(urlsplit(u)) for u in visited}:
+        raise _refused(f"redirect loop: {chain}")
+    if len(visited) > MAX_REDIRECTS:
+        raise _refused(f"more than {MAX_REDIRECTS} redirects: {chain}")
+    if first.username is not None and _origin(target) == _origin(first):
+        userinfo = first.netloc.rpartition("@")[0]
+        return urlunsplit(target._replace(netloc=f"{userinfo}@{_hostport(target)}"))
+    return _bare(target)
+
+
+def _refused(message: str) -> SourceUnavailable:
+    return SourceUnavailable(message, reason="redirect")
+
+
+def _hostport(parts: SplitResult) -> str:
+    return parts.netloc.rpartition("@")[2]
+
+
+def _bare(parts: SplitResult) -> str:
+    """The URL without userinfo."""
+    return urlunsplit(parts._replace(netloc=_hostport(parts)))
+
+
+def _origin(parts: SplitResult) -> tuple[str, int]:
+    scheme = parts.scheme.lower()
+    return (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme, 0)
+
+
+def _key(parts: SplitResult) -> tuple[str, str, int, str, str]:
+    host, port = _origin(parts)
+    return parts.scheme.lower(), host, port, parts.path or "/", parts.query
