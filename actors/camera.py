@@ -2,7 +2,9 @@
 
 Every job recording the same URL (with the same options) subscribes to the same camera, so two jobs
 share one connection. Fan-out uses `send_nowait` into each subscriber's bounded channel: a job that
-falls behind by more than its buffer is dropped (its channel closed), never waited for.
+falls behind a live source by more than its buffer is dropped (its channel closed), never waited
+for. A source that can wait (HTTP(S): a file, an HLS playlist; `packets_paced`) is read only as
+fast as its slowest job records it instead.
 
 The camera reconnects on its own with exponential backoff while it has subscribers; each subscriber
 hears `SourceDown` with the count of consecutive failures and decides by its own retry policy when to
@@ -64,6 +66,8 @@ class Camera:
         self._session: SessionInfo | None = None
         self._sessions = self._failures = self._packets = self._bytes = self._dropped = 0
         self._got_video = False
+        self._delivering = False  # waiting for a job to take a paced batch (not a stall)
+        self._paced = False  # the current session's source waits for its jobs (packets_paced)
         self._wanted = trio.Event()  # set by the first subscriber: connect only when someone listens
 
     def statistics(self) -> CameraStatistics:
@@ -109,7 +113,7 @@ class Camera:
         failures = 0
         while True:
             started = trio.current_time()
-            self._got_video = False
+            self._got_video = self._paced = False
             error = await self._run_session()
             self._session = None
             if self._got_video and trio.current_time() - started >= self.policy.stable_after:
@@ -121,7 +125,11 @@ class Camera:
                 "camera.down url=%s reason=%s failures=%d retry_in=%.1fs error=%s",
                 redact(self.url), error.reason, failures, delay, error,
             )
-            self._broadcast(SourceDown(error=error, failures=failures))
+            down = SourceDown(error=error, failures=failures)
+            if self._paced:  # its jobs may still be behind: they hear of the end after the packets
+                await self._deliver(down)
+            else:
+                self._broadcast(down)
             await trio.sleep(delay)
 
     async def _run_session(self) -> SourceError:
@@ -153,7 +161,9 @@ class Camera:
     async def _watch_stall(self, session_scope: trio.CancelScope) -> None:
         while True:
             deadline = self._last_activity + self.stall_timeout_s
-            if trio.current_time() >= deadline:
+            if trio.current_time() >= deadline and self._delivering:
+                self._last_activity = trio.current_time()  # waiting on a job is not a stall
+            elif trio.current_time() >= deadline:
                 session_scope.cancel()
                 return
             await trio.sleep_until(deadline)
@@ -174,6 +184,29 @@ class Camera:
         self._packets += len(batch)
         self._bytes += sum(len(p.data) for p in batch)
         self._broadcast(Packets(session=self._session.session, batch=tuple(batch)))
+
+    async def packets_paced(self, batch: Sequence[MediaPacket]) -> None:
+        if self._session is None:
+            return
+        self._got_video = True
+        self._last_activity = trio.current_time()
+        self._packets += len(batch)
+        self._bytes += sum(len(p.data) for p in batch)
+        self._paced = True
+        await self._deliver(Packets(session=self._session.session, batch=tuple(batch)))
+
+    async def _deliver(self, event: CameraEvent) -> None:
+        """Hand `event` to every subscriber, waiting for room (paced sources only)."""
+        self._delivering = True
+        try:
+            for sid, channel in list(self._subscribers.items()):
+                try:
+                    await channel.send(event)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._subscribers.pop(sid, None)
+        finally:
+            self._delivering = False
+            self._last_activity = trio.current_time()
 
     def _broadcast(self, event: CameraEvent) -> None:
         for sid, channel in list(self._subscribers.items()):
@@ -204,3 +237,7 @@ class _SessionSink:
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         if self.active:
             self.camera.packets(batch)
+
+    async def packets_paced(self, batch: Sequence[MediaPacket]) -> None:
+        if self.active:
+            await self.camera.packets_paced(batch)

@@ -50,6 +50,9 @@ class _S:
     def packets(self, batch) -> None:
         self.count += len(batch)
 
+    async def packets_paced(self, batch) -> None:
+        self.count += len(batch)
+
 
 async def test_stall_watchdog_fires_while_connection_stays_open(collector, client, media_ts):
     """An HTTP source that sends 7 s of video at once and then goes silent on an open connection: the

@@ -158,3 +158,36 @@ async def test_hls_cannot_read_local_files(collector, client, tmp_path):
     assert job["status"] == "failed"
     assert job["sources"][0]["segments"] == []
     assert "source 'source-1'" in job["error"]
+
+
+async def test_a_file_is_read_only_as_fast_as_the_job_records_it(settings, media_ts, tmp_path):
+    """An HTTP MPEG-TS file is demuxed far faster than real time. With room for a single batch
+    between camera and job, a live source would drop the job at once ("fell behind"); a file waits
+    for it instead (backpressure), so the job records the whole 10 s, every step and every frame."""
+    from dataclasses import replace
+    from functools import partial
+
+    from collector.server import serve
+
+    tight = replace(settings, subscriber_buffer=1)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        http = await nursery.start(serve_http, media_ts.parent)
+        running = await nursery.start(partial(serve, tight, stop=stop))
+        with trio.fail_after(60):
+            import httpx
+
+            async with httpx.AsyncClient(base_url=running.url, timeout=10) as client:
+                job_id = (await client.post("/collect", json={
+                    "streams": [{"name": "file", "url": http.url(media_ts)}],
+                    "duration": 10, "segment_seconds": 2,
+                })).json()["job_id"]
+                transcript = await read_ws(ws_url(running.url, job_id))
+                job = (await client.get(f"/jobs/{job_id}")).json()
+        stop.set()
+        nursery.cancel_scope.cancel()
+    assert transcript.messages == expected_texts(job_id, 5)
+    assert job["status"] == "completed"
+    [source] = job["sources"]
+    assert source["failures"] == 0
+    check_source_files(source, 10)

@@ -19,7 +19,12 @@ class PacketSink(Protocol):
         """A session is up; called once per session, before its first packets."""
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
-        """A batch of packets, in demux order."""
+        """A batch of packets, in demux order (a live source: a subscriber that lags is dropped)."""
+
+    async def packets_paced(self, batch: Sequence[MediaPacket]) -> None:
+        """`packets` for a source that can wait (HTTP(S): a file, an HLS playlist): returns
+        once every subscriber has room for the batch, so the source is read only as fast as the
+        slowest job records it, and no job is dropped for falling behind."""
 
 
 class Opener(Protocol):

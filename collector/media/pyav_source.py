@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.1  # hand packets to trio at most ~10 times a second per camera
 BATCH_PACKETS = 64  # ...or sooner when a fast source fills a batch (bounds what a stall strands)
+PACED_BATCH_PACKETS = 256  # a file read faster than real time: fewer, larger hand-overs
 
 
 def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) -> dict[str, str]:
@@ -146,7 +147,16 @@ class PyAVOpener:
             chosen, infos = describe_streams(container)
             bases = {info.index: info.time_base for info in infos}
             adts = {info.index: info.extradata is not None for info in infos}
+            paced = is_pull(url)
+
+            def hand_over(batch: list[MediaPacket]) -> None:
+                if paced:  # blocks this thread until every job has room: backpressure
+                    trio.from_thread.run(sink.packets_paced, batch)
+                else:
+                    trio.from_thread.run_sync(sink.packets, batch)
+
             trio.from_thread.run_sync(sink.opened, infos)
+            most = PACED_BATCH_PACKETS if paced else BATCH_PACKETS
             batch: list[MediaPacket] = []
             flushed_at = time.monotonic()
             try:
@@ -156,14 +166,23 @@ class PyAVOpener:
                     index = packet.stream_index
                     batch.append(to_media_packet(packet, bases[index], adts[index]))
                     now = time.monotonic()
-                    if now - flushed_at >= BATCH_SECONDS or len(batch) >= BATCH_PACKETS:
+                    if now - flushed_at >= BATCH_SECONDS or len(batch) >= most:
                         trio.from_thread.check_cancelled()
-                        trio.from_thread.run_sync(sink.packets, batch)
+                        hand_over(batch)
                         batch, flushed_at = [], now
             except (av.error.FFmpegError, OSError) as exc:
                 if batch:
-                    trio.from_thread.run_sync(sink.packets, batch)
+                    hand_over(batch)
                 raise map_av_error(exc, url) from None
             if batch:
-                trio.from_thread.run_sync(sink.packets, batch)
+                hand_over(batch)
         raise SourceEnded(f"stream ended at {redact(url)}")
+
+
+def is_pull(url: str) -> bool:
+    """Can this source wait for us? HTTP(S) is pulled: a file, an HLS playlist or a live HTTP
+    stream simply waits (TCP flow control) while we do not read, so it is read only as fast as its
+    jobs record it. RTSP and RTMP push in real time and never wait: a job that lags them is
+    dropped. (FFmpeg gives no reliable "this is a file" signal: an MPEG-TS file over HTTP often
+    has no duration.)"""
+    return scheme_of(url) in ("http", "https")
