@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,7 +93,9 @@ class Job:
             with self.cancel_scope:
                 async with trio.open_nursery() as nursery:
                     for src in rec.sources:
-                        nursery.start_soon(self._source_task, src, failures)
+                        announcer = _Announcer(self, src)
+                        nursery.start_soon(announcer.run)
+                        nursery.start_soon(self._source_task, src, failures, announcer)
             self._finish(failures)
         finally:
             if rec.active:  # crashed: never leave a job looking alive
@@ -127,13 +130,17 @@ class Job:
             sum(len(s.segments) for s in rec.sources), rec.error,
         )
 
-    async def _source_task(self, src: SourceRecord, failures: list[str]) -> None:
+    async def _source_task(self, src: SourceRecord, failures: list[str],
+                           announcer: _Announcer) -> None:
         plan = CutPlan(duration=self.request.duration, segment_seconds=self.request.segment_seconds)
         folder = self.folder / src.name
         recorder = Recorder(folder, self.request.format, plan)
         src.status = "running"
         try:
-            await self._record(src, recorder)
+            await self._record(src, recorder, announcer)
+            await announcer.caught_up()
+            if announcer.failure is not None:
+                raise announcer.failure
             src.status = "completed"
         except SourceFailed as exc:
             src.status = "failed"
@@ -144,10 +151,14 @@ class Job:
             raise
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
+                await announcer.caught_up()
+                for closed in announcer.take_leftovers():  # it was cancelled: announce them here
+                    self._apply(src, await self._durable(closed))
                 progress = await self._durable(self._recorded(recorder.stop, "stopped"))
                 self._apply(src, progress)
+            announcer.close()
 
-    async def _record(self, src: SourceRecord, recorder: Recorder) -> None:
+    async def _record(self, src: SourceRecord, recorder: Recorder, announcer: _Announcer) -> None:
         sid = next(_subscriber_ids)
         options = tuple(sorted(src.options.items()))
         send, receive = trio.open_memory_channel[CameraEvent](self.subscriber_buffer)
@@ -160,8 +171,10 @@ class Job:
         try:
             with receive:
                 async for event in receive:
-                    if await self._on_camera_event(src, recorder, event):
+                    if await self._on_camera_event(src, recorder, announcer, event):
                         return
+                    if announcer.failure is not None:
+                        raise announcer.failure
             raise SourceFailed(f"source {src.name!r} fell behind its camera and was dropped")
         finally:
             try:
@@ -169,7 +182,8 @@ class Job:
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 log.warning("job.unsubscribe_lost job=%s source=%s", self.record.id, src.name)
 
-    async def _on_camera_event(self, src: SourceRecord, recorder: Recorder, event: CameraEvent) -> bool:
+    async def _on_camera_event(self, src: SourceRecord, recorder: Recorder,
+                               announcer: _Announcer, event: CameraEvent) -> bool:
         """Apply one camera event; True when the source has recorded all it should."""
         match event:
             case SessionInfo():
@@ -183,6 +197,7 @@ class Job:
                 src.failures += 1
                 message = f"{error} (attempt {failures})"
                 src.errors.append(redact(message))
+                await announcer.caught_up()  # segments before the outage are announced first
                 progress = await self._durable(self._recorded(recorder.stop, "discontinuity"))
                 if not src.gaps or src.gaps[-1]["end"] is not None:
                     src.gaps.append({"start": time.time(), "end": None, "reason": error.reason})
@@ -199,9 +214,8 @@ class Job:
                 return False
             case _:
                 raise TypeError(f"job got an unknown camera event {event!r}")
-        if progress.segments:
-            progress = await self._durable(progress)
-        self._apply(src, progress)
+        if progress.segments:  # fsync'ed and announced by the announcer while we keep muxing
+            announcer.put(progress)
         return progress.done
 
     def _recorded(self, fn: Callable[..., Progress], *args: object) -> Progress:
@@ -241,3 +255,63 @@ class Job:
             self.events.publish(
                 events.progress(rec.id, rec.step, rec.total, source=src.name, segment=last)
             )
+
+
+class _Announcer:
+    """Makes one source's closed segments durable and announces their steps, in order, in a task
+    of its own, so that the fsync of a closed segment never holds up muxing the next one.
+
+    The source task `put`s every Progress that closed segments and waits for `caught_up()` where
+    order matters (before an outage's retry event, before the source ends). If the announcer is
+    cancelled (the job is stopped), what it had not taken yet is handed back by `take_leftovers()`.
+    """
+
+    def __init__(self, job: Job, src: SourceRecord) -> None:
+        self.job, self.src = job, src
+        self._send, self._receive = trio.open_memory_channel[Progress | trio.Event](math.inf)
+        self.failure: SourceFailed | None = None
+        self._stopped = False
+        self._leftovers: list[Progress] = []
+
+    def put(self, progress: Progress) -> None:
+        self._send.send_nowait(progress)
+
+    async def caught_up(self) -> None:
+        """Wait until everything put so far is announced (at once if the announcer is gone)."""
+        if self._stopped:
+            return
+        done = trio.Event()
+        self._send.send_nowait(done)
+        await done.wait()
+
+    def take_leftovers(self) -> list[Progress]:
+        leftovers, self._leftovers = self._leftovers, []
+        return leftovers + [p for p in self._drain() if isinstance(p, Progress)]
+
+    def close(self) -> None:
+        self._send.close()
+
+    async def run(self) -> None:
+        try:
+            async for item in self._receive:
+                if isinstance(item, trio.Event):
+                    item.set()
+                elif self.failure is None:
+                    try:
+                        self.job._apply(self.src, await self.job._durable(item))
+                    except SourceFailed as exc:
+                        self.failure = exc  # the source task raises it at its next event
+        finally:
+            self._stopped = True
+            self._leftovers += [p for p in self._drain() if isinstance(p, Progress)]
+
+    def _drain(self) -> list[Progress | trio.Event]:
+        items: list[Progress | trio.Event] = []
+        while True:
+            try:
+                item = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return items
+            if isinstance(item, trio.Event):
+                item.set()  # nobody waits on a stopped announcer
+            items.append(item)
