@@ -5,9 +5,12 @@
 One run, the same streams and the same duration for both sides, run one after the other (on a
 2-core box two sides at once would compete for the same cores and the same servers):
 
-* ~10 `tests/media/rtsp_server.py --shared` processes serve N mount paths (N/10 each) of a generated
-  720p25 H.264 (~2 Mbit/s, 2 s GOP, no B-frames) + AAC clip, looped without re-encoding. The servers
-  and their ffmpeg feeders are never measured.
+* ~10 `tests/media/rtsp_server.py --shared --one-pipeline` processes serve N mount paths (N/10
+  each, all of one server's paths from one looping pipeline, as the issue asks: "shared media
+  factories with a shared key per group") of a generated 720p25 H.264 (~2 Mbit/s, 2 s GOP, no
+  B-frames) + AAC clip, looped without re-encoding. The servers and their ffmpeg feeders are never
+  measured. (Until 2026-11-26 each path had its own pipeline and feeder: at 100 cameras the
+  servers took ~2 cores and starved both sides.)
 * (a) `python -m collector` (PORT=0, data in a temp dir) records the N cameras in one job
   (`POST /collect`, `duration` D, `segment_seconds` 2, `rtsp_transport=tcp`). Before it, a job of
   `--small-cameras` cameras gives the PSS base for the marginal memory per camera. During the main
@@ -350,7 +353,7 @@ async def wait_job(client: httpx.AsyncClient, job_id: str, ceiling: float) -> di
             job = (await client.get(f"/jobs/{job_id}")).json()
             if job["status"] not in ("queued", "running"):
                 return job
-            await trio.sleep(0.25)
+            await trio.sleep(1.0)  # the full view of an N-source job costs ms to encode: poll gently
 
 
 # ---------------------------------------------------------------------------------- ffmpeg
@@ -416,7 +419,7 @@ async def serve_cameras(clip: Path, cameras: int, servers: int,
         for group in groups:
             paths = [f"/cam{i:03d}" for i in group]
             server: RtspServer = await nursery.start(
-                partial(serve_rtsp, clip, paths=paths, shared=True))
+                partial(serve_rtsp, clip, paths=paths, shared=True, one_pipeline=True))
             for i, path in zip(group, paths, strict=False):
                 urls[i] = server.url(path)
         task_status.started(urls)

@@ -10,7 +10,8 @@ Prints exactly one line ``READY <port>`` once listening, then serves until SIGTE
 
 * non-shared (default): every client gets a fresh pipeline playing the file once
   from the start (filesrc ! demux ! parse ! pay, no re-encoding).
-* ``--shared``: one pipeline per mount shared by all clients, looping the file
+* ``--shared``: one pipeline per mount shared by all clients (``--one-pipeline``: one for every
+  mount of this server), looping the file
   forever without re-encoding: ``ffmpeg -stream_loop -1 -c copy -f mpegts`` (which
   keeps timestamps monotonic across loops) is piped into ``fdsrc ! tsdemux``.
 * RTP over UDP and TCP-interleaved are both allowed.
@@ -95,6 +96,14 @@ class LoopFactory(GstRtspServer.RTSPMediaFactory):
             self.reap(proc)
 
 
+class GroupFactory(LoopFactory):
+    """One looping pipeline for every path it is mounted on: media are keyed by the factory, not
+    by the URL, so N cameras cost the server one demux and payloader (as a benchmark wants it)."""
+
+    def do_gen_key(self, url: GstRtsp.RTSPUrl) -> str:
+        return "group"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,6 +115,8 @@ def main() -> int:
                         help="mount path (repeatable), default /cam")
     parser.add_argument("--shared", action="store_true",
                         help="one looping pipeline shared by all clients")
+    parser.add_argument("--one-pipeline", action="store_true",
+                        help="with --shared: every path plays the same single pipeline")
     parser.add_argument("--auth", action="store_true",
                         help="require Basic auth (needs --user/--password)")
     parser.add_argument("--user")
@@ -146,8 +157,9 @@ def main() -> int:
         auth.set_tls_certificate(Gio.TlsCertificate.new_from_files(args.tls_cert, args.tls_key))
 
     factories: list[GstRtspServer.RTSPMediaFactory] = []
+    one = GroupFactory(clip, audio) if args.shared and args.one_pipeline else None
     for path in args.paths or ["/cam"]:
-        factory = LoopFactory(clip, audio) if args.shared else FileFactory(clip, audio)
+        factory = one or (LoopFactory(clip, audio) if args.shared else FileFactory(clip, audio))
         factory.set_shared(args.shared)
         factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.TCP)
         if args.shared:
@@ -169,7 +181,8 @@ def main() -> int:
                 " media.factory.construct=(boolean)true"))
             factory.set_permissions(perms)
         mounts.add_factory(path, factory)
-        factories.append(factory)
+        if factory not in factories:
+            factories.append(factory)
 
     if server.attach(None) == 0:
         print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)

@@ -91,6 +91,7 @@ async def serve_rtsp(
     *,
     paths: Sequence[str] = ("/cam",),
     shared: bool = False,
+    one_pipeline: bool = False,
     user: str | None = None,
     password: str | None = None,
     port: int = 0,
@@ -99,7 +100,8 @@ async def serve_rtsp(
 ) -> None:
     """Run tests/media/rtsp_server.py on a free port until cancelled.
 
-    ``shared=True`` loops the clip forever in one pipeline shared by all clients;
+    ``shared=True`` loops the clip forever in one pipeline per path shared by its clients, and
+    ``one_pipeline=True`` (with shared) in one pipeline for every path of this server;
     ``user``/``password`` require Basic auth on every path; ``tls=(cert, key)`` (PEM files)
     serves rtsps:// instead.
     """
@@ -108,6 +110,8 @@ async def serve_rtsp(
         cmd += ["--path", path]
     if shared:
         cmd.append("--shared")
+    if one_pipeline:
+        cmd.append("--one-pipeline")
     if user is not None:
         cmd += ["--auth", "--user", user, "--password", password or ""]
     if tls is not None:
