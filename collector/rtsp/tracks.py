@@ -3,7 +3,8 @@
 A `Track` turns the RTP packets of one interleaved channel into `MediaPacket`s: timestamps are the
 stream's RTP clock (time base 1/clock rate) counted from the session's start (the `rtptime` of the
 PLAY response's RTP-Info, else the track's first packet), so tracks of one session line up. Each
-packet is held back until the next one of its track arrives, which gives it its duration.
+packet is held back until the next one of its track arrives, which gives it its duration (G.711,
+whose packets know their own length, goes out at once: `SampleTrack`).
 
 RTP timestamps are presentation times. A video stream whose SPS says it reorders frames
 (B-frames: max_num_reorder_frames R > 0) gets decoding times: the decoding time of the i-th unit
@@ -32,6 +33,8 @@ from collector.errors import UnsupportedSource
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.rtsp import templates
 from collector.rtsp.aac import AacConfig, AacDepacketizer
+from collector.rtsp.g711 import ENCODINGS as G711
+from collector.rtsp.g711 import G711Depacketizer
 from collector.rtsp.h264 import H264Depacketizer, SpsInfo, parse_sps
 from collector.rtsp.h265 import H265Depacketizer
 from collector.rtsp.h265 import parse_sps as parse_h265_sps
@@ -48,7 +51,8 @@ from collector.rtsp.rtp import (
 )
 from collector.rtsp.sdp import Media
 
-SUPPORTED = {("video", "H264"), ("video", "H265"), ("audio", "MPEG4-GENERIC")}
+SUPPORTED = {("video", "H264"), ("video", "H265"), ("audio", "MPEG4-GENERIC"), ("audio", "PCMU"),
+             ("audio", "PCMA")}
 DEFAULT_FPS = 25  # a frame's length for made-up decoding times when nothing tells the rate
 
 
@@ -101,6 +105,8 @@ class Track:
 
     @classmethod
     def create(cls, index: int, media: Media, url: str) -> Track:
+        if media.encoding in G711:
+            return SampleTrack(index, media, url, G711Depacketizer(media.encoding))
         if media.encoding == "H264":
             dep: Depacketizer = H264Depacketizer.from_fmtp(media.fmtp)
         elif media.encoding == "H265":
@@ -294,6 +300,11 @@ class Track:
             return StreamInfo(index=self.index, kind="video", codec=codec, time_base=tb,
                               width=sps.width, height=sps.height, extradata=dep.extradata,
                               template=template)
+        if isinstance(dep, G711Depacketizer):
+            channels = self.media.channels
+            template = templates.audio_template(self.media.clock_rate, channels, PCM)
+            return StreamInfo(index=self.index, kind="audio", codec=PCM, time_base=tb,
+                              sample_rate=self.media.clock_rate, template=template)
         assert isinstance(dep, AacDepacketizer)
         channels = dep.config.channels() or self.media.channels
         template = templates.audio_template(self.media.clock_rate, channels)
@@ -301,3 +312,14 @@ class Track:
                           sample_rate=self.media.clock_rate, extradata=dep.config.config,
                           template=template)
 
+
+PCM = "pcm_s16le"  # what G.711 is expanded to (see `g711`)
+
+
+@dataclass(slots=True)
+class SampleTrack(Track):
+    """G.711: a unit is a packet's samples, so it goes out at once, its duration its sample count
+    (a lost packet leaves a gap rather than a longer packet)."""
+
+    def _emit(self, unit: AccessUnit, out: list[MediaPacket]) -> None:
+        self._packet(unit, unit.timestamp, len(unit.data) // (2 * self.media.channels), out)
