@@ -311,7 +311,7 @@ class RtspOpener:
                 sink.packets(batch[start:position])
                 start = position
             old = infos[info.index]
-            infos = infos[: info.index] + (info,) + infos[info.index + 1 :]
+            infos = (*infos[: info.index], info, *infos[info.index + 1 :])
             log.info("rtsp.parameters url=%s stream=%d size=%dx%d was=%dx%d", shown, info.index,
                      info.width, info.height, old.width, old.height)
             if i + 1 == len(changes) or changes[i + 1][0] != position:

@@ -158,7 +158,7 @@ async def test_g711_from_gstreamer(media_clip: ClipInfo, law: str, tmp_path: Pat
         with trio.fail_after(CEILING):
             await record(server.url(), sink)
         nursery.cancel_scope.cancel()
-    video, audio = sink.streams
+    _, audio = sink.streams
     assert (audio.kind, audio.codec, audio.sample_rate) == ("audio", "pcm_s16le", 8000)
     sound = [p for p in sink.packets_ if p.stream == 1]
     assert all(p.duration == len(p.data) // 2 for p in sound)
