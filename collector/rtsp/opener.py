@@ -85,8 +85,8 @@ class RtspStatistics:
 
 
 class RtspOpener:
-    """Streams `rtsp://` and `rtsps://` URLs over TCP (interleaved RTP): H.264 or H.265 video,
-    AAC audio.
+    """Streams `rtsp://` and `rtsps://` URLs over TCP (interleaved RTP): H.264 or H.265 video
+    (B-frames too), AAC or G.711 audio.
 
     Anything else (`rtsp_transport` udp/http/https) goes to `fallback` (the PyAV opener).
     """
