@@ -6,6 +6,11 @@ without cues) and MPEG-TS are all readable up to the last written fragment, clus
 (half-second fragments also halve what a muxer holds in memory: ~240 KiB less per camera);
 `flush_packets` hands every packet to the kernel at once. A closed file is fsync'ed
 (`make_durable`, in a worker thread) before its step is announced.
+
+A stream the format cannot hold is left out and the rest recorded (the video at least, or the
+segment fails): what FFmpeg's muxer refuses, and raw PCM in MPEG-TS, which FFmpeg would write as
+an unreadable `bin_data` stream. So PCM audio (the native client's G.711, expanded to 16-bit)
+is kept in Matroska and MP4 ('ipcm') and left out of .ts files.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ FORMATS: dict[str, tuple[str, str, dict[str, str]]] = {
     "ts": ("mpegts", ".ts", {}),
 }
 CONTAINER_OPTIONS = {"flush_packets": "1"}
+# Codec name prefixes a format's muxer takes but cannot store readably.
+LEFT_OUT: dict[str, tuple[str, ...]] = {"ts": ("pcm_",)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,7 +85,10 @@ class SegmentWriter:
         self._codecs: list[str] = []
         self._last_dts: dict[int, int] = {}
         self._video: int | None = None
+        left_out = LEFT_OUT.get(fmt, ())
         for info in streams:
+            if info.codec.startswith(left_out):
+                continue
             try:
                 out = self._out.add_stream_from_template(info.template, opaque=True)
             except ValueError:  # the container cannot hold this codec: leave the stream out

@@ -1,5 +1,5 @@
 """H.265 over RTP (RFC 7798): single NAL units, aggregation packets (AP) and fragmentation units
-(FU); and the picture size from the SPS.
+(FU); and the picture size and reorder depth (sps_max_num_reorder_pics) from the SPS.
 
 Not supported: PACI packets and DONL fields (`sprop-max-don-diff` > 0, i.e. interleaved order),
 which cameras do not use; such a track is refused by `tracks.supported`.
@@ -8,7 +8,7 @@ which cameras do not use; such a track is refused by `tracks.supported`.
 from __future__ import annotations
 
 from collector.rtsp.bits import BitReader
-from collector.rtsp.h264 import SpsInfo
+from collector.rtsp.h264 import MAX_REORDER, SpsInfo
 from collector.rtsp.nal_units import NalDepacketizer, parse_sprop
 
 NAL_VPS, NAL_SPS, NAL_PPS = 32, 33, 34
@@ -18,6 +18,7 @@ IRAP = frozenset(range(16, 22))  # BLA, IDR, CRA: decoding can start here
 
 class H265Depacketizer(NalDepacketizer):
     PARAMETER_SETS = (NAL_VPS, NAL_SPS, NAL_PPS)
+    SPS, PPS, HEADER_BYTES = NAL_SPS, NAL_PPS, 2
     KEY = IRAP
 
     @classmethod
@@ -26,10 +27,6 @@ class H265Depacketizer(NalDepacketizer):
         for key in ("sprop-vps", "sprop-sps", "sprop-pps"):
             nals += parse_sprop(fmtp.get(key, ""))
         return cls(nals)
-
-    @property
-    def sps(self) -> bytes | None:
-        return self.parameter_sets.get(NAL_SPS)
 
     def kind(self, nal: bytes) -> int:
         return (nal[0] >> 1) & 0x3F
@@ -57,7 +54,8 @@ class H265Depacketizer(NalDepacketizer):
 
 
 def parse_sps(nal: bytes) -> SpsInfo:
-    """Picture size (after the conformance window) of an H.265 SPS NAL unit (with its header)."""
+    """Picture size (after the conformance window) and reorder depth of an H.265 SPS NAL unit
+    (with its header). The frame rate (in the VUI, far behind) is left to the SDP or the stream."""
     r = BitReader(nal[2:])
     r.u(4)  # sps_video_parameter_set_id
     max_sub_layers = r.u(3) + 1
@@ -74,7 +72,16 @@ def parse_sps(nal: bytes) -> SpsInfo:
         sub_h = 2 if chroma_format == 1 else 1
         width -= (left + right) * sub_w
         height -= (top + bottom) * sub_h
-    return SpsInfo(width, height, None)
+    r.ue()  # bit_depth_luma_minus8
+    r.ue()  # bit_depth_chroma_minus8
+    r.ue()  # log2_max_pic_order_cnt_lsb_minus4
+    every_layer = r.u(1)  # sps_sub_layer_ordering_info_present
+    reorder = 0
+    for _ in range(max_sub_layers if every_layer else 1):
+        r.ue()  # sps_max_dec_pic_buffering_minus1
+        reorder = r.ue()  # sps_max_num_reorder_pics: the highest sub-layer's comes last
+        r.ue()  # sps_max_latency_increase_plus1
+    return SpsInfo(width, height, None, min(reorder, MAX_REORDER))
 
 
 def _skip_profile_tier_level(r: BitReader, max_sub_layers: int) -> None:

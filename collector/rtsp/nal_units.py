@@ -3,8 +3,11 @@
 A unit ends on the RTP marker bit or when the timestamp changes. A unit damaged by packet loss (or
 a fragment without its start) is dropped whole and counted, never emitted half-made. Key frames
 get the latest parameter sets in front of them when they do not carry their own (taken from the
-stream itself or the SDP), so every segment decodes from its first frame. Output is Annex-B.
-A codec subclass says how its RTP payloads carry NAL units and which NAL types mean what.
+stream itself or the SDP), so every segment decodes from its first frame. A unit whose parameter
+sets differ from the ones known before it (the first in-band ones when the SDP had none or others,
+a camera reconfigured mid-stream) comes out as a `ParameterChange`, for `tracks` to start a new
+run with new extradata. Output is Annex-B. A codec subclass says how its RTP payloads carry NAL
+units and which NAL types mean what.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import base64
 import binascii
 
-from collector.rtsp.rtp import AccessUnit, RtpPacket
+from collector.rtsp.bits import BitReader
+from collector.rtsp.rtp import AccessUnit, ParameterChange, RtpPacket
 
 START_CODE = b"\x00\x00\x00\x01"
 MAX_ACCESS_UNIT_BYTES = 16 * 1024 * 1024
@@ -34,10 +38,14 @@ def parse_sprop(value: str) -> list[bytes]:
 
 class NalDepacketizer:
     PARAMETER_SETS: tuple[int, ...] = ()  # NAL types of the extradata, in order
+    SPS = PPS = 0  # the NAL types of sequence and picture parameter sets (PPS: several, by id)
+    HEADER_BYTES = 1  # NAL unit header size
     KEY: frozenset[int] = frozenset()  # NAL types that make a unit a key frame
 
     def __init__(self, parameter_sets: list[bytes] | None = None) -> None:
-        self.parameter_sets: dict[int, bytes] = {}
+        self.parameter_sets: dict[int, bytes] = {}  # the latest of each type
+        self._pps: dict[int, bytes] = {}  # every picture parameter set, by id
+        self._parameter_kinds = frozenset(self.PARAMETER_SETS)
         self.dropped_units = 0
         self.unsupported_packets = 0
         self._nals: list[bytes] = []
@@ -84,11 +92,18 @@ class NalDepacketizer:
         return out
 
     @property
+    def sps(self) -> bytes | None:
+        return self.parameter_sets.get(self.SPS)
+
+    @property
     def extradata(self) -> bytes | None:
-        """Annex-B parameter sets, which the MP4 and Matroska muxers turn into avcC/hvcC."""
-        if not all(k in self.parameter_sets for k in self.PARAMETER_SETS):
+        """Annex-B parameter sets, which the MP4 and Matroska muxers turn into avcC/hvcC (every
+        picture parameter set seen, by id)."""
+        sets = self.parameter_sets
+        if not all(k in sets for k in self.PARAMETER_SETS):
             return None
-        return b"".join(START_CODE + self.parameter_sets[k] for k in self.PARAMETER_SETS)
+        return b"".join([*(START_CODE + sets[k] for k in self.PARAMETER_SETS if k != self.PPS),
+                         *(START_CODE + self._pps[i] for i in sorted(self._pps))])
 
     def _fragment(self, header: bytes | None, chunk: bytes, end: bool) -> None:
         """One fragment of a NAL unit: `header` (the rebuilt NAL header) only on the first."""
@@ -126,10 +141,25 @@ class NalDepacketizer:
             self._damaged = True
             self._nals, self._size = [], 0
 
-    def _remember(self, nal: bytes) -> None:
+    def _remember(self, nal: bytes) -> bool:
+        """Keep a parameter set; True when it changes the parameters: an SPS or VPS other than
+        the one we had (or the first), a picture parameter set of a known id with other content.
+        A PPS of a new id is one more (some encoders alternate two): it joins the extradata
+        without changing the parameters."""
         kind = self.kind(nal)
-        if kind in self.PARAMETER_SETS:
-            self.parameter_sets[kind] = nal
+        if kind not in self._parameter_kinds:
+            return False
+        old = self.parameter_sets.get(kind)
+        self.parameter_sets[kind] = nal
+        if kind != self.PPS:
+            return old != nal
+        try:
+            pps_id = BitReader(nal[self.HEADER_BYTES : self.HEADER_BYTES + 8]).ue()
+        except (IndexError, ValueError):
+            pps_id = -1  # unreadable: it replaces whatever was unreadable before
+        old = self._pps.get(pps_id)
+        self._pps[pps_id] = nal
+        return old is not None and old != nal
 
     def _finish(self, out: list[AccessUnit]) -> None:
         nals, damaged, ts = self._nals, self._damaged or self._fu is not None, self._ts
@@ -138,15 +168,21 @@ class NalDepacketizer:
             self.dropped_units += 1
         if damaged or not nals or ts is None:
             return
-        for nal in nals:
-            self._remember(nal)
-        nals = self._without_late_parameter_sets(nals)
-        kinds = {self.kind(n) for n in nals}
-        keyframe = bool(kinds & self.KEY)
-        if keyframe and not kinds & set(self.PARAMETER_SETS) and (extra := self.extradata):
-            out.append(AccessUnit(ts, extra + START_CODE + START_CODE.join(nals), True))
+        kind = self.kind
+        kinds = {kind(n) for n in nals}
+        keyframe = not kinds.isdisjoint(self.KEY)
+        if kinds.isdisjoint(self._parameter_kinds):  # nearly every unit
+            if keyframe and (extra := self.extradata):
+                out.append(AccessUnit(ts, extra + START_CODE + START_CODE.join(nals), True))
+                return
+            out.append(AccessUnit(ts, START_CODE + START_CODE.join(nals), keyframe))
             return
-        out.append(AccessUnit(ts, START_CODE + START_CODE.join(nals), keyframe))
+        changed = False
+        for nal in nals:
+            changed = self._remember(nal) or changed
+        nals = self._without_late_parameter_sets(nals)
+        unit = ParameterChange if changed else AccessUnit
+        out.append(unit(ts, START_CODE + START_CODE.join(nals), keyframe))
 
     def _without_late_parameter_sets(self, nals: list[bytes]) -> list[bytes]:
         """Drop parameter sets that follow the unit's first slice.

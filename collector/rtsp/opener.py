@@ -19,6 +19,11 @@ The same loop sends each track an RTCP receiver report every `rtcp_interval_s` (
 Tracks start lined up by the PLAY response's RTP-Info; once every track's first RTCP sender report
 has arrived they are lined up on the sender's wallclock instead (`sync`), which can leave a gap in
 (or drop a little of) the audio once. Nothing waits for it: video flows from the first packet.
+
+`sink.opened` describes the session before its first packet, and again (a new `StreamInfo` for
+the track, the others unchanged) before the first packet under new parameter sets when the camera
+changes them mid-stream (`tracks`: resolution, profile): subscribers start a new segment there,
+whose extradata matches its frames.
 """
 
 from __future__ import annotations
@@ -80,8 +85,8 @@ class RtspStatistics:
 
 
 class RtspOpener:
-    """Streams `rtsp://` and `rtsps://` URLs over TCP (interleaved RTP): H.264 or H.265 video,
-    AAC audio.
+    """Streams `rtsp://` and `rtsps://` URLs over TCP (interleaved RTP): H.264 or H.265 video
+    (B-frames too), AAC or G.711 audio.
 
     Anything else (`rtsp_transport` udp/http/https) goes to `fallback` (the PyAV opener).
     """
@@ -247,8 +252,7 @@ class RtspOpener:
                 if infos is not None:  # the frames held back for their duration are complete
                     for track in session.tracks:
                         track.flush(batch)
-                    if batch:
-                        sink.packets(batch)
+                    self._hand_over(batch, infos, session, sink, conn.shown_url)
                 raise SourceUnavailable(
                     f"no media for {self.stall_timeout_s:g} s from {conn.shown_url}",
                     reason="stall",
@@ -271,6 +275,7 @@ class RtspOpener:
             if infos is None:
                 if all(t.ready() for t in session.tracks):
                     infos = tuple(t.info() for t in session.tracks)
+                    _start_at_last_change(batch, session, conn.shown_url)
                     sink.opened(infos)
                 elif not ended and now - started > MAX_PENDING_SECONDS:
                     raise UnsupportedSource(
@@ -278,7 +283,7 @@ class RtspOpener:
                         reason="codec",
                     )
             if infos is not None and batch:
-                sink.packets(batch)
+                infos = self._hand_over(batch, infos, session, sink, conn.shown_url)
                 batch = []
             if ended:
                 raise SourceEnded(f"{ended} at {conn.shown_url}")
@@ -286,6 +291,34 @@ class RtspOpener:
                 await trio.lowlevel.checkpoint()
             else:
                 await self._ticker.wait(phase)
+
+    def _hand_over(self, batch: list[MediaPacket], infos: tuple[StreamInfo, ...],
+                   session: Session, sink: PacketSink, shown: str) -> tuple[StreamInfo, ...]:
+        """`sink.packets(batch)`, describing the session anew where a track's parameters changed
+        within it; returns the description now in force."""
+        changes = [(position, info) for t in session.tracks if t.reconfigured
+                   for position, info in t.reconfigured if info is not None]
+        if not changes:  # nearly every read
+            if batch:
+                sink.packets(batch)
+            return infos
+        for track in session.tracks:
+            track.reconfigured = []
+        changes.sort(key=lambda change: change[0])
+        start = 0
+        for i, (position, info) in enumerate(changes):
+            if position > start:
+                sink.packets(batch[start:position])
+                start = position
+            old = infos[info.index]
+            infos = (*infos[: info.index], info, *infos[info.index + 1 :])
+            log.info("rtsp.parameters url=%s stream=%d size=%dx%d was=%dx%d", shown, info.index,
+                     info.width, info.height, old.width, old.height)
+            if i + 1 == len(changes) or changes[i + 1][0] != position:
+                sink.opened(infos)
+        if start < len(batch):
+            sink.packets(batch[start:])
+        return infos
 
     async def _send_reports(self, conn: RtspConnection, session: Session, now: float) -> None:
         """One RTCP receiver report per track, each on the track's RTCP channel."""
@@ -323,6 +356,17 @@ class RtspOpener:
                 elif session.keepalive_method != "OPTIONS":
                     session.keepalive_method = "OPTIONS"  # GET_PARAMETER refused: fall back
         return media, bye
+
+
+def _start_at_last_change(batch: list[MediaPacket], session: Session, shown: str) -> None:
+    """The session is described now, with the parameter sets in force: leave out of `batch` what
+    came before they did (only when they changed while we waited to describe it)."""
+    start = max((position for t in session.tracks for position, _ in t.reconfigured), default=0)
+    for track in session.tracks:
+        track.reconfigured = []
+    if start:
+        log.info("rtsp.parameters url=%s before_open=%d dropped", shown, start)
+        del batch[:start]
 
 
 class Ticker:

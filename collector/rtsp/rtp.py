@@ -132,3 +132,11 @@ class AccessUnit(NamedTuple):
     timestamp: int
     data: bytes
     keyframe: bool
+
+
+class ParameterChange(AccessUnit):
+    """An access unit that brings parameter sets (SPS, PPS, VPS) other than the ones before it:
+    the codec's parameters change from this unit on. Its own type, so that checking for it costs
+    the per-unit path one `type(unit) is ParameterChange`."""
+
+    __slots__ = ()

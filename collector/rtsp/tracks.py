@@ -3,19 +3,38 @@
 A `Track` turns the RTP packets of one interleaved channel into `MediaPacket`s: timestamps are the
 stream's RTP clock (time base 1/clock rate) counted from the session's start (the `rtptime` of the
 PLAY response's RTP-Info, else the track's first packet), so tracks of one session line up. Each
-packet is held back until the next one of its track arrives, which gives it its duration.
+packet is held back until the next one of its track arrives, which gives it its duration (G.711,
+whose packets know their own length, goes out at once: `SampleTrack`).
+
+RTP timestamps are presentation times. A video stream whose SPS says it reorders frames
+(B-frames: max_num_reorder_frames R > 0) gets decoding times: the decoding time of the i-th unit
+is the (R+1)-th largest presentation time among the first i units and R made-up ones spaced a
+frame apart before the first, i.e. the i-th presentation time once all that precede it have
+arrived, less R frames. It never decreases, and it is never after the presentation time while
+the stream reorders no more than its SPS says. Without reordering it is the presentation time,
+exactly, at the cost of one comparison per unit.
+
+A unit that brings other parameter sets than the session was described with (a `ParameterChange`
+from the depacketizer: the camera was reconfigured) ends the run: the track puts its held unit
+out, notes where in the batch the new parameters start and the new `StreamInfo`
+(`reconfigured`), and the opener describes the session anew there (`sink.opened`). Before the
+session is first described, the opener starts it at the last such place instead: what came before
+was under parameter sets that are gone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from heapq import heappushpop
 from typing import Protocol
 
 from collector.errors import UnsupportedSource
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.rtsp import templates
 from collector.rtsp.aac import AacConfig, AacDepacketizer
+from collector.rtsp.g711 import ENCODINGS as G711
+from collector.rtsp.g711 import G711Depacketizer
 from collector.rtsp.h264 import H264Depacketizer, SpsInfo, parse_sps
 from collector.rtsp.h265 import H265Depacketizer
 from collector.rtsp.h265 import parse_sps as parse_h265_sps
@@ -23,6 +42,7 @@ from collector.rtsp.nal_units import NalDepacketizer
 from collector.rtsp.rtp import (
     SEQUENCE_AND_TIMESTAMP,
     AccessUnit,
+    ParameterChange,
     RtpError,
     RtpPacket,
     RtpTrack,
@@ -31,7 +51,9 @@ from collector.rtsp.rtp import (
 )
 from collector.rtsp.sdp import Media
 
-SUPPORTED = {("video", "H264"), ("video", "H265"), ("audio", "MPEG4-GENERIC")}
+SUPPORTED = {("video", "H264"), ("video", "H265"), ("audio", "MPEG4-GENERIC"), ("audio", "PCMU"),
+             ("audio", "PCMA")}
+DEFAULT_FPS = 25  # a frame's length for made-up decoding times when nothing tells the rate
 
 
 class Depacketizer(Protocol):
@@ -66,20 +88,34 @@ class Track:
     sender_report: tuple[float, int] | None = None  # the first RTCP SR: (NTP seconds, RTP time)
     _first: tuple[int, int] | None = None  # the first packet's (32-bit, extended) RTP time
     resync_dropped: int = 0  # units dropped because a sync moved this track's clock back
+    # Where in the batch new parameters start, for the opener, with the new StreamInfo (None
+    # while the session is not yet described: what comes before cannot be described any more).
+    reconfigured: list[tuple[int, StreamInfo | None]] = field(default_factory=list)
     _held: AccessUnit | None = None
+    _held_dts: int = 0
     _last_duration: int = 0
     _last_pts: int | None = None
     _time_base: Fraction | None = None
+    # Decoding times of a reordered stream: the R+1 largest presentation times so far, a heap
+    # (empty: start at the next unit); None when decoding order is presentation order.
+    _reorder: list[int] | None = None
+    reorder_depth: int = 0  # R, from the SPS
+    _frame_ticks: int = 0  # a frame's length, for the made-up times before the first unit
+    _described: bytes | None = None  # the extradata the session was last described with
 
     @classmethod
     def create(cls, index: int, media: Media, url: str) -> Track:
+        if media.encoding in G711:
+            return SampleTrack(index, media, url, G711Depacketizer(media.encoding))
         if media.encoding == "H264":
             dep: Depacketizer = H264Depacketizer.from_fmtp(media.fmtp)
         elif media.encoding == "H265":
             dep = H265Depacketizer.from_fmtp(media.fmtp)
         else:
             dep = AacDepacketizer(AacConfig.from_fmtp(media.fmtp))
-        return cls(index, media, url, dep)
+        track = cls(index, media, url, dep)
+        track._configure_reorder()  # from the SDP's SPS, if it has one
+        return track
 
     @property
     def time_base(self) -> Fraction:
@@ -157,26 +193,76 @@ class Track:
         """Hand out the held-back unit (the session ends; an unfinished unit stays unfinished)."""
         held, self._held = self._held, None
         if held is not None:
-            self._packet(held, self._last_duration, out)
+            self._packet(held, self._held_dts, self._last_duration, out)
 
     def _emit(self, unit: AccessUnit, out: list[MediaPacket]) -> None:
-        held, self._held = self._held, unit
+        """Hold `unit` back, and put out the one held before it (per unit: keep it lean)."""
+        if type(unit) is ParameterChange:
+            self._parameters_changed(out)
+        heap = self._reorder
+        if heap is None:
+            dts = unit.timestamp
+        else:
+            dts = self._decoding_time(heap, unit.timestamp)
+        held, held_dts = self._held, self._held_dts
+        self._held, self._held_dts = unit, dts
         if held is None:
             return
-        duration = unit.timestamp - held.timestamp
+        duration = dts - held_dts  # the presentation time step when nothing is reordered
         if duration > 0:
             self._last_duration = duration
-        self._packet(held, max(duration, 0), out)
+        else:
+            duration = 0
+        self._packet(held, held_dts, duration, out)
 
-    def _packet(self, unit: AccessUnit, duration: int, out: list[MediaPacket]) -> None:
-        assert self.origin is not None
-        ts = unit.timestamp - self.origin
+    def _decoding_time(self, heap: list[int], pts: int) -> int:
+        if not heap:  # the first unit: R made-up frames before it
+            step, depth = self._frame_ticks, self.reorder_depth
+            heap += [pts - k * step for k in range(depth, -1, -1)]  # ascending: a heap
+            return heap[0]
+        heappushpop(heap, pts)  # keeps the R+1 largest
+        return heap[0]
+
+    def _packet(self, unit: AccessUnit, dts: int, duration: int, out: list[MediaPacket]) -> None:
+        origin = self.origin
+        assert origin is not None
+        ts = unit.timestamp - origin
         if self._last_pts is not None and ts <= self._last_pts and self.media.kind == "audio":
             self.resync_dropped += 1  # a sync moved this clock back: never repeat time
             return
         self._last_pts = ts
-        out.append(MediaPacket(self.index, unit.data, ts, ts, duration, unit.keyframe,
+        out.append(MediaPacket(self.index, unit.data, ts, dts - origin, duration, unit.keyframe,
                                self.time_base))
+
+    def _parameters_changed(self, out: list[MediaPacket]) -> None:
+        """The next unit brings new parameter sets: the run under the old ones ends before it."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._packet(held, self._held_dts, self._last_duration, out)
+        self._configure_reorder()
+        dep = self.depacketizer
+        assert isinstance(dep, NalDepacketizer)
+        if self._described is None:  # before the session is described: where the opener starts
+            self.reconfigured.append((len(out), None))
+        elif dep.extradata != self._described:
+            self.reconfigured.append((len(out), self.info()))
+
+    def _configure_reorder(self) -> None:
+        """Decoding times from the current SPS's reorder depth, starting at the next unit."""
+        self._reorder, self.reorder_depth = None, 0
+        dep = self.depacketizer
+        if not isinstance(dep, NalDepacketizer) or dep.sps is None:
+            return
+        try:
+            _, sps, fps = self._video()
+        except UnsupportedSource:  # `info()` will say so
+            return
+        if not sps.reorder:
+            return
+        self.reorder_depth = sps.reorder
+        rate = self.media.clock_rate
+        self._frame_ticks = max(round(rate / fps) if fps else rate // DEFAULT_FPS, 1)
+        self._reorder = []
 
     def ready(self) -> bool:
         """Do we know enough to describe this track?
@@ -210,12 +296,30 @@ class Track:
             codec, sps, fps = self._video()
             holder = templates.open_holder()
             template = templates.video_template(holder, codec, sps.width, sps.height, fps)
+            self._described = dep.extradata
             return StreamInfo(index=self.index, kind="video", codec=codec, time_base=tb,
                               width=sps.width, height=sps.height, extradata=dep.extradata,
                               template=template)
+        if isinstance(dep, G711Depacketizer):
+            channels = self.media.channels
+            template = templates.audio_template(self.media.clock_rate, channels, PCM)
+            return StreamInfo(index=self.index, kind="audio", codec=PCM, time_base=tb,
+                              sample_rate=self.media.clock_rate, template=template)
         assert isinstance(dep, AacDepacketizer)
         channels = dep.config.channels() or self.media.channels
         template = templates.audio_template(self.media.clock_rate, channels)
         return StreamInfo(index=self.index, kind="audio", codec="aac", time_base=tb,
                           sample_rate=self.media.clock_rate, extradata=dep.config.config,
                           template=template)
+
+
+PCM = "pcm_s16le"  # what G.711 is expanded to (see `g711`)
+
+
+@dataclass(slots=True)
+class SampleTrack(Track):
+    """G.711: a unit is a packet's samples, so it goes out at once, its duration its sample count
+    (a lost packet leaves a gap rather than a longer packet)."""
+
+    def _emit(self, unit: AccessUnit, out: list[MediaPacket]) -> None:
+        self._packet(unit, unit.timestamp, len(unit.data) // (2 * self.media.channels), out)

@@ -32,11 +32,16 @@ def make_clip(
     size: str = "320x240",
     audio: bool = True,
     container: str = "mkv",
+    bframes: int = 0,
+    ts_offset: float = 0.0,
 ) -> ClipInfo:
-    """Encode a testsrc2 (+ sine) clip: H.264 fixed GOP without B-frames, AAC 48k mono.
+    """Encode a testsrc2 (+ sine) clip: H.264 fixed GOP, AAC 48k mono.
 
     ``container`` is the ffmpeg muxer short name family: "mkv" -> matroska,
-    "mp4" -> mp4, "ts" -> mpegts (anything else is passed to ``-f`` as is).
+    "mp4" -> mp4, "ts" -> mpegts (anything else is passed to ``-f`` as is). ``bframes`` > 0
+    codes that many B-frames between anchors (x264's B-pyramid from 2 on: frames reordered
+    two deep), as many cameras do; 0 (the default) codes none. ``ts_offset`` (seconds) starts
+    the clip's timestamps there (for clips joined end to end, see `make_switching_clip`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,18 +52,39 @@ def make_clip(
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
     args += ["-map", "0:v"] + (["-map", "1:a"] if audio else [])
-    args += ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
-             "-profile:v", "main", "-pix_fmt", "yuv420p",
-             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", "0",
+    args += ["-c:v", "libx264", "-preset", "veryfast"]
+    if not bframes:
+        args += ["-tune", "zerolatency"]  # which would turn B-frames off
+    args += ["-profile:v", "main", "-pix_fmt", "yuv420p",
+             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", str(bframes),
              "-x264-params", "repeat-headers=1"]
     if audio:
         args += ["-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", "1"]
     if fmt == "mp4":
         args += ["-movflags", "+faststart"]
+    if ts_offset:
+        args += ["-output_ts_offset", str(ts_offset)]
     args += ["-t", str(seconds), "-f", fmt, str(path)]
     _run(args)
     return ClipInfo(path=path, seconds=seconds, fps=fps, gop_seconds=gop_seconds,
                     frames=seconds * fps)
+
+
+def make_switching_clip(path: Path, sizes: tuple[str, ...], seconds: int = 4, fps: int = 25,
+                        gop_seconds: int = 2) -> ClipInfo:
+    """A video-only MPEG-TS clip whose picture size changes every ``seconds`` (a camera
+    reconfigured mid-stream): one clip per size, timestamps continuing, joined byte for byte
+    (MPEG-TS files concatenate); each part starts with a key frame and its own SPS/PPS."""
+    path = Path(path)
+    parts = []
+    for i, size in enumerate(sizes):
+        part = path.with_name(f"{path.stem}-{i}.ts")
+        make_clip(part, seconds=seconds, fps=fps, gop_seconds=gop_seconds, size=size,
+                  audio=False, container="ts", ts_offset=i * seconds)
+        parts.append(part.read_bytes())
+    path.write_bytes(b"".join(parts))
+    return ClipInfo(path=path, seconds=seconds * len(sizes), fps=fps, gop_seconds=gop_seconds,
+                    frames=seconds * fps * len(sizes))
 
 
 def make_hls(clip: Path, folder: Path, hls_time: int = 2) -> Path:

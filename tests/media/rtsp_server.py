@@ -5,6 +5,7 @@ Run with the *system* python (needs python3-gi):
 
     /usr/bin/python3 tests/media/rtsp_server.py --clip CLIP --port 0 \
         [--path /cam1 ...] [--shared] [--auth --user U --password P] [--tls-cert C --tls-key K]
+        [--audio aac|pcmu|pcma]
 
 Prints exactly one line ``READY <port>`` once listening, then serves until SIGTERM/SIGINT.
 
@@ -17,6 +18,8 @@ Prints exactly one line ``READY <port>`` once listening, then serves until SIGTE
 * RTP over UDP and TCP-interleaved are both allowed.
 * ``--auth`` (implied by ``--user``): Basic auth required to play the given paths.
 * ``--tls-cert``/``--tls-key`` (PEM files): every connection is TLS (rtsps://).
+* ``--audio pcmu|pcma``: the clip's AAC is decoded and sent as G.711 (8 kHz mono, RTP payload
+  type 0 or 8) instead of as it is (``aac``, the default).
 """
 
 from __future__ import annotations
@@ -36,8 +39,19 @@ from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 DEMUXERS = {".mkv": "matroskademux", ".webm": "matroskademux", ".mp4": "qtdemux",
             ".mov": "qtdemux", ".m4v": "qtdemux", ".ts": "tsdemux"}
-TAIL = ("d. ! queue ! h264parse config-interval=-1 ! rtph264pay pt=96 config-interval=-1 name=pay0 "
-        "d. ! queue ! aacparse ! rtpmp4gpay pt=97 name=pay1")
+VIDEO = "d. ! queue ! h264parse config-interval=-1 ! rtph264pay pt=96 config-interval=-1 name=pay0"
+AUDIO = {
+    "aac": "d. ! queue ! aacparse ! rtpmp4gpay pt=97 name=pay1",
+    "pcmu": ("d. ! queue ! aacparse ! avdec_aac ! audioconvert ! audioresample ! "
+             "audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay pt=0 name=pay1"),
+    "pcma": ("d. ! queue ! aacparse ! avdec_aac ! audioconvert ! audioresample ! "
+             "audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay pt=8 name=pay1"),
+}
+
+
+def pipeline_tail(audio: str | None) -> str:
+    """Payloaders for the clip's video, and its audio (as `audio` says) when it has some."""
+    return f"{VIDEO} {AUDIO[audio]}" if audio else VIDEO
 
 
 def has_audio(clip: Path) -> bool:
@@ -50,20 +64,19 @@ def has_audio(clip: Path) -> bool:
 class FileFactory(GstRtspServer.RTSPMediaFactory):
     """Plays the file once from the start for every (non-shared) client."""
 
-    def __init__(self, clip: Path, audio: bool) -> None:
+    def __init__(self, clip: Path, audio: str | None) -> None:
         super().__init__()
         demux = DEMUXERS.get(clip.suffix.lower(), "matroskademux")
-        tail = TAIL if audio else TAIL.split(" d. ")[0]
-        self.set_launch(f'( filesrc location="{clip}" ! {demux} name=d {tail} )')
+        self.set_launch(f'( filesrc location="{clip}" ! {demux} name=d {pipeline_tail(audio)} )')
 
 
 class LoopFactory(GstRtspServer.RTSPMediaFactory):
     """Loops the file forever (no re-encode) via an ffmpeg -stream_loop pipe."""
 
-    def __init__(self, clip: Path, audio: bool) -> None:
+    def __init__(self, clip: Path, audio: str | None) -> None:
         super().__init__()
         self.clip = clip
-        self.tail = TAIL if audio else TAIL.split(" d. ")[0]
+        self.tail = pipeline_tail(audio)
         self.procs: set[subprocess.Popen[bytes]] = set()
 
     def do_create_element(self, url: GstRtsp.RTSPUrl) -> Gst.Element:
@@ -123,6 +136,8 @@ def main() -> int:
     parser.add_argument("--password")
     parser.add_argument("--tls-cert", help="PEM certificate chain: serve rtsps://")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--audio", choices=sorted(AUDIO), default="aac",
+                        help="how the clip's audio is sent (pcmu/pcma: decoded, G.711)")
     args = parser.parse_args()
     clip: Path = args.clip.resolve()
     if not clip.is_file():
@@ -136,7 +151,7 @@ def main() -> int:
     server.set_address(args.host)
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
-    audio = has_audio(clip)
+    audio = args.audio if has_audio(clip) else None
 
     if use_auth:
         auth = GstRtspServer.RTSPAuth()

@@ -96,6 +96,7 @@ async def serve_rtsp(
     password: str | None = None,
     port: int = 0,
     tls: tuple[Path, Path] | None = None,
+    audio: str = "aac",
     task_status: trio.TaskStatus[RtspServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run tests/media/rtsp_server.py on a free port until cancelled.
@@ -103,7 +104,7 @@ async def serve_rtsp(
     ``shared=True`` loops the clip forever in one pipeline per path shared by its clients, and
     ``one_pipeline=True`` (with shared) in one pipeline for every path of this server;
     ``user``/``password`` require Basic auth on every path; ``tls=(cert, key)`` (PEM files)
-    serves rtsps:// instead.
+    serves rtsps:// instead; ``audio="pcmu"``/``"pcma"`` sends the clip's audio as G.711.
     """
     cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--clip", str(clip), "--port", str(port)]
     for path in paths:
@@ -116,6 +117,8 @@ async def serve_rtsp(
         cmd += ["--auth", "--user", user, "--password", password or ""]
     if tls is not None:
         cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    if audio != "aac":
+        cmd += ["--audio", audio]
     proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None

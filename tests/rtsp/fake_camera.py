@@ -34,12 +34,13 @@ def frame_bytes(channel: int, payload: bytes) -> bytes:
     return b"$" + bytes([channel]) + len(payload).to_bytes(2, "big") + payload
 
 
-def video_frames(count: int, *, seq: int = 0, ts: int = 0, gop: int = 5) -> list[bytes]:
+def video_frames(count: int, *, seq: int = 0, ts: int = 0, gop: int = 5, sps: bytes = SPS,
+                 pps: bytes = PPS) -> list[bytes]:
     """`count` H.264 frames at 25 fps as interleaved channel-0 frames (in-band SPS/PPS)."""
     out = []
     for n in range(count):
         fill = n % 256
-        nals = [SPS, PPS, slice_nal(5, 3000, fill)] if n % gop == 0 else [slice_nal(1, 700, fill)]
+        nals = [sps, pps, slice_nal(5, 3000, fill)] if n % gop == 0 else [slice_nal(1, 700, fill)]
         for pkt in h264_frame(nals, seq, ts + 3600 * n, mtu=1000):
             seq += 1
             raw = rtp(pkt.sequence, pkt.timestamp, pkt.payload, marker=pkt.marker)

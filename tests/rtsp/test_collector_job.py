@@ -68,3 +68,34 @@ async def test_job_records_through_native_client(native_rtsp, collector, client,
         frames += seg["frames"]
     assert frames == 6 * FPS
     assert native_rtsp[0].statistics().sessions == 1
+
+
+async def test_job_cuts_a_segment_where_the_camera_changes_size(native_rtsp, collector, client,
+                                                                 tmp_path: Path):
+    """A camera that switches from 320x240 to 480x360 after 4 s, recorded by a 6 s job in one
+    long segment: the job gets a new session description at the switch (the camera actor's
+    SessionInfo), closes its segment there and opens the next, so each file holds one size
+    (100 frames at 320x240, then 50 at 480x360) and decodes cleanly."""
+    from tests.media.clips import make_switching_clip
+    from tests.rtsp.test_real_streams import frame_sizes
+
+    clip = await trio.to_thread.run_sync(
+        make_switching_clip, tmp_path / "switch.ts", ("320x240", "480x360"))
+    async with trio.open_nursery() as servers:
+        rtsp = await servers.start(serve_rtsp, clip.path)
+        with trio.fail_after(40):
+            body = {"streams": [rtsp.url()], "duration": 6, "segment_seconds": 60, "format": "mp4"}
+            job_id = (await client.post("/collect", json=body)).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed", job
+    (source,) = job["sources"]
+    segments = source["segments"]
+    assert [(s["frames"], s["end_reason"]) for s in segments] == [(100, "discontinuity"),
+                                                                  (50, "end")]
+    assert source["attempts"] == 2  # a new description counts as a session
+    for seg, size in zip(segments, [(320, 240), (480, 360)], strict=True):
+        path = Path(seg["path"])
+        assert frame_sizes(path) == [size] * seg["frames"]
+        assert decode_errors(path) == ""
+    assert native_rtsp[0].statistics().sessions == 1  # one connection, described twice

@@ -139,9 +139,39 @@ def test_sequence_gap_counts_lost_packets():
     assert track.lost == 3
 
 
-def test_sps_gives_picture_size_and_frame_rate():
-    """Width/height after cropping (1080p has 8 lines cropped) and fps from the VUI."""
-    assert (parse_sps(SPS).width, parse_sps(SPS).height, parse_sps(SPS).fps) == (320, 240, 25.0)
-    # x264 1920x1080 High profile (coded as 1088 lines, cropped), 30 fps.
+def test_sps_gives_picture_size_frame_rate_and_reorder_depth():
+    """Width/height after cropping (1080p has 8 lines cropped), fps and max_num_reorder_frames
+    from the VUI (x264 writes 2 for B-pyramids, 0 without B-frames)."""
+    assert parse_sps(SPS) == SpsInfo(320, 240, 25.0, 0)
+    # x264 1920x1080 High profile (coded as 1088 lines, cropped), 30 fps, 3 B-frames.
     sps_1080 = bytes.fromhex("67640028acd940780227e5c044000003000400000300f03c60c658")
-    assert parse_sps(sps_1080) == SpsInfo(1920, 1080, 30.0)
+    assert parse_sps(sps_1080) == SpsInfo(1920, 1080, 30.0, 2)
+
+
+def test_a_unit_with_other_parameter_sets_is_a_parameter_change():
+    """The first in-band SPS, and later an SPS other than the last one, make their units
+    `ParameterChange`s (the camera was reconfigured); the same SPS/PPS repeated at every key
+    frame does not, nor does a unit without parameter sets."""
+    sps_b = bytes.fromhex("674d4015d901e0bfe5c044000003000400000300c83c58b920")  # 480x360
+    idr = slice_nal(5, 100)
+    units, dep = feed(h264_frame([SPS, PPS, idr], 1, 0) + h264_frame([slice_nal(1, 50)], 4, 3600)
+                      + h264_frame([SPS, PPS, idr], 5, 7200)
+                      + h264_frame([sps_b, PPS, idr], 8, 10800)
+                      + h264_frame([slice_nal(1, 50)], 11, 14400))
+    assert [type(u).__name__ for u in units] == ["ParameterChange", "AccessUnit", "AccessUnit",
+                                                 "ParameterChange", "AccessUnit"]
+    assert dep.extradata == SC + sps_b + SC + PPS
+    assert isinstance(units[3], AccessUnit) and units[3].keyframe  # still an access unit
+
+
+def test_picture_parameter_sets_are_kept_by_id():
+    """A PPS of another id is one more (some encoders use two): both go into the extradata, in
+    id order, and that is no change; a PPS of a known id with other content is one."""
+    pps_1 = bytes.fromhex("68ce3c80")  # pic_parameter_set_id 0, other content
+    pps_id_1 = bytes.fromhex("685e3c80")  # pic_parameter_set_id 1 (ue 010)
+    dep = H264Depacketizer([SPS, PPS])
+    units, _ = feed(h264_frame([pps_id_1, slice_nal(5, 100)], 1, 0)
+                    + h264_frame([pps_1, slice_nal(5, 100)], 3, 3600)
+                    + h264_frame([slice_nal(1, 50)], 5, 7200), dep)
+    assert [type(u).__name__ for u in units] == ["AccessUnit", "ParameterChange", "AccessUnit"]
+    assert dep.extradata == SC + SPS + SC + pps_1 + SC + pps_id_1
