@@ -17,7 +17,6 @@ from collector.media.cutting import CutPlan, Decision
 from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.segments import FORMATS, SegmentResult, SegmentWriter
 
-
 _WRITE = Decision.WRITE
 
 
