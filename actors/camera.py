@@ -177,23 +177,23 @@ class Camera:
         self._broadcast(self._session)
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
-        if self._session is None:
-            return
-        self._got_video = True
-        self._last_activity = trio.current_time()
-        self._packets += len(batch)
-        self._bytes += sum(len(p.data) for p in batch)
-        self._broadcast(Packets(session=self._session.session, batch=tuple(batch)))
+        if (event := self._count(batch)) is not None:
+            self._broadcast(event)
 
     async def packets_paced(self, batch: Sequence[MediaPacket]) -> None:
+        if (event := self._count(batch)) is not None:
+            self._paced = True
+            await self._deliver(event)
+
+    def _count(self, batch: Sequence[MediaPacket]) -> Packets | None:
+        """Note a batch of the current session; the event that carries it (None: no session)."""
         if self._session is None:
-            return
+            return None
         self._got_video = True
         self._last_activity = trio.current_time()
         self._packets += len(batch)
         self._bytes += sum(len(p.data) for p in batch)
-        self._paced = True
-        await self._deliver(Packets(session=self._session.session, batch=tuple(batch)))
+        return Packets(session=self._session.session, batch=tuple(batch))
 
     async def _deliver(self, event: CameraEvent) -> None:
         """Hand `event` to every subscriber, waiting for room (paced sources only)."""
