@@ -38,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -205,7 +207,6 @@ async def _drain(stream: trio.abc.ReceiveStream, lines: list[str], listening: tr
             if "collector.listening url=" in line and not url:
                 url.append(line.split("url=", 1)[1].split()[0])
                 listening.set()
-            if line.startswith(("LAG", "GC ", "frozen")): print(line, flush=True)
             if " ERROR " in line or "Traceback" in line or "failed" in line:
                 lines.append(line)
 
@@ -246,19 +247,18 @@ async def ws_progress_latencies(ws: str, out: list[float], done: trio.Event) -> 
     done.set()
 
 
-async def run_collector(urls: list[str], seconds: float, warmup: float, small: int,
-                        tmp: Path, probe: str) -> Side:
-    n = len(urls)
-    side = Side("collector", n, frames_expected=int(seconds * FPS) * n)
+@asynccontextmanager
+async def collector_process(
+    tmp: Path, **env: str
+) -> AsyncIterator[tuple[trio.Process, str, list[str]]]:
+    """`python -m collector` on a free port (SQLite and data under `tmp`, our settings only), its
+    output drained; yields (process, base URL, error lines); SIGTERM on the way out."""
     env = {**os.environ, "PORT": "0", "COLLECTOR_HOST": "127.0.0.1",
-           "COLLECTOR_DATA_DIR": str(tmp / "collector"),
-           "COLLECTOR_MAX_SOURCES_PER_JOB": str(max(n, 16)),
-           "COLLECTOR_MAX_CONCURRENT_JOBS": str(PROBES + 8),
-           "COLLECTOR_CAMERA_THREADS": str(max(256, 2 * n)),
-           "COLLECTOR_LOG_FORMAT": "plain", "COLLECTOR_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
-    env.pop("DATABASE_URL", None)
-    env.pop("COLLECTOR_CONFIG_FILE", None)
-    env.pop("COLLECTOR_API_TOKEN", None)
+           "COLLECTOR_DATA_DIR": str(tmp / "collector"), "COLLECTOR_LOG_FORMAT": "plain",
+           "COLLECTOR_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", **env}
+    for name in ("DATABASE_URL", "COLLECTOR_CONFIG_FILE", "COLLECTOR_API_TOKEN",
+                 "COLLECTOR_ALLOWED_HOSTS"):
+        env.pop(name, None)
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "collector"], cwd=str(ROOT), env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -270,7 +270,23 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
             nursery.start_soon(_drain, proc.stdout, errors, listening, url_box)
             with trio.fail_after(30):
                 await listening.wait()
-            base = url_box[0].replace("0.0.0.0", "127.0.0.1")
+            yield proc, url_box[0].replace("0.0.0.0", "127.0.0.1"), errors
+            nursery.cancel_scope.cancel()
+    finally:
+        await terminate(proc, signal.SIGTERM)
+
+
+async def run_collector(urls: list[str], seconds: float, warmup: float, small: int,
+                        tmp: Path, probe: str) -> Side:
+    n = len(urls)
+    side = Side("collector", n, frames_expected=int(seconds * FPS) * n)
+    async with collector_process(
+        tmp,
+        COLLECTOR_MAX_SOURCES_PER_JOB=str(max(n, 16)),
+        COLLECTOR_MAX_CONCURRENT_JOBS=str(PROBES + 8),
+        COLLECTOR_CAMERA_THREADS=str(max(256, 2 * n)),
+    ) as (proc, base, errors):
+        async with trio.open_nursery() as nursery:
             async with httpx.AsyncClient(base_url=base, timeout=30) as client, \
                     httpx.AsyncClient(base_url=base, timeout=30) as prober:
                 await client.get("/")
@@ -339,8 +355,6 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                     side.notes.append(f"{gaps} gaps")
                 side.notes.append(f"job record says {recorded} frames")
                 nursery.cancel_scope.cancel()
-    finally:
-        await terminate(proc, signal.SIGTERM)
     side.files = len(files)
     side.frames, side.missing = await count_frames(files, probe)
     side.notes += errors[:5]

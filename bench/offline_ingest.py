@@ -47,10 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cameras import (
     FPS,
-    ROOT,
     SEGMENT_S,
-    _drain,
     clip_bitrate,
+    collector_process,
     count_frames,
     cpu_seconds,
     make_bench_clip,
@@ -198,28 +197,9 @@ class Collector:
 async def serve_collector(
     tmp: Path, task_status: trio.TaskStatus[Collector] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    env = {**os.environ, "PORT": "0", "COLLECTOR_HOST": "127.0.0.1",
-           "COLLECTOR_DATA_DIR": str(tmp / "collector"),
-           "COLLECTOR_LOG_FORMAT": "plain", "COLLECTOR_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
-    for name in ("DATABASE_URL", "COLLECTOR_CONFIG_FILE", "COLLECTOR_API_TOKEN",
-                 "COLLECTOR_ALLOWED_HOSTS"):
-        env.pop(name, None)
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "collector"], cwd=str(ROOT), env=env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    errors: list[str] = []
-    listening, url_box = trio.Event(), []
-    try:
-        async with trio.open_nursery() as nursery:
-            assert proc.stdout is not None
-            nursery.start_soon(_drain, proc.stdout, errors, listening, url_box)
-            with trio.fail_after(30):
-                await listening.wait()
-            base = url_box[0].replace("0.0.0.0", "127.0.0.1")
-            task_status.started(Collector(proc, base, errors))
-            await trio.sleep_forever()
-    finally:
-        await terminate(proc, signal.SIGTERM)
+    async with collector_process(tmp) as (proc, base, errors):
+        task_status.started(Collector(proc, base, errors))
+        await trio.sleep_forever()
 
 
 # ---------------------------------------------------------------------------------- ffmpeg
