@@ -49,9 +49,11 @@ def send(frames: list[bytes], *, then_close: bool = False, tail: bytes = b""):  
 
 
 async def run_against(camera: FakeCamera, *, io_timeout_s: float = 2.0,
-                      stall_timeout_s: float = 2.0) -> tuple[Sink, SourceError]:
+                      stall_timeout_s: float = 2.0,
+                      opener: RtspOpener | None = None) -> tuple[Sink, SourceError]:
     sink = Sink()
-    opener = RtspOpener(io_timeout_s=io_timeout_s, stall_timeout_s=stall_timeout_s)
+    if opener is None:
+        opener = RtspOpener(io_timeout_s=io_timeout_s, stall_timeout_s=stall_timeout_s)
     with trio.fail_after(CEILING):
         async with trio.open_nursery() as nursery:
             await nursery.start(camera.serve)
@@ -147,14 +149,9 @@ async def test_garbage_between_frames_is_skipped():
     junk = b"\x00\xffjunk\r\n"
     stream = [*frames[:2], junk, *frames[2:]]
     opener = RtspOpener(io_timeout_s=2.0, stall_timeout_s=2.0)
-    camera = FakeCamera(after_play=send(stream, then_close=True))
-    sink = Sink()
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(camera.serve)
-            with pytest.raises(SourceEnded):
-                await opener.run(camera.url, {}, sink)
-            nursery.cancel_scope.cancel()
+    sink, error = await run_against(FakeCamera(after_play=send(stream, then_close=True)),
+                                    opener=opener)
+    assert isinstance(error, SourceEnded)
     assert [p.pts // 3600 for p in sink.all] == [0, 1, 2, 3]
     assert opener.statistics().skipped_bytes == len(junk)
 
@@ -231,14 +228,9 @@ async def test_lost_packet_is_counted_and_its_frame_dropped():
     frames = video_frames(10)  # key frames (0, 5): SPS, PPS, 3 FU-A packets; P frames: 1 each
     del frames[11]  # the middle fragment of frame 5's IDR slice
     opener = RtspOpener(io_timeout_s=2.0, stall_timeout_s=2.0)
-    camera = FakeCamera(after_play=send(frames, then_close=True))
-    sink = Sink()
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(camera.serve)
-            with pytest.raises(SourceEnded):
-                await opener.run(camera.url, {}, sink)
-            nursery.cancel_scope.cancel()
+    sink, error = await run_against(FakeCamera(after_play=send(frames, then_close=True)),
+                                    opener=opener)
+    assert isinstance(error, SourceEnded)
     stats = opener.statistics()
     assert (stats.rtp_lost, stats.units_dropped, stats.sessions) == (1, 1, 1)
     assert [p.pts // 3600 for p in sink.all] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
