@@ -15,10 +15,12 @@ import hashlib
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
 
+from collector.errors import SourceError
 from collector.rtsp.auth import parse_challenge
 from tests.rtsp.packets import PPS, SPS, h264_frame, rtp, slice_nal
 
@@ -225,3 +227,20 @@ class FakeCamera:
         if nonce == self.nonce:
             return "ok"
         return "stale" if self.nonce.startswith(nonce) else "no"
+
+
+async def record_until_end(camera: FakeCamera, opener: Any, sink: Any, *,
+                           ceiling: float) -> BaseException:
+    """Serve `camera` and run `opener` against it into `sink` until the session ends (the opener
+    must raise: a SourceError); returns that error. Everything within `ceiling` seconds."""
+    with trio.fail_after(ceiling):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(camera.serve)
+            try:
+                await opener.run(camera.url, {}, sink)
+            except SourceError as exc:
+                error: BaseException = exc
+            else:
+                raise AssertionError("the opener returned instead of raising")
+            nursery.cancel_scope.cancel()
+    return error

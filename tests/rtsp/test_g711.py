@@ -14,7 +14,13 @@ from collector.media.segments import SegmentWriter
 from collector.rtsp.g711 import G711Depacketizer
 from collector.rtsp.opener import RtspOpener
 from tests.media.probe import packets, probe
-from tests.rtsp.fake_camera import FakeCamera, LockedStream, frame_bytes, video_frames
+from tests.rtsp.fake_camera import (
+    FakeCamera,
+    LockedStream,
+    frame_bytes,
+    record_until_end,
+    video_frames,
+)
 from tests.rtsp.packets import rtp
 from tests.rtsp.test_protocol import Sink
 
@@ -95,12 +101,8 @@ async def test_g711_camera_recorded_into_mkv_mp4_and_ts(encoding: str, tmp_path:
 
     camera = FakeCamera(sdp=sdp(encoding), after_play=after_play)
     sink = Sink()
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(camera.serve)
-            with pytest.raises(SourceEnded):
-                await RtspOpener(stall_timeout_s=2.0).run(camera.url, {}, sink)
-            nursery.cancel_scope.cancel()
+    error = await record_until_end(camera, RtspOpener(stall_timeout_s=2.0), sink, ceiling=CEILING)
+    assert isinstance(error, SourceEnded)
     (streams,) = sink.streams
     assert [(s.kind, s.codec, s.sample_rate) for s in streams] == [
         ("video", "h264", 0), ("audio", "pcm_s16le", 8000)]

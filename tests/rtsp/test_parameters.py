@@ -3,13 +3,12 @@ client describes the session anew before the first frame under the new ones."""
 
 from __future__ import annotations
 
-import pytest
 import trio
 
 from collector.errors import SourceEnded
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.rtsp.opener import RtspOpener
-from tests.rtsp.fake_camera import FakeCamera, LockedStream, video_frames
+from tests.rtsp.fake_camera import FakeCamera, LockedStream, record_until_end, video_frames
 from tests.rtsp.packets import PPS, SPS
 
 CEILING = 10
@@ -63,12 +62,8 @@ def switching(sink: Calls, *, wait: bool):  # type: ignore[no-untyped-def]
 
 async def record(sink: Calls, *, wait: bool) -> None:
     camera = FakeCamera(after_play=switching(sink, wait=wait))
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(camera.serve)
-            with pytest.raises(SourceEnded):
-                await RtspOpener(stall_timeout_s=2.0).run(camera.url, {}, sink)
-            nursery.cancel_scope.cancel()
+    error = await record_until_end(camera, RtspOpener(stall_timeout_s=2.0), sink, ceiling=CEILING)
+    assert isinstance(error, SourceEnded)
 
 
 async def test_new_sps_mid_stream_describes_the_session_anew():

@@ -13,6 +13,7 @@ from tests.rtsp.fake_camera import (
     FakeCamera,
     LockedStream,
     frame_bytes,
+    record_until_end,
     video_frames,
 )
 
@@ -54,13 +55,9 @@ async def run_against(camera: FakeCamera, *, io_timeout_s: float = 2.0,
     sink = Sink()
     if opener is None:
         opener = RtspOpener(io_timeout_s=io_timeout_s, stall_timeout_s=stall_timeout_s)
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(camera.serve)
-            with pytest.raises(SourceError) as info:
-                await opener.run(camera.url, {}, sink)
-            nursery.cancel_scope.cancel()
-    return sink, info.value
+    error = await record_until_end(camera, opener, sink, ceiling=CEILING)
+    assert isinstance(error, SourceError)
+    return sink, error
 
 
 async def test_digest_challenge_then_success_and_clean_end_on_close():
