@@ -7,6 +7,10 @@ without cues) and MPEG-TS are all readable up to the last written fragment, clus
 `flush_packets` hands every packet to the kernel at once. A closed file is fsync'ed
 (`make_durable`, in a worker thread) before its step is announced.
 
+Memory per open segment (there is one per camera and job): the file is opened here and given to
+FFmpeg with a 32 KiB I/O buffer (opened by path, FFmpeg's file protocol allocates 256 KiB), and
+stream templates are never encoders (rtsp/templates.py).
+
 A stream the format cannot hold is left out and the rest recorded (the video at least, or the
 segment fails): what FFmpeg's muxer refuses, and raw PCM in MPEG-TS, which FFmpeg would write as
 an unreadable `bin_data` stream. So PCM audio (the native client's G.711, expanded to 16-bit)
@@ -39,6 +43,7 @@ FORMATS: dict[str, tuple[str, str, dict[str, str]]] = {
     "ts": ("mpegts", ".ts", {}),
 }
 CONTAINER_OPTIONS = {"flush_packets": "1"}
+IO_BUFFER_BYTES = 32 * 1024
 # Codec name prefixes a format's muxer takes but cannot store readably.
 LEFT_OUT: dict[str, tuple[str, ...]] = {"ts": ("pcm_",)}
 
@@ -75,11 +80,16 @@ class SegmentWriter:
         self.path, self.index, self.start_seconds = path, index, start_seconds
         self.started_at = time.time()
         try:
+            self._file = open(path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            raise SegmentError(f"cannot create segment {path.name}: {exc}") from None
+        try:
             self._out = av.open(
-                str(path), "w", format=muxer, options=muxer_options,
-                container_options=CONTAINER_OPTIONS,
+                self._file, "w", format=muxer, options=muxer_options,
+                container_options=CONTAINER_OPTIONS, buffer_size=IO_BUFFER_BYTES,
             )
         except (av.error.FFmpegError, OSError) as exc:
+            self._file.close()
             raise SegmentError(f"cannot create segment {path.name}: {exc}") from None
         self._streams: dict[int, av.stream.Stream] = {}
         self._codecs: list[str] = []
@@ -102,6 +112,7 @@ class SegmentWriter:
                 self._video = info.index
         if self._video is None:
             self._out.close()
+            self._file.close()
             raise SegmentError(f"the {fmt} format cannot hold this source's video")
         self.frames = self.keyframes = 0
         # The video's first and end timestamps, in ticks of its time base (no Fraction per packet).
@@ -160,7 +171,10 @@ class SegmentWriter:
         the fsync, which can wait on the disk, goes to a worker thread.
         """
         try:
-            self._out.close()
+            try:
+                self._out.close()
+            finally:
+                self._file.close()
         except (av.error.FFmpegError, OSError) as exc:
             raise SegmentError(f"cannot finish segment {self.path.name}: {exc}") from None
         return SegmentResult(
