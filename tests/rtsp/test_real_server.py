@@ -104,6 +104,49 @@ async def test_basic_auth_from_url_and_wrong_password(media_clip):
     assert "401" in str(info.value) and "wrongpass" not in str(info.value)
 
 
+
+async def challenges(port: int, url: str) -> list[str]:
+    """The WWW-Authenticate values of the server's answer to a DESCRIBE without credentials
+    (asserted to be a 401)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = await stream.receive_some()
+            assert chunk, f"server closed before its answer's end: {head!r}"
+            head += chunk
+    status, *lines = head.partition(b"\r\n\r\n")[0].decode().split("\r\n")
+    assert status.startswith("RTSP/1.0 401"), status
+    return [value.strip() for name, _, value in (line.partition(":") for line in lines)
+            if name.strip().lower() == "www-authenticate"]
+
+
+async def test_digest_auth_from_url_and_wrong_password(media_clip, tmp_path: Path):
+    """A server offering only Digest (so nothing passes through Basic): credentials from the URL
+    answer its challenge and every frame of the clip is recorded; a wrong password is
+    `unauthorized` with the 401 in the message and the password nowhere in it."""
+    serve = partial(serve_rtsp, media_clip.path, user="u", password="p", digest=True)
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve)
+        with trio.fail_after(CEILING):
+            offered = await challenges(server.port, server.url(auth=False))
+            await record(server.url(), sink)
+            bad = f"rtsp://u:wrongpass@127.0.0.1:{server.port}/cam"
+            with pytest.raises(SourceUnavailable) as info:
+                await RtspOpener().run(bad, {}, Sink())
+        nursery.cancel_scope.cancel()
+    assert offered and all(c.startswith("Digest ") for c in offered), offered
+    assert info.value.reason == "unauthorized"
+    assert "401" in str(info.value) and "wrongpass" not in str(info.value)
+    path = tmp_path / "out.mp4"
+    assert await trio.to_thread.run_sync(write_file, path, sink) == FPS * SECONDS
+    assert await trio.to_thread.run_sync(count_frames, path) == FPS * SECONDS
+    assert abs(await trio.to_thread.run_sync(count_frames, path, "a")
+               - SECONDS * 48000 / 1024) <= 2
+
+
 async def test_same_frames_as_ffmpeg_copy(media_clip, tmp_path: Path):
     """Fidelity oracle: our client and `ffmpeg -rtsp_transport tcp -c copy` record the same server
     path at the same time; every non-key video frame has the same bytes in both MP4 files, both
