@@ -4,8 +4,8 @@
 Run with the *system* python (needs python3-gi):
 
     /usr/bin/python3 tests/media/rtsp_server.py --clip CLIP --port 0 \
-        [--path /cam1 ...] [--shared] [--auth --user U --password P] [--tls-cert C --tls-key K]
-        [--audio aac|pcmu|pcma]
+        [--path /cam1 ...] [--shared] [--auth --user U --password P [--digest]]
+        [--tls-cert C --tls-key K] [--audio aac|pcmu|pcma]
 
 Prints exactly one line ``READY <port>`` once listening, then serves until SIGTERM/SIGINT.
 
@@ -16,7 +16,8 @@ Prints exactly one line ``READY <port>`` once listening, then serves until SIGTE
   forever without re-encoding: ``ffmpeg -stream_loop -1 -c copy -f mpegts`` (which
   keeps timestamps monotonic across loops) is piped into ``fdsrc ! tsdemux``.
 * RTP over UDP and TCP-interleaved are both allowed.
-* ``--auth`` (implied by ``--user``): Basic auth required to play the given paths.
+* ``--auth`` (implied by ``--user``): Basic auth required to play the given paths; with
+  ``--digest``, Digest (MD5) instead, and the server offers only Digest.
 * ``--tls-cert``/``--tls-key`` (PEM files): every connection is TLS (rtsps://).
 * ``--audio pcmu|pcma``: the clip's AAC is decoded and sent as G.711 (8 kHz mono, RTP payload
   type 0 or 8) instead of as it is (``aac``, the default).
@@ -132,6 +133,8 @@ def main() -> int:
                         help="with --shared: every path plays the same single pipeline")
     parser.add_argument("--auth", action="store_true",
                         help="require Basic auth (needs --user/--password)")
+    parser.add_argument("--digest", action="store_true",
+                        help="with --auth: offer and accept only Digest auth instead of Basic")
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--tls-cert", help="PEM certificate chain: serve rtsps://")
@@ -145,6 +148,8 @@ def main() -> int:
     use_auth = args.auth or args.user is not None
     if use_auth and (args.user is None or args.password is None):
         parser.error("--auth needs --user and --password")
+    if args.digest and not use_auth:
+        parser.error("--digest needs --user and --password")
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -157,7 +162,12 @@ def main() -> int:
         auth = GstRtspServer.RTSPAuth()
         user_token = GstRtspServer.RTSPToken()
         user_token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), user_token)
+        if args.digest:
+            auth.add_digest(args.user, args.password, user_token)
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        else:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password),
+                           user_token)
         anon_token = GstRtspServer.RTSPToken()
         anon_token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anonymous")
         auth.set_default_token(anon_token)

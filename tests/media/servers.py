@@ -94,6 +94,7 @@ async def serve_rtsp(
     one_pipeline: bool = False,
     user: str | None = None,
     password: str | None = None,
+    digest: bool = False,
     port: int = 0,
     tls: tuple[Path, Path] | None = None,
     audio: str = "aac",
@@ -103,7 +104,8 @@ async def serve_rtsp(
 
     ``shared=True`` loops the clip forever in one pipeline per path shared by its clients, and
     ``one_pipeline=True`` (with shared) in one pipeline for every path of this server;
-    ``user``/``password`` require Basic auth on every path; ``tls=(cert, key)`` (PEM files)
+    ``user``/``password`` require Basic auth on every path (``digest=True``: Digest, and only
+    Digest is offered); ``tls=(cert, key)`` (PEM files)
     serves rtsps:// instead; ``audio="pcmu"``/``"pcma"`` sends the clip's audio as G.711.
     """
     cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--clip", str(clip), "--port", str(port)]
@@ -115,6 +117,8 @@ async def serve_rtsp(
         cmd.append("--one-pipeline")
     if user is not None:
         cmd += ["--auth", "--user", user, "--password", password or ""]
+        if digest:
+            cmd.append("--digest")
     if tls is not None:
         cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     if audio != "aac":
