@@ -53,6 +53,7 @@ class SegmentResult:
     index: int
     path: Path
     started_at: float  # wall-clock time the segment was opened (Unix seconds)
+    ended_at: float  # wall-clock time the file was closed: when the packet that ended it was had
     start_seconds: float  # position of its first frame within the job's source recording
     duration: float
     frames: int  # video frames written
@@ -181,6 +182,7 @@ class SegmentWriter:
             index=self.index,
             path=self.path,
             started_at=self.started_at,
+            ended_at=time.time(),
             start_seconds=self.start_seconds,
             duration=round(self.video_seconds, 6),
             frames=self.frames,
