@@ -35,6 +35,7 @@ class SourceRecord:
                 "index": seg.index,
                 "path": str(seg.path),
                 "start_time": seg.started_at,
+                "end_time": seg.ended_at,
                 "start_seconds": seg.start_seconds,
                 "duration": seg.duration,
                 "bytes": seg.bytes,

@@ -90,7 +90,8 @@ class JobList:
 class Segment:
     index: int
     path: str
-    start_time: float
+    start_time: float  # wall clock (Unix seconds) when the file was opened
+    end_time: float | None  # wall clock when it was closed; null if stored before schema v3
     start_seconds: float
     duration: float
     bytes: int

@@ -83,9 +83,13 @@ _V1 = (
 
 _V2 = ("ALTER TABLE segments ADD COLUMN codec TEXT NOT NULL DEFAULT ''",)
 
+# Nullable: segments stored before v3 never had their closing time recorded.
+_V3 = ("ALTER TABLE segments ADD COLUMN end_time DOUBLE PRECISION",)
+
 MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     (1, _V1),
     (2, _V2),  # segments.codec
+    (3, _V3),  # segments.end_time
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -39,13 +39,14 @@ _UPSERT_SOURCE = """INSERT INTO sources
     errors = excluded.errors, gaps = excluded.gaps"""
 
 _UPSERT_SEGMENT = """INSERT INTO segments
-    (job_id, source_index, segment_index, path, start_time, start_seconds, duration, bytes,
-    frames, keyframes, end_reason, format, codec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (job_id, source_index, segment_index, path, start_time, end_time, start_seconds, duration,
+    bytes, frames, keyframes, end_reason, format, codec)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (job_id, source_index, segment_index) DO UPDATE SET path = excluded.path,
-    start_time = excluded.start_time, start_seconds = excluded.start_seconds,
-    duration = excluded.duration, bytes = excluded.bytes, frames = excluded.frames,
-    keyframes = excluded.keyframes, end_reason = excluded.end_reason, format = excluded.format,
-    codec = excluded.codec"""
+    start_time = excluded.start_time, end_time = excluded.end_time,
+    start_seconds = excluded.start_seconds, duration = excluded.duration, bytes = excluded.bytes,
+    frames = excluded.frames, keyframes = excluded.keyframes, end_reason = excluded.end_reason,
+    format = excluded.format, codec = excluded.codec"""
 
 _INSERT_EVENT = """INSERT INTO events (job_id, seq, at, type, text, data)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, seq) DO NOTHING"""
@@ -75,7 +76,7 @@ def _write(tx: Tx, row: Write) -> None:
         case SegmentRow():
             tx.execute(_UPSERT_SEGMENT, (
                 row.job_id, row.source_index, row.index, row.path, row.start_time,
-                row.start_seconds, row.duration, row.bytes, row.frames, row.keyframes,
+                row.end_time, row.start_seconds, row.duration, row.bytes, row.frames, row.keyframes,
                 row.end_reason, row.format, row.codec,
             ))
         case EventRow():
@@ -163,18 +164,19 @@ class Store:
                 (job_id,),
             ).fetchall()
             segments = tx.execute(
-                """SELECT source_index, segment_index, path, start_time, start_seconds, duration,
-                bytes, frames, keyframes, end_reason, format, codec FROM segments WHERE job_id = ?
-                ORDER BY source_index, segment_index""",
+                """SELECT source_index, segment_index, path, start_time, end_time, start_seconds,
+                duration, bytes, frames, keyframes, end_reason, format, codec FROM segments
+                WHERE job_id = ? ORDER BY source_index, segment_index""",
                 (job_id,),
             ).fetchall()
         by_source: dict[int, list[dict[str, Any]]] = {}
-        for (source_index, index, path, start_time, start_seconds, duration, size, frames,
-             keyframes, end_reason, fmt, codec) in segments:
+        for (source_index, index, path, start_time, end_time, start_seconds, duration, size,
+             frames, keyframes, end_reason, fmt, codec) in segments:
             by_source.setdefault(source_index, []).append({
                 "index": index,
                 "path": path,
                 "start_time": start_time,
+                "end_time": end_time,
                 "start_seconds": start_seconds,
                 "duration": duration,
                 "bytes": size,

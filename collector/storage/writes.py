@@ -60,6 +60,7 @@ class SegmentRow:
     end_reason: str
     format: str
     codec: str = ""  # e.g. "h264+aac"
+    end_time: float | None = None  # wall clock when the file was closed; None before schema v3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,6 +29,7 @@ def segment(index: int, *, start: float, size: int = 1000, reason: str = "cut") 
         "index": index,
         "path": f"/data/jobs/j/cam/segment-{index:05d}.mp4",
         "start_time": 1_700_000_000.123456 + start,
+        "end_time": 1_700_000_002.654321 + start,
         "start_seconds": start,
         "duration": 2.04,
         "bytes": size,
@@ -80,7 +81,8 @@ def rows_for(rec: JobRecord, fmt: str = "mp4") -> list[Write]:
         for seg in src.segments:
             rows.append(SegmentRow(
                 job_id=rec.id, source_index=i, index=seg["index"], path=seg["path"],
-                start_time=seg["start_time"], start_seconds=seg["start_seconds"],
+                start_time=seg["start_time"], end_time=seg["end_time"],
+                start_seconds=seg["start_seconds"],
                 duration=seg["duration"], bytes=seg["bytes"], frames=seg["frames"],
                 keyframes=seg["keyframes"], end_reason=seg["end_reason"], format=fmt,
                 codec=seg["codec"],

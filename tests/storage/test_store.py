@@ -11,15 +11,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+import trio
 
 from actors import events as job_events
 from collector.errors import RequestError
 from collector.storage import (
     CameraRow,
     EventRow,
+    SegmentRow,
     SourceRow,
     Store,
     database_url,
+    schema,
 )
 from collector.storage.schema import LATEST
 from tests.storage.rows import SECRET, job_row, record, rows_for
@@ -49,7 +52,7 @@ def test_migrations_are_idempotent(database_url: str) -> None:
     assert results == [LATEST] * 4
     store = Store.open(database_url)
     try:
-        assert store.schema_version() == LATEST == 2
+        assert store.schema_version() == LATEST == 3
         with store._backend.transaction() as tx:
             assert tx.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == LATEST
     finally:
@@ -312,6 +315,54 @@ def test_one_store_from_many_threads(store: Store) -> None:
     assert errors == []
     ids, _ = _page_all(store, 100)
     assert len(ids) == len(set(ids)) == 160
+
+
+_V2_SEGMENT = """INSERT INTO segments
+    (job_id, source_index, segment_index, path, start_time, start_seconds, duration, bytes,
+    frames, keyframes, end_reason, format, codec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+def _upgrade_from_v2(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = record()
+    rows = rows_for(rec)
+    with monkeypatch.context() as m:  # this program as it was at schema v2
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        m.setattr(schema, "LATEST", 2)
+        old = Store.open(database_url)
+        try:
+            assert old.schema_version() == 2
+            old.apply([r for r in rows if not isinstance(r, SegmentRow)])
+            with old._backend.transaction(write=True) as tx:  # v2 had no end_time to write
+                for r in rows:
+                    if isinstance(r, SegmentRow):
+                        tx.execute(_V2_SEGMENT, (
+                            r.job_id, r.source_index, r.index, r.path, r.start_time,
+                            r.start_seconds, r.duration, r.bytes, r.frames, r.keyframes,
+                            r.end_reason, r.format, r.codec,
+                        ))
+        finally:
+            old.close()
+    store = Store.open(database_url)
+    try:
+        assert store.schema_version() == 3
+        for src in rec.sources:
+            src.segments = [{**seg, "end_time": None} for seg in src.segments]
+        assert sum(len(src.segments) for src in rec.sources) == 3
+        assert store.get_job(rec.id) == rec.view()
+        assert store.events(rec.id) == []
+    finally:
+        store.close()
+
+
+async def test_v2_database_upgrades_with_null_end_time(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migrating a v2 database (jobs, sources, segments stored) to v3 keeps every row as it was;
+    segments stored before v3 show `end_time: null`, not a made-up time."""
+    with trio.fail_after(30):
+        await trio.to_thread.run_sync(
+            _upgrade_from_v2, database_url, monkeypatch, abandon_on_cancel=True
+        )
 
 
 def test_segment_rows_keep_their_format(store: Store) -> None:
