@@ -46,6 +46,7 @@ async def test_bare_collect_records_demo_camera_in_five_steps(collector, client)
         assert count_frames(path) == seg["frames"] == 20
         assert abs(probe(path).duration - 2.0) < 0.11
         assert decode_errors(path) == ""
+        assert_closed_in_time(seg)
 
 
 async def test_late_subscriber_gets_full_replay(collector, client):
@@ -87,18 +88,32 @@ async def test_unknown_job_websocket(collector):
     assert transcript.code == 1000
 
 
+def assert_closed_in_time(seg: dict) -> None:
+    """`end_time` is when the collector closed the file: after it opened it (`start_time`), and
+    about one segment later (cut at the next key frame; reads come in 0.2 s batches)."""
+    assert isinstance(seg["end_time"], float)
+    assert seg["start_time"] < seg["end_time"]
+    assert abs(seg["end_time"] - seg["start_time"] - seg["duration"]) < 1.5
+
+
 async def test_json_websocket_events(collector, client):
-    """?format=json streams the same events as objects with a `type` field."""
+    """?format=json streams the same events as objects with a `type` field; each progress event's
+    segment is the job view's, `end_time` included, and was closed before its step was announced."""
     with trio.fail_after(20):
         job_id = (await client.post("/collect", json={"duration": 2, "segment_seconds": 1})).json()[
             "job_id"
         ]
         transcript = await read_ws(ws_url(collector.url, job_id, "format=json"))
+        job = (await client.get(f"/jobs/{job_id}")).json()
     events = transcript.json()
     assert [e["type"] for e in events] == ["started", "progress", "progress", "completed"]
     assert [e["message"] for e in events] == expected_texts(job_id, 2)
     assert [(e["step"], e["total"]) for e in events[1:3]] == [(1, 2), (2, 2)]
     assert events[1]["segment"]["frames"] == 10
+    assert [e["segment"] for e in events[1:3]] == job["sources"][0]["segments"]
+    for event in events[1:3]:
+        assert_closed_in_time(event["segment"])
+        assert event["segment"]["end_time"] <= event["at"]
     assert transcript.code == 1000
 
 

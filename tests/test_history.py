@@ -182,6 +182,7 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
         second.proc.kill()
         await second.proc.wait()
     assert again == done
+    assert all(isinstance(s["end_time"], float) for s in again["sources"][0]["segments"])
     assert replay.messages == expected_texts(done_id, 2) and replay.code == 1000
     assert killed["status"] == "interrupted"
     assert killed["error"] == "the collector stopped while the job was running"
