@@ -83,7 +83,8 @@ async def test_stale_nonce_on_a_keepalive_is_answered_at_once():
         async with trio.open_nursery() as nursery:
             await nursery.start(camera.serve)
             with trio.move_on_after(1.6):  # keep-alives every 1 s: one, its resend, no other
-                await RtspOpener().run(url_for(camera), {}, Sink())
+                # reads every 0.2 s, so that "within a read or two" fits the window
+                await RtspOpener(batch_seconds=0.2).run(url_for(camera), {}, Sink())
             nursery.cancel_scope.cancel()
     keepalives = [(t, h) for t, m, h in camera.requests if m == "GET_PARAMETER"]
     assert [s for m, s in camera.answers if m == "GET_PARAMETER"] == [401, 200]
