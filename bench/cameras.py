@@ -188,6 +188,7 @@ class Side:
     post_ms: list[float] = field(default_factory=list)
     ws_ms: list[float] = field(default_factory=list)  # arrival - the segment's end_time (the cut)
     ws_media_ms: list[float] = field(default_factory=list)  # arrival - (start_time + duration)
+    ws_durable_ms: list[float] = field(default_factory=list)  # event's `at` - end_time (fsync ...)
 
     @property
     def cpu_per_camera_minute(self) -> float:
@@ -213,10 +214,12 @@ async def _drain(stream: trio.abc.ReceiveStream, lines: list[str], listening: tr
 
 
 async def ws_progress_latencies(ws: str, out: list[float], done: trio.Event,
-                                media_out: list[float] | None = None) -> None:
+                                media_out: list[float] | None = None,
+                                durable_out: list[float] | None = None) -> None:
     """Follow a job's JSON WebSocket; for each progress event, its arrival minus the segment's
-    `end_time` (when the collector cut it) into `out`, and minus `start_time + duration` (the
-    segment's media end on the clock of its opening) into `media_out`, in ms."""
+    `end_time` (when the collector cut it) into `out`, minus `start_time + duration` (the
+    segment's media end on the clock of its opening) into `media_out`, and the event's own time
+    (`at`: published, after the fsync) minus `end_time` into `durable_out`, in ms."""
     parts = urlsplit(ws)
     conn = WSConnection(ConnectionType.CLIENT)
     stream = await trio.open_tcp_stream(parts.hostname, parts.port)
@@ -242,6 +245,8 @@ async def ws_progress_latencies(ws: str, out: list[float], done: trio.Event,
                                 if media_out is not None:
                                     media_out.append(
                                         (now - seg["start_time"] - seg["duration"]) * 1000)
+                                if durable_out is not None and "at" in msg:
+                                    durable_out.append((msg["at"] - seg["end_time"]) * 1000)
                             if msg.get("type") in ("completed", "error", "interrupted"):
                                 done.set()
                     case Ping():
@@ -319,7 +324,8 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                 job_id = r.json()["job_id"]
                 ws_done = trio.Event()
                 ws = base.replace("http://", "ws://") + f"/ws/{job_id}?format=json"
-                nursery.start_soon(ws_progress_latencies, ws, side.ws_ms, ws_done, side.ws_media_ms)
+                nursery.start_soon(ws_progress_latencies, ws, side.ws_ms, ws_done,
+                                   side.ws_media_ms, side.ws_durable_ms)
                 t0 = posted + warmup
                 t1 = posted + seconds
                 await trio.sleep_until(trio.current_time() + (t0 - time.monotonic()))
@@ -500,6 +506,8 @@ async def main(args: argparse.Namespace) -> None:
           f"POST samples {len(coll.post_ms)}, WS samples {len(coll.ws_ms)}; "
           f"WS progress from the media end (start_time + duration) p50 / p99 "
           f"{pct(coll.ws_media_ms, 50):.0f} / {pct(coll.ws_media_ms, 99):.0f} ms; "
+          f"from the cut to the event's publication (fsync, DB) "
+          f"{pct(coll.ws_durable_ms, 50):.0f} / {pct(coll.ws_durable_ms, 99):.0f} ms; "
           f"run took {time.monotonic() - started:.0f} s")
 
 
