@@ -202,6 +202,20 @@ def describe(stats: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def pss_sampled(side: Side) -> int:
+    """How many processes the side's mean PSS is over: those still running at the end of the
+    window (a process gone by then, like an `ffmpeg -t D` that got its first key frame early and
+    finished its D s of output before D s of wall clock, has no PSS left to read)."""
+    per = side.pss_per_camera
+    return round(side.pss_total / per) if per and per == per else 0
+
+
+def pss_cell(side: Side) -> str:
+    sampled = pss_sampled(side)
+    mean = f"{side.pss_per_camera / 2**20:.1f}"
+    return mean if sampled == side.cameras else f"{mean} ({sampled} of {side.cameras})"
+
+
 def table(cameras: int, cv: Side, ff: Side) -> str:
     lines = ["| K | side | CPU s / camera-min | % of a core / camera | PSS / process MiB "
              "| frames written / served | missing | files |",
@@ -209,7 +223,7 @@ def table(cameras: int, cv: Side, ff: Side) -> str:
     for s in (cv, ff):
         lines.append(f"| {cameras} | {s.name} | {s.cpu_per_camera_minute:.2f} | "
                      f"{s.cpu_per_camera_minute / 60 * 100:.1f} | "
-                     f"{s.pss_per_camera / 2**20:.1f} | {s.frames} / {s.frames_expected} | "
+                     f"{pss_cell(s)} | {s.frames} / {s.frames_expected} | "
                      f"{s.missing} | {s.files} |")
     lines.append(f"| {cameras} | **OpenCV / ffmpeg** | "
                  f"**{cv.cpu_per_camera_minute / ff.cpu_per_camera_minute:.1f}** | | "
@@ -240,6 +254,12 @@ async def main(args: argparse.Namespace) -> None:
     for s in (cv, ff):
         for note in s.notes:
             print(f"  {s.name}: {note}")
+    for s in (cv, ff):
+        if pss_sampled(s) < s.cameras:
+            print(f"  {s.name}: PSS is the mean of the {pss_sampled(s)} of {s.cameras} processes "
+                  "still running at the end of the window (the others had finished; their CPU "
+                  "counts up to their exit); a lone process shares its libraries with fewer "
+                  "others, so its PSS is higher")
     pct = cv.cpu_per_camera_minute / 60 * 100
     print(f"  CPU window: OpenCV {cv.window_s:.1f} s, ffmpeg {ff.window_s:.1f} s; "
           f"CPU in window (sum): OpenCV {cv.cpu_s:.1f} s, ffmpeg {ff.cpu_s:.1f} s; "
