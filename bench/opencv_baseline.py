@@ -25,7 +25,7 @@ mean per process. Frames written are counted with ffprobe in every output file, 
 per camera. "missing" is, for ffmpeg, the PTS steps of more than a frame inside its files; for
 OpenCV, whose writer numbers frames itself, the steps in the source timestamps
 (CAP_PROP_POS_MSEC) of the frames the capture returned (a step back or of more than a GOP is a
-clock jump, listed apart). Per recorder it also prints when its first frame came and the rate it
+clock jump, printed apart). Per recorder it also prints when its first frame came and the rate it
 read frames at (above 25 fps: catching up on what the capture buffered while opening).
 """
 
@@ -170,15 +170,16 @@ async def run_opencv(urls: list[str], seconds: float, warmup: float, tmp: Path,
     return side, stats
 
 
-def source_gaps(pos_ms: list[float]) -> tuple[int, int]:
-    """(frames missing, timestamp jumps) in a capture's source timestamps: a step of k frame
-    intervals is k - 1 missing frames; a step back, or forward by more than a GOP, is a jump (as
-    when FFmpeg's RTSP demuxer re-bases its clock on the first RTCP sender report), not a loss."""
-    missing = jumps = 0
+def source_gaps(pos_ms: list[float]) -> tuple[int, list[float]]:
+    """(frames missing, clock jumps in ms) in a capture's source timestamps: a step of k frame
+    intervals is k - 1 missing frames; a step of zero or back (OpenCV gives its first two frames
+    0 ms; FFmpeg's RTSP demuxer re-bases its clock on the first RTCP sender report), or forward by
+    more than a GOP, is a jump of the clock, not a loss."""
+    missing, jumps = 0, []
     for a, b in itertools.pairwise(pos_ms):
         steps = round((b - a) * FPS / 1000)
         if steps <= 0 or steps > GOP_S * FPS:
-            jumps += 1
+            jumps.append(round(b - a, 1))
         else:
             missing += steps - 1
     return missing, jumps
@@ -198,7 +199,7 @@ def describe(stats: list[dict[str, Any]]) -> list[str]:
         missing, jumps = source_gaps(s.get("pos_ms", []))
         out.append(f"cam{i:03d}: {frames} frames, first {first_txt} after spawn, "
                    f"read at {rate:.2f} fps, stopped by {s.get('stopped_by')}; source "
-                   f"timestamps: {missing} frames skipped, {jumps} jumps")
+                   f"timestamps: {missing} frames skipped, clock jumps {jumps} ms")
     return out
 
 
