@@ -403,10 +403,14 @@ async def run_ffmpeg(urls: list[str], seconds: float, warmup: float, tmp: Path, 
         await trio.sleep_until(trio.current_time() + (spawned + warmup - time.monotonic()))
         cpu0 = [cpu_seconds(p.pid) for p in procs]
         w0 = time.monotonic()
+        # PSS a little before the end: an `ffmpeg -t D` whose output clock started early (RTCP
+        # re-basing) has exited by `spawned + D`, and the survivors' PSS, shared by fewer
+        # processes, would read high (19-29 MiB instead of ~13 at 3 cameras).
+        await trio.sleep_until(trio.current_time() + (spawned + seconds - 2 - time.monotonic()))
+        pss = [pss_bytes(p.pid) for p in procs]
         await trio.sleep_until(trio.current_time() + (spawned + seconds - time.monotonic()))
         cpu1 = [cpu_seconds(p.pid) for p in procs]
         w1 = time.monotonic()
-        pss = [pss_bytes(p.pid) for p in procs]
         gone = sum(1 for a, b in zip(cpu0, cpu1, strict=False) if a is None or b is None)
         if gone:
             side.notes.append(f"{gone} ffmpeg processes not running through the whole window")
