@@ -42,11 +42,12 @@ class AacConfig:
         )
 
     def channels(self) -> int:
-        """The channel configuration of the AudioSpecificConfig (0 when unknown)."""
+        """The channel count of the AudioSpecificConfig's channelConfiguration (0 when unknown
+        or not one of ISO 14496-3's 1-7, where 7 means 7.1: eight channels)."""
         if len(self.config) < 2:
             return 0
-        value = int.from_bytes(self.config[:2], "big")
-        return (value >> 3) & 0x0F
+        value = (int.from_bytes(self.config[:2], "big") >> 3) & 0x0F
+        return {7: 8}.get(value, value) if value <= 7 else 0
 
 
 @dataclass(slots=True)

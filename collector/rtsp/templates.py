@@ -16,6 +16,9 @@ from fractions import Fraction
 from typing import Any
 
 import av
+import av.error
+
+from collector.errors import UnsupportedSource
 
 HOLDER_FORMAT = "matroska"
 
@@ -31,6 +34,9 @@ def video_template(holder: Any, codec: str, width: int, height: int, fps: float 
 
 
 
+MAX_AUDIO_CHANNELS = 8  # 7.1: what AAC's channel configurations and the muxers we use go up to
+
+
 @functools.cache
 def audio_template(sample_rate: int, channels: int, codec: str = "aac") -> Any:
     """An audio template with the right rate and channel count, one per distinct format in the
@@ -40,17 +46,30 @@ def audio_template(sample_rate: int, channels: int, codec: str = "aac") -> Any:
     It is the stream of a one-frame in-memory file opened for reading, so its codec is the
     decoder: a segment writer copies the template's codec context, and the AAC encoder's is
     ~550 KiB (its quantizer cache) against ~36 KiB for the decoder's, once per open segment.
-    Making it encodes one silent frame (~2-4 ms, once per format).
+    Making it encodes one silent frame (~2-4 ms, once per format). The frame is made packed (one
+    plane) and converted: PyAV miscounts the planes of a planar frame of 8 channels and writing
+    them crashed the process. A format we cannot make (a camera's SDP chooses it) is refused.
     """
+    if not 0 <= channels <= MAX_AUDIO_CHANNELS:
+        raise UnsupportedSource(f"{channels} audio channels (at most {MAX_AUDIO_CHANNELS})",
+                                reason="codec")
+    layout = {0: "stereo", 1: "mono", 2: "stereo", 8: "7.1"}.get(channels, f"{channels}c")
     buf = io.BytesIO()
-    layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c") if channels else "stereo"
-    with av.open(buf, "w", format=HOLDER_FORMAT) as out:
-        stream = out.add_stream(codec, rate=sample_rate, layout=layout)
-        ctx = stream.codec_context
-        frame = av.AudioFrame(format=ctx.format.name, layout=layout, samples=ctx.frame_size or 1024)
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        frame.sample_rate, frame.pts = sample_rate, 0
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return av.open(io.BytesIO(buf.getvalue())).streams.audio[0]  # the stream keeps its container
+    try:
+        with av.open(buf, "w", format=HOLDER_FORMAT) as out:
+            stream = out.add_stream(codec, rate=sample_rate, layout=layout)
+            ctx = stream.codec_context
+            packed = av.AudioFormat(ctx.format.name).packed
+            frame = av.AudioFrame(format=packed.name, layout=layout, samples=ctx.frame_size or 1024)
+            frame.planes[0].update(bytes(frame.planes[0].buffer_size))
+            frame.sample_rate, frame.pts = sample_rate, 0
+            resampler = av.AudioResampler(format=ctx.format.name, layout=layout, rate=sample_rate)
+            for converted in resampler.resample(frame):
+                out.mux(stream.encode(converted))
+            out.mux(stream.encode(None))
+        return av.open(io.BytesIO(buf.getvalue())).streams.audio[0]  # the stream keeps its file
+    except (ValueError, av.error.FFmpegError) as exc:
+        raise UnsupportedSource(
+            f"{codec} audio at {sample_rate} Hz with {channels or 2} channels: {exc}",
+            reason="codec",
+        ) from None
