@@ -19,12 +19,14 @@ is kept in Matroska and MP4 ('ipcm') and left out of .ts files.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -64,6 +66,24 @@ class SegmentResult:
     codec: str  # the codecs of the streams in the file, e.g. "h264+aac"
 
 
+class SegmentFile(io.FileIO):
+    """An unbuffered segment file whose `write` writes everything or raises.
+
+    PyAV hands FFmpeg what a Python file's `write` returns, and FFmpeg ignores a short count: on a
+    full disk the first, partial, write would leave a hole and pass silently (and a partial last
+    write would make a truncated file look complete). Looping makes the next write raise ENOSPC,
+    which PyAV re-raises from `mux` or `close`. Unbuffered, so `flush_packets` still means the
+    kernel has every packet.
+    """
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        size = len(view)
+        while view:
+            view = view[super().write(view) or 0 :]
+        return size
+
+
 class SegmentWriter:
     """One open segment file. Not thread-safe: one worker thread uses it at a time."""
 
@@ -81,22 +101,40 @@ class SegmentWriter:
         self.path, self.index, self.start_seconds = path, index, start_seconds
         self.started_at = time.time()
         try:
-            self._file = open(path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
+            self._file = SegmentFile(path, "wb")  # closed in close()
         except OSError as exc:
             raise SegmentError(f"cannot create segment {path.name}: {exc}") from None
+        self._streams: dict[int, av.stream.Stream] = {}
+        self._codecs: list[str] = []
+        self._last_dts: dict[int, int] = {}
+        self._video: int | None = None
+        try:
+            self._open_streams(muxer, muxer_options, streams)
+        except BaseException:  # nothing of a segment that never was: no file, no open container
+            if (out := getattr(self, "_out", None)) is not None:
+                try:
+                    out.close()
+                except (av.error.FFmpegError, OSError):
+                    pass
+            self._file.close()
+            path.unlink(missing_ok=True)
+            raise
+        self.frames = self.keyframes = 0
+        # The video's first and end timestamps, in ticks of its time base (no Fraction per packet).
+        self._first_video: int | None = None
+        self._end_video = 0
+        self._video_time_base: Fraction | None = None
+
+    def _open_streams(self, muxer: str, muxer_options: dict[str, str],
+                      streams: tuple[StreamInfo, ...]) -> None:
         try:
             self._out = av.open(
                 self._file, "w", format=muxer, options=muxer_options,
                 container_options=CONTAINER_OPTIONS, buffer_size=IO_BUFFER_BYTES,
             )
         except (av.error.FFmpegError, OSError) as exc:
-            self._file.close()
-            raise SegmentError(f"cannot create segment {path.name}: {exc}") from None
-        self._streams: dict[int, av.stream.Stream] = {}
-        self._codecs: list[str] = []
-        self._last_dts: dict[int, int] = {}
-        self._video: int | None = None
-        left_out = LEFT_OUT.get(fmt, ())
+            raise SegmentError(f"cannot create segment {self.path.name}: {exc}") from None
+        left_out = LEFT_OUT.get(self.format, ())
         for info in streams:
             if info.codec.startswith(left_out):
                 continue
@@ -112,14 +150,7 @@ class SegmentWriter:
             if info.kind == "video" and self._video is None:
                 self._video = info.index
         if self._video is None:
-            self._out.close()
-            self._file.close()
-            raise SegmentError(f"the {fmt} format cannot hold this source's video")
-        self.frames = self.keyframes = 0
-        # The video's first and end timestamps, in ticks of its time base (no Fraction per packet).
-        self._first_video: int | None = None
-        self._end_video = 0
-        self._video_time_base: Fraction | None = None
+            raise SegmentError(f"the {self.format} format cannot hold this source's video")
 
     def write(self, pkt: MediaPacket, pts: int, dts: int | None) -> None:
         """Mux `pkt` with the given (already job-relative) timestamps, repaired to be monotonic.
