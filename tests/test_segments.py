@@ -1,0 +1,112 @@
+"""Segment writers at their edges: a disk that refuses part of a write, a segment that cannot be
+made, and audio templates for what a camera's SDP may announce."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from collector.errors import SegmentError, UnsupportedSource
+from collector.media.pyav_source import describe_streams
+from collector.media.segments import SegmentWriter
+from collector.rtsp import templates
+from collector.rtsp.aac import AacConfig
+from tests.media.clips import ClipInfo
+from tests.media.probe import count_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Writes the clip into one segment, in a process of its own: with a file size limit (RLIMIT_FSIZE,
+# SIGXFSZ ignored) the write that crosses it is cut short by the kernel, as on a full disk.
+WRITE_WHOLE_CLIP = """
+import resource, signal, sys
+from pathlib import Path
+import av
+from collector.errors import SegmentError
+from collector.media.pyav_source import describe_streams, to_media_packet
+from collector.media.segments import SegmentWriter
+clip, out, fmt, limit = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+with av.open(clip) as container:
+    chosen, infos = describe_streams(container)
+    bases = {s.index: s.time_base for s in chosen}
+    packets = [to_media_packet(p, bases[p.stream_index]) for p in container.demux(*chosen)
+               if p.dts is not None]
+if limit:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+try:
+    writer = SegmentWriter(out, fmt, infos, index=1, start_seconds=0.0)
+    for p in packets:
+        writer.write(p, p.pts, p.dts)
+    print("closed", writer.close("end").bytes)
+except SegmentError as exc:
+    print("SegmentError", exc)
+"""
+
+
+def write_whole_clip(clip: Path, out: Path, fmt: str, limit: int = 0) -> str:
+    proc = subprocess.run([sys.executable, "-c", WRITE_WHOLE_CLIP, str(clip), str(out), fmt,
+                           str(limit)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mkv", "ts"])
+def test_a_write_cut_short_fails_the_segment(media_clip: ClipInfo, tmp_path: Path, fmt: str):
+    """The whole clip fits: the file is complete. With room for all but its last 10 bytes, the
+    segment fails ("File too large") instead of a truncated file closing as complete, as it did
+    when a short write's count was handed to FFmpeg, which ignores it."""
+    whole = tmp_path / f"whole.{fmt}"
+    said = write_whole_clip(media_clip.path, whole, fmt)
+    assert said == f"closed {whole.stat().st_size}"
+    assert count_frames(whole) == media_clip.frames
+
+    cut = tmp_path / f"cut.{fmt}"
+    said = write_whole_clip(media_clip.path, cut, fmt, limit=whole.stat().st_size - 10)
+    assert said.startswith("SegmentError cannot ") and "File too large" in said, said
+
+
+def test_a_segment_that_cannot_be_made_leaves_no_file(media_clip: ClipInfo, tmp_path: Path):
+    """A segment refused before its first packet (here: no video stream to write) leaves neither
+    a file behind nor an open container."""
+    with av.open(str(media_clip.path)) as container:
+        _, infos = describe_streams(container)
+    audio_only = tuple(info for info in infos if info.kind == "audio")
+    path = tmp_path / "segment-00001.mp4"
+    with pytest.raises(SegmentError, match="cannot hold this source's video"):
+        SegmentWriter(path, "mp4", audio_only, index=1, start_seconds=0.0)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("rate", "channels", "layout"), [
+    (8000, 1, "mono"), (48000, 2, "stereo"), (48000, 0, "stereo"), (16000, 6, "5.1"),
+    (48000, 8, "7.1"),  # a planar frame of 8 channels crashed the process (PyAV's plane count)
+])
+def test_audio_templates_for_what_an_sdp_announces(rate: int, channels: int, layout: str):
+    template = templates.audio_template(rate, channels)
+    ctx = template.codec_context
+    assert (ctx.name, ctx.sample_rate, ctx.layout.name) == ("aac", rate, layout)
+    assert ctx.codec.is_decoder  # a decoder's context: ~36 KiB per segment, not ~550 KiB
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(48000, 9), (48000, 16), (90000, 2)])
+def test_audio_formats_we_cannot_mux_are_refused_not_crashed(rate: int, channels: int):
+    with pytest.raises(UnsupportedSource) as info:
+        templates.audio_template(rate, channels)
+    assert info.value.reason == "codec"
+
+
+def test_aac_channel_configuration_seven_is_eight_channels():
+    """ISO 14496-3: channelConfiguration 7 is 7.1, eight channels; 8-15 are not channel counts."""
+    def channels(config: int) -> int:
+        # AudioSpecificConfig: 5 bits object type (2, LC), 4 bits rate index (3, 48 kHz), 4 bits
+        # channel configuration, 3 bits of flags
+        asc = (2 << 11) | (3 << 7) | (config << 3)
+        return AacConfig(config=asc.to_bytes(2, "big")).channels()
+
+    assert [channels(c) for c in (1, 2, 6, 7, 8, 15, 0)] == [1, 2, 6, 8, 0, 0, 0]
