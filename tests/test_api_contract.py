@@ -90,7 +90,7 @@ async def test_unknown_job_websocket(collector):
 
 def assert_closed_in_time(seg: dict) -> None:
     """`end_time` is when the collector closed the file: after it opened it (`start_time`), and
-    about one segment later (cut at the next key frame; reads come in 0.2 s batches)."""
+    about one segment later (cut at the next key frame; reads come in 0.4 s batches)."""
     assert isinstance(seg["end_time"], float)
     assert seg["start_time"] < seg["end_time"]
     assert abs(seg["end_time"] - seg["start_time"] - seg["duration"]) < 1.5

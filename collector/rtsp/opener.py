@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.4
 PHASE_SECONDS = 0.02  # the Ticker's phases are this far apart (a phase's sessions wake together)
+START_SECONDS, START_READ_SECONDS = 2.0, 0.1  # a new session reads every 0.1 s at first
 MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
 MAX_RENEWALS = 2  # keep-alives sent again at once for a stale nonce, in a row
 
@@ -290,8 +291,13 @@ class RtspOpener:
                 batch = []
             if ended:
                 raise SourceEnded(f"{ended} at {conn.shown_url}")
-            if conn.last_read_full:  # a fast camera (> ~20 Mbit/s): keep reading
+            if conn.last_read_full:  # a fast camera (> ~5 Mbit/s): keep reading
                 await trio.lowlevel.checkpoint()
+            elif now - started < START_SECONDS:
+                # A new connection's receive window (~128 KiB) is less than 0.4 s of a camera
+                # above ~3 Mbit/s until the kernel grows it: read often meanwhile, or a camera
+                # with a small send buffer drops the start of the stream (its first key frame).
+                await trio.sleep(START_READ_SECONDS)
             else:
                 await self._ticker.wait(phase)
 

@@ -7,7 +7,7 @@ says what was wrong (for a refused certificate, also which option turns the chec
 
 Why not `SSLStream` alone: OpenSSL's `SSL_read` never returns more than one TLS record, and a
 camera writes a record per RTP packet, so every `receive_some` would hand back one packet and the
-read loop, which reads ~10 times a second, would fall behind. `TlsStream.receive_some` instead
+read loop, which reads a few times a second, would fall behind. `TlsStream.receive_some` instead
 does what a read does on plain TCP: one large socket read (`_Transport`), then it decrypts every
 record that read brought and returns them together (a cancel while it does so loses them: only
 the end of a session cancels a read). The SSLStream is closed without waiting for the server's

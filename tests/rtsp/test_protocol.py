@@ -154,8 +154,9 @@ async def test_garbage_between_frames_is_skipped():
 
 
 async def test_keepalive_and_teardown_on_cancel():
-    """GET_PARAMETER goes out within half the session timeout; cancelling the opener sends a
-    TEARDOWN (bounded, shielded) before the connection closes."""
+    """GET_PARAMETER goes out at the first read after half the session timeout (at most one read
+    period later); cancelling the opener sends a TEARDOWN (bounded, shielded) before the
+    connection closes."""
     async def trickle(stream: LockedStream) -> None:
         for frame in video_frames(1000):
             await stream.send_all(frame)
