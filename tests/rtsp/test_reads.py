@@ -1,6 +1,6 @@
 """`reads.route`: the per-read loop's fast path for fragment middles gives exactly what the general
-path gives, for H.264 and H.265, through loss, reordering, padding, responses between frames,
-reads that split frames anywhere, and a fragment that never ends."""
+path gives, for H.264 and H.265, through loss, repeats, padding, responses between frames, reads
+that split frames anywhere, and a fragment that never ends."""
 
 from __future__ import annotations
 
@@ -189,3 +189,4 @@ def test_broken_fragments_end_their_unit():
     # dropped: 1000 (both NALs), 4600, the rest of it and `fourth` at 8200, 11800 (a gap)
     assert counters[0][1:] == (1, 1, 4, 0)
     assert [p.pts for p in batch] == [14400]
+
