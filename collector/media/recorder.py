@@ -78,7 +78,8 @@ class Recorder:
     def _open(self, pkt: MediaPacket) -> None:
         assert self._session is not None
         self._count += 1
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self._count == 1:
+            self.folder.mkdir(parents=True, exist_ok=True)
         ext = FORMATS[self.fmt][1]
         self._writer = SegmentWriter(
             self.folder / f"segment-{self._count:05d}{ext}",
