@@ -68,6 +68,15 @@ def test_an_audio_track_no_muxer_takes_is_left_out_of_the_tracks_with_its_reason
         assert (audio.index, audio.codec, audio.sample_rate) == (1, "aac", 48000)
 
 
+def test_g711_of_more_channels_than_a_muxer_takes_is_left_out_too():
+    """G.711 goes through the same template check: 10 channels of PCMU are not set up."""
+    pcmu = "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000/10\r\na=control:trackID=1\r\n"
+    tracks, skipped = choose_tracks(parse_sdp(HEAD + VIDEO + pcmu), "rtsp://cam/live")
+    assert [t.media.kind for t in tracks] == ["video"]
+    assert [(s.stream, s.reason) for s in skipped] == [
+        ("audio/PCMU", "10 audio channels (at most 8)")]
+
+
 def test_a_session_whose_only_audio_is_unmuxable_and_no_video_is_refused():
     """Skipping the audio does not make an audio-only SDP recordable: no video stays `no_video`."""
     bad, _ = UNMUXABLE["24 channels"]
