@@ -99,7 +99,7 @@ class Segment:
     keyframes: int
     end_reason: str
     format: str
-    codec: str
+    codec: str  # the file's streams, e.g. "h264+aac"; "h264" when no audio could be kept
 
 
 @dataclass

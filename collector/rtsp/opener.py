@@ -85,6 +85,8 @@ class RtspStatistics:
     rtcp_reports_sent: int  # our receiver reports, one per track every rtcp_interval_s
     skipped_bytes: int  # junk between frames
     bytes_received: int
+    # SDP media not set up: a codec we do not read, or audio no muxer takes (session.Skipped)
+    tracks_skipped: int
 
 
 class RtspOpener:
@@ -171,6 +173,9 @@ class RtspOpener:
                 running.session.reports.interval_s = self.rtcp_interval_s
                 log.info("rtsp.session url=%s tracks=%s", shown,
                          ",".join(t.media.encoding for t in running.session.tracks))
+                for skipped in running.session.skipped:  # not set up: the camera never sends it
+                    log.info("rtsp.track_skipped url=%s media=%d stream=%s reason=%s", shown,
+                             skipped.position, skipped.stream, skipped.reason)
                 await self._stream(conn, running.session, sink)
             except trio.TooSlowError:
                 raise SourceUnavailable(f"timed out waiting for {shown}",
@@ -321,7 +326,7 @@ class RtspOpener:
             if position > start:
                 sink.packets(batch[start:position])
                 start = position
-            old = infos[info.index]
+            old = infos[info.index]  # an index is the track's position (session.choose_tracks)
             infos = (*infos[: info.index], info, *infos[info.index + 1 :])
             log.info("rtsp.parameters url=%s stream=%d size=%dx%d was=%dx%d", shown, info.index,
                      info.width, info.height, old.width, old.height)
@@ -418,6 +423,7 @@ class _Running:
         if session is not None:
             counts["rtcp_packets"] += session.rtcp_packets
             counts["rtcp_reports_sent"] += session.reports.sent
+            counts["tracks_skipped"] += len(session.skipped)
             for track in session.tracks:
                 counts["rtp_packets"] += track.rtp.received
                 counts["rtp_lost"] += track.rtp.lost

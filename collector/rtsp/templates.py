@@ -48,7 +48,8 @@ def audio_template(sample_rate: int, channels: int, codec: str = "aac") -> Any:
     ~550 KiB (its quantizer cache) against ~36 KiB for the decoder's, once per open segment.
     Making it encodes one silent frame (~2-4 ms, once per format). The frame is made packed (one
     plane) and converted: PyAV miscounts the planes of a planar frame of 8 channels and writing
-    them crashed the process. A format we cannot make (a camera's SDP chooses it) is refused.
+    them crashed the process. A format we cannot make (a camera's SDP chooses it) is refused:
+    that audio track is then not set up (`session.choose_tracks`), the rest is recorded.
     """
     if not 0 <= channels <= MAX_AUDIO_CHANNELS:
         raise UnsupportedSource(f"{channels} audio channels (at most {MAX_AUDIO_CHANNELS})",

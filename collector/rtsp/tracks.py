@@ -79,7 +79,7 @@ def supported(media: Media) -> bool:
 
 @dataclass(slots=True)
 class Track:
-    index: int  # StreamInfo.index
+    index: int  # StreamInfo.index: the track's position in Session.tracks (set-up tracks only)
     media: Media
     url: str  # the track's control URL
     depacketizer: Depacketizer

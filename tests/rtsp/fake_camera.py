@@ -15,6 +15,7 @@ import hashlib
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,8 @@ import trio
 
 from collector.errors import SourceError
 from collector.rtsp.auth import parse_challenge
+from collector.rtsp.session import interleaved_channels
+from tests.media.access_units import split_length_prefixed
 from tests.rtsp.packets import PPS, SPS, h264_frame, rtp, slice_nal
 
 SDP = (
@@ -47,6 +50,34 @@ def video_frames(count: int, *, seq: int = 0, ts: int = 0, gop: int = 5, sps: by
             seq += 1
             raw = rtp(pkt.sequence, pkt.timestamp, pkt.payload, marker=pkt.marker)
             out.append(frame_bytes(0, raw))
+    return out
+
+
+def clip_video_frames(path: Path, count: int, *, channel: int = 0) -> list[bytes]:
+    """The first `count` H.264 frames of a real clip (`make_clip`: 25 fps, no B-frames, SPS/PPS
+    in every key frame) as interleaved RTP frames on `channel`: video a fake camera can send
+    that FFmpeg decodes."""
+    import av
+
+    out: list[bytes] = []
+    seq = n = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        avcc = stream.codec_context.extradata
+        assert avcc is not None, f"{path} has no avcC"
+        length_size = (avcc[4] & 3) + 1  # lengthSizeMinusOne
+        for packet in container.demux(stream):
+            if n == count:
+                break
+            if packet.size == 0:
+                continue
+            nals = split_length_prefixed(bytes(packet), length_size)
+            for pkt in h264_frame(nals, seq, 3600 * n):
+                out.append(frame_bytes(channel, rtp(pkt.sequence, pkt.timestamp, pkt.payload,
+                                                    marker=pkt.marker)))
+                seq += 1
+            n += 1
+    assert n == count, f"{path} has only {n} video frames"
     return out
 
 
@@ -120,6 +151,13 @@ class FakeCamera:
 
     def methods(self) -> list[str]:
         return [method for _, method, _ in self.requests]
+
+    def setup_channels(self) -> dict[str, int]:
+        """The RTP channel of each track the client set up, by the last part of its path
+        (`trackID=1`), from the client's Transport (this camera agrees to it)."""
+        return {path.rsplit("/", 1)[-1]: interleaved_channels(headers.get("transport", ""), 0)[0]
+                for (_, method, headers), path in zip(self.requests, self.targets, strict=True)
+                if method == "SETUP"}
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
         buf = b""

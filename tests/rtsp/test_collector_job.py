@@ -99,3 +99,73 @@ async def test_job_cuts_a_segment_where_the_camera_changes_size(native_rtsp, col
         assert frame_sizes(path) == [size] * seg["frames"]
         assert decode_errors(path) == ""
     assert native_rtsp[0].statistics().sessions == 1  # one connection, described twice
+
+
+async def test_job_records_video_only_from_a_camera_whose_audio_no_muxer_takes(
+        native_rtsp, collector, client, media_clip):
+    """A camera with real H.264 (the test clip's frames) and a 22.2 AAC track (24 channels: no
+    muxer template takes it) over the native client, as a 4 s job in 2 s segments: the job
+    completes instead of failing with `codec`; the audio track was never set up; each segment
+    says "h264", holds one video stream in ffprobe, decodes cleanly and holds exactly the
+    frames the job reports: 4 s of 25 fps video in all."""
+    from tests.rtsp.fake_camera import FakeCamera, LockedStream, clip_video_frames
+    from tests.rtsp.test_skipped_audio import HEAD, UNMUXABLE, VIDEO
+
+    frames = await trio.to_thread.run_sync(clip_video_frames, media_clip.path, 6 * FPS)
+
+    async def after_play(stream: LockedStream) -> None:
+        await stream.send_all(b"".join(frames))
+        await trio.sleep_forever()  # a live camera: the job ends the session
+
+    bad, _ = UNMUXABLE["24 channels"]
+    camera = FakeCamera(sdp=HEAD + VIDEO + bad, after_play=after_play)
+    async with trio.open_nursery() as servers:
+        await servers.start(camera.serve)
+        with trio.fail_after(40):
+            body = {"streams": [camera.url], "duration": 4, "segment_seconds": 2, "format": "mp4"}
+            job_id = (await client.post("/collect", json=body)).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed", job
+    (source,) = job["sources"]
+    assert source["errors"] == [] and source["attempts"] == 1
+    assert camera.setup_channels() == {"trackID=0": 0}
+    assert [seg["codec"] for seg in source["segments"]] == ["h264", "h264"]
+    frames_seen = 0
+    for seg in source["segments"]:
+        path = Path(seg["path"])
+        info = await trio.to_thread.run_sync(probe, path)
+        assert [(s.codec_type, s.codec_name, s.nb_read_frames) for s in info.streams] == [
+            ("video", "h264", seg["frames"])]
+        assert await trio.to_thread.run_sync(decode_errors, path) == ""
+        frames_seen += seg["frames"]
+    assert frames_seen == 4 * FPS
+    assert native_rtsp[0].statistics().tracks_skipped == 1
+
+
+async def test_job_fails_a_camera_whose_video_cannot_be_described(native_rtsp, collector, client):
+    """The same camera with an H.264 SPS that cannot be parsed: leaving unmuxable audio out
+    never hides a video failure. The source fails after its one attempt with reason `codec`
+    (the gap's reason, the error's text), and no segment is written."""
+    from tests.rtsp.fake_camera import FakeCamera, LockedStream, video_frames
+    from tests.rtsp.test_skipped_audio import HEAD, UNMUXABLE, VIDEO
+
+    async def after_play(stream: LockedStream) -> None:
+        await stream.send_all(b"".join(video_frames(10, sps=bytes.fromhex("674d40"))))
+        await trio.sleep_forever()
+
+    bad, _ = UNMUXABLE["24 channels"]
+    camera = FakeCamera(sdp=HEAD + VIDEO + bad, after_play=after_play)
+    async with trio.open_nursery() as servers:
+        await servers.start(camera.serve)
+        with trio.fail_after(40):
+            body = {"streams": [camera.url], "duration": 4, "segment_seconds": 2,
+                    "retry": {"max_attempts": 1}}
+            job_id = (await client.post("/collect", json=body)).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert job["status"] == "failed", job
+    (source,) = job["sources"]
+    assert source["status"] == "failed" and source["segments"] == []
+    assert [gap["reason"] for gap in source["gaps"]] == ["codec"]
+    assert "cannot parse the h264 SPS" in job["error"], job["error"]

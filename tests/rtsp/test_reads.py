@@ -43,7 +43,7 @@ RESPONSE = b"RTSP/1.0 200 OK\r\nCSeq: 7\r\n\r\n"
 
 
 def session_of(sdp: str) -> Session:
-    tracks = choose_tracks(parse_sdp(sdp), "rtsp://cam/")
+    tracks, _ = choose_tracks(parse_sdp(sdp), "rtsp://cam/")
     session = Session("rtsp://cam/", tracks)
     for i, track in enumerate(tracks):
         session.rtp_channels[2 * i] = track

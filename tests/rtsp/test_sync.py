@@ -21,7 +21,7 @@ def test_sender_reports_move_audio_onto_the_video_clock() -> None:
     """Video starts (RTP-Info) at wallclock 1000.0; audio's RTP-Info claims its own start, but its
     sender report says that instant is 0.7 s later: audio's origin moves back by 0.7 s, so its
     next packets jump forward (a gap; nothing is repeated). RTP times wrap around 2^32."""
-    video, audio = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
+    video, audio = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")[0]
     video.set_origin(0xFFFF_FF00)
     audio.set_origin(5000)
     out: list[MediaPacket] = []
@@ -44,7 +44,7 @@ def test_sender_reports_move_audio_onto_the_video_clock() -> None:
 def test_a_clock_moved_back_drops_what_it_would_repeat() -> None:
     """If the sync moves audio earlier, packets whose new time was already handed out are
     dropped (counted) rather than sent twice or backwards."""
-    video, audio = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
+    video, audio = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")[0]
     out: list[MediaPacket] = []
     video.push(parse_rtp(rtp(1, 0, slice_nal(5, 50), marker=True)), out)
     for seq in range(4):
@@ -62,7 +62,7 @@ def test_a_clock_moved_back_drops_what_it_would_repeat() -> None:
 
 def test_without_sender_reports_nothing_moves() -> None:
     """No sender report yet: the RTP-Info / first-packet origins stay as they are."""
-    video, audio = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
+    video, audio = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")[0]
     out: list[MediaPacket] = []
     video.push(parse_rtp(rtp(1, 100, slice_nal(5, 50), marker=True)), out)
     assert sync_origins([video, audio]) == {}
@@ -83,8 +83,8 @@ def test_push_rtp_reads_plain_and_unusual_headers_like_parse_rtp() -> None:
                rtp(2, 3600, slice_nal(1, 30), marker=True),
                rtp(3, 7200, slice_nal(1, 30), marker=True),
                rtp(4, 9000, b"\x01", pt=13)]
-    slow_video, _ = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
-    fast_video, _ = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
+    slow_video, _ = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")[0]
+    fast_video, _ = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")[0]
     slow: list[MediaPacket] = []
     fast: list[MediaPacket] = []
     for i, packet in enumerate(packets):

@@ -72,11 +72,14 @@ def test_framer_refuses_absurd_content_length():
 
 
 def test_sdp_tracks_controls_and_formats():
-    """Video H.264 and AAC are chosen (ONVIF metadata is not), with their control URLs."""
+    """Video H.264 and AAC are chosen (ONVIF metadata is not, and says why), with their control
+    URLs."""
     sdp = parse_sdp(SDP)
     assert [m.encoding for m in sdp.media] == ["H264", "MPEG4-GENERIC", "VND.ONVIF.METADATA"]
-    tracks = choose_tracks(sdp, "rtsp://cam/live/")
+    tracks, skipped = choose_tracks(sdp, "rtsp://cam/live/")
     assert [t.url for t in tracks] == ["rtsp://cam/live/stream=0", "rtsp://cam/live/stream=1"]
+    assert [(s.position, s.stream, s.reason) for s in skipped] == [
+        (2, "application/VND.ONVIF.METADATA", "codec not supported")]
     assert tracks[1].media.clock_rate == 48000 and tracks[1].media.fmtp["config"] == "1188"
     assert join_control("rtsp://cam/a", "rtsp://other/b") == "rtsp://other/b"
     assert join_control("rtsp://cam/a", "*") == "rtsp://cam/a"
@@ -85,7 +88,7 @@ def test_sdp_tracks_controls_and_formats():
 def test_rtp_info_sets_each_tracks_origin():
     """RTP-Info's rtptime is each track's zero, so audio and video line up; the server's
     Transport header decides the interleaved channels."""
-    tracks = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
+    tracks, _ = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
     apply_rtp_info("url=rtsp://cam/live/stream=0;seq=1;rtptime=1000, "
                    "url=rtsp://cam/live/stream=1;seq=9;rtptime=2000", tracks)
     assert [t.origin for t in tracks] == [1000, 2000]
