@@ -43,10 +43,16 @@ class AacConfig:
 
     def channels(self) -> int:
         """The channel count of the AudioSpecificConfig's channelConfiguration (0 when unknown
-        or not one of ISO 14496-3's 1-7, where 7 means 7.1: eight channels)."""
-        if len(self.config) < 2:
+        or not one of ISO 14496-3's 1-7, where 7 means 7.1: eight channels). It follows the
+        object type (5 bits, 6 more when escaped as 31) and the sampling frequency index (4 bits,
+        an explicit 24-bit frequency when 15)."""
+        bits = "".join(f"{byte:08b}" for byte in self.config)
+        pos = 5 + (6 if bits[:5] == "11111" else 0)
+        pos += 4 + (24 if bits[pos : pos + 4] == "1111" else 0)
+        field = bits[pos : pos + 4]
+        if len(field) < 4:
             return 0
-        value = (int.from_bytes(self.config[:2], "big") >> 3) & 0x0F
+        value = int(field, 2)
         return {7: 8}.get(value, value) if value <= 7 else 0
 
 

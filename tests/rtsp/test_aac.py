@@ -78,3 +78,18 @@ def test_one_frame_per_packet_whole_short_or_the_start_of_a_fragment():
     assert [u.data for u in dep.push_payload(header + b"\x08" * 200, True, 7, 0)] == [
         b"\x08" * 300]
     assert dep.dropped_units == 0
+
+
+def test_channels_follow_an_escaped_object_type_and_an_explicit_frequency():
+    """channelConfiguration sits after the object type and the frequency, whose lengths vary."""
+    def config(*fields: tuple[int, int]) -> AacConfig:
+        bits = "".join(f"{value:0{width}b}" for value, width in fields)
+        bits += "0" * (-len(bits) % 8)
+        return AacConfig(config=int(bits, 2).to_bytes(len(bits) // 8, "big"))
+
+    assert config((2, 5), (3, 4), (2, 4)).channels() == 2  # AAC LC, 48 kHz, stereo
+    assert config((2, 5), (15, 4), (44100, 24), (6, 4)).channels() == 6  # explicit rate, 5.1
+    assert config((31, 5), (10, 6), (3, 4), (1, 4)).channels() == 1  # escaped type 42, mono
+    assert config((2, 5), (3, 4), (7, 4)).channels() == 8 and config((2, 5), (3, 4), (9, 4)
+                                                                      ).channels() == 0
+    assert AacConfig(config=b"\x12").channels() == 0  # truncated
