@@ -131,6 +131,41 @@ async def test_formats_mkv_and_ts(collector, client):
             assert count_frames(path) == seg["frames"] == 10
 
 
+async def test_two_sources_on_one_http_camera_write_identical_files(collector, client, media_ts,
+                                                                    media_hls):
+    """Two sources on the same HTTP URL share one camera session and every demuxed packet (its
+    buffer, not a copy): each source muxes it through its own av.Packet, so neither disturbs the
+    other's timestamps or flags. Their mp4 segments are byte for byte the same, and ffprobe reads
+    every frame of them. (Two sources of one job rather than two jobs: they subscribe together,
+    so both start at the same key frame.) Same for a VOD HLS playlist."""
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, media_ts.parent)
+        hls = await servers.start(serve_http, media_hls.parent)
+        urls = {"ts": http.url(media_ts), "hls": hls.url(media_hls)}
+        with trio.fail_after(60):
+            job_id = (await client.post("/collect", json={
+                "streams": [{"name": f"{kind}-{n}", "url": url}
+                            for kind, url in urls.items() for n in (1, 2)],
+                "duration": 8, "segment_seconds": 2,
+            })).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed"
+    assert collector.supervisor.statistics().sessions_opened == 2  # one per URL
+    sources = {s["name"]: s for s in job["sources"]}
+    for kind in urls:
+        one, two = sources[f"{kind}-1"], sources[f"{kind}-2"]
+        for source in (one, two):
+            check_source_files(source, 8)
+        assert len(one["segments"]) == len(two["segments"]) == 4
+        for a, b in zip(one["segments"], two["segments"], strict=True):
+            assert same_bytes(Path(a["path"]), Path(b["path"])), a["path"]
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    return a.read_bytes() == b.read_bytes()
+
+
 async def test_hls_cannot_read_local_files(collector, client, tmp_path):
     """A playlist that points at file: URLs is refused by protocol_whitelist: the job fails and
     nothing of the local file is recorded."""

@@ -103,7 +103,9 @@ def describe_streams(container: av.container.InputContainer) -> tuple[tuple, tup
 
 
 def to_media_packet(packet: av.Packet, time_base: Fraction, adts: bool = False) -> MediaPacket:
-    data = bytes(packet)
+    """`packet` as a MediaPacket whose payload is a read-only view of the demuxed packet's own
+    buffer: no copy here, and none in the segment writers, which wrap it in an av.Packet each."""
+    data = memoryview(packet).toreadonly()
     return MediaPacket(
         stream=packet.stream_index,
         data=strip_adts(data) if adts else data,
