@@ -1,9 +1,11 @@
 """The job actor: records each of its sources from their cameras, counts steps, publishes events.
 
 One task per source drains that source's camera subscription. Segment files are written by a
-`Recorder` in the trio thread, a batch at a time (muxing only fills the page cache); closed segments
-are fsync'ed in a worker thread, and a step is announced only after the segment file that completed
-it is closed and fsync'ed.
+`Recorder` in the trio thread, a batch at a time (muxing only fills the page cache), or, for a
+paced source (a file or playlist over HTTP), in the camera's reading thread, to which the source
+lends its recorder between events (actors/loan.py); either way the source task announces what
+was written. Closed segments are fsync'ed in a worker thread, and a step is announced only after
+the segment file that completed it is closed and fsync'ed.
 
 Final status: `completed` when every source recorded its full duration; `failed` when any source
 failed (the error names each failed source; the others' segments stay listed); `cancelled` on
@@ -19,12 +21,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import outcome
 import trio
 
 from actors import events
+from actors.loan import RecorderLoan
 from actors.messages import (
     CameraEvent,
     Packets,
+    Recorded,
     SourceDown,
     SubscribeCamera,
     SupervisorMessage,
@@ -134,10 +139,10 @@ class Job:
                            announcer: _Announcer) -> None:
         plan = CutPlan(duration=self.request.duration, segment_seconds=self.request.segment_seconds)
         folder = self.folder / src.name
-        recorder = Recorder(folder, self.request.format, plan)
+        loan = RecorderLoan(Recorder(folder, self.request.format, plan))
         src.status = "running"
         try:
-            await self._record(src, recorder, announcer)
+            await self._record(src, loan, announcer)
             await announcer.caught_up()
             if announcer.failure is not None:
                 raise announcer.failure
@@ -151,27 +156,31 @@ class Job:
             raise
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
+                try:  # the camera's thread may be writing a batch with the recorder: wait for it
+                    self._written(announcer, await loan.take())
+                except SourceFailed as exc:
+                    src.errors.append(exc.message)
                 await announcer.caught_up()
                 for closed in announcer.take_leftovers():  # it was cancelled: announce them here
                     self._apply(src, await self._durable(closed))
-                progress = await self._durable(self._recorded(recorder.stop, "stopped"))
+                progress = await self._durable(self._recorded(loan.recorder.stop, "stopped"))
                 self._apply(src, progress)
             announcer.close()
 
-    async def _record(self, src: SourceRecord, recorder: Recorder, announcer: _Announcer) -> None:
+    async def _record(self, src: SourceRecord, loan: RecorderLoan, announcer: _Announcer) -> None:
         sid = next(_subscriber_ids)
         options = tuple(sorted(src.options.items()))
         send, receive = trio.open_memory_channel[CameraEvent](self.subscriber_buffer)
         await self.supervisor.send(
             SubscribeCamera(
                 subscriber=sid, url=src.url, options=options, channel=send,
-                retry=self.request.retry,
+                retry=self.request.retry, loan=loan,
             )
         )
         try:
             with receive:
                 async for event in receive:
-                    if await self._on_camera_event(src, recorder, announcer, event):
+                    if await self._on_camera_event(src, loan, announcer, event):
                         return
                     if announcer.failure is not None:
                         raise announcer.failure
@@ -182,9 +191,16 @@ class Job:
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 log.warning("job.unsubscribe_lost job=%s source=%s", self.record.id, src.name)
 
-    async def _on_camera_event(self, src: SourceRecord, recorder: Recorder,
+    async def _on_camera_event(self, src: SourceRecord, loan: RecorderLoan,
                                announcer: _Announcer, event: CameraEvent) -> bool:
         """Apply one camera event; True when the source has recorded all it should."""
+        if isinstance(event, Recorded):  # the camera's thread muxed batches with our recorder
+            return self._written(announcer, loan.results())
+        # Any other event is for us to handle with the recorder: the camera stopped lending it
+        # when it sent the event; take it back (after a batch its thread may still be writing).
+        if self._written(announcer, await loan.take()):
+            return True
+        recorder = loan.recorder
         match event:
             case SessionInfo():
                 src.attempts += 1
@@ -211,12 +227,27 @@ class Job:
                         f"source {src.name!r} ({redact(src.url)}) failed after {failures} "
                         f"attempts: {redact(str(error))}"
                     )
+                loan.handled()
                 return False
             case _:
                 raise TypeError(f"job got an unknown camera event {event!r}")
         if progress.segments:  # fsync'ed and announced by the announcer while we keep muxing
             announcer.put(progress)
-        return progress.done
+        if progress.done:
+            return True
+        loan.handled()  # lends the recorder again once every event sent so far is handled
+        return False
+
+    def _written(self, announcer: _Announcer, results: list[outcome.Outcome[Progress]]) -> bool:
+        """Take in what the camera's thread returned from muxing with our lent recorder, as if we
+        had muxed it here; True when the source has recorded all it should."""
+        done = False
+        for result in results:
+            progress = self._recorded(result.unwrap)
+            if progress.segments:
+                announcer.put(progress)
+            done = done or progress.done
+        return done
 
     def _recorded(self, fn: Callable[..., Progress], *args: object) -> Progress:
         """Run a Recorder method (muxing, in this thread) with its errors made the source's."""

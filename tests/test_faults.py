@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from collector.errors import SourceError
+from collector.media.opener import Written
 from collector.media.pyav_source import PyAVOpener
 from tests.client import expected_texts, read_ws, wait_job, ws_url
 from tests.media.misbehaving import serve_garbage, serve_silent, serve_stalling_http
@@ -50,8 +51,14 @@ class _S:
     def packets(self, batch) -> None:
         self.count += len(batch)
 
-    async def packets_paced(self, batch) -> None:
+    async def packets_paced(self, batch, written=None) -> None:
         self.count += len(batch)
+
+    def write_here(self, batch) -> Written:  # nobody lent a recorder
+        return Written(subscribers=frozenset(), everyone=False, packets=len(batch), bytes=0)
+
+    def packets_written(self, written) -> None:
+        raise AssertionError("nobody lent a recorder, so nobody wrote a batch")
 
 
 async def test_stall_watchdog_fires_while_connection_stays_open(collector, client, media_ts):
