@@ -260,13 +260,17 @@ class Job:
 
     async def _durable(self, progress: Progress) -> Progress:
         """fsync the segments `progress` closed, in a worker thread, before anyone hears of them."""
-        if progress.segments:
-            paths = [seg.path for seg in progress.segments]
+        await self._make_durable([progress])
+        return progress
+
+    async def _make_durable(self, progress: list[Progress]) -> None:
+        """fsync the segments closed by every one of `progress`, in one worker-thread call."""
+        paths = [seg.path for p in progress for seg in p.segments]
+        if paths:
             try:
                 await trio.to_thread.run_sync(make_durable, paths, limiter=self.writer_limiter)
             except SegmentError as exc:
                 raise SourceFailed(f"cannot write segments: {exc}") from None
-        return progress
 
     def _apply(self, src: SourceRecord, progress: Progress) -> None:
         rec = self.record
@@ -294,7 +298,9 @@ class _Announcer:
 
     The source task `put`s every Progress that closed segments and waits for `caught_up()` where
     order matters (before an outage's retry event, before the source ends). If the announcer is
-    cancelled (the job is stopped), what it had not taken yet is handed back by `take_leftovers()`.
+    cancelled (the job is stopped), what it had not announced yet is handed back by
+    `take_leftovers()`. What was put while it waited on the disk is made durable together, in one
+    worker-thread call (muxing in the camera's thread closes segments in bursts).
     """
 
     def __init__(self, job: Job, src: SourceRecord) -> None:
@@ -323,26 +329,46 @@ class _Announcer:
         self._send.close()
 
     async def run(self) -> None:
+        queued: list[Progress | trio.Event] = []
         try:
-            async for item in self._receive:
-                if isinstance(item, trio.Event):
-                    item.set()
-                elif self.failure is None:
-                    try:
-                        self.job._apply(self.src, await self.job._durable(item))
-                    except SourceFailed as exc:
-                        self.failure = exc  # the source task raises it at its next event
+            async for first in self._receive:
+                queued = [first, *self._ready()]
+                while queued:
+                    if isinstance(head := queued[0], trio.Event):
+                        del queued[0]
+                        head.set()
+                        continue
+                    group: list[Progress] = []
+                    for item in queued:
+                        if not isinstance(item, Progress):
+                            break
+                        group.append(item)
+                    if self.failure is None:
+                        try:
+                            await self.job._make_durable(group)
+                            for progress in group:
+                                self.job._apply(self.src, progress)
+                        except SourceFailed as exc:
+                            self.failure = exc  # the source task raises it at its next event
+                    del queued[: len(group)]
         finally:
             self._stopped = True
-            self._leftovers += [p for p in self._drain() if isinstance(p, Progress)]
+            self._leftovers += [p for p in queued + self._drain() if isinstance(p, Progress)]
+            for item in queued:
+                if isinstance(item, trio.Event):
+                    item.set()  # nobody waits on a stopped announcer
 
-    def _drain(self) -> list[Progress | trio.Event]:
+    def _ready(self) -> list[Progress | trio.Event]:
         items: list[Progress | trio.Event] = []
         while True:
             try:
-                item = self._receive.receive_nowait()
+                items.append(self._receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return items
+
+    def _drain(self) -> list[Progress | trio.Event]:
+        items = self._ready()
+        for item in items:
             if isinstance(item, trio.Event):
                 item.set()  # nobody waits on a stopped announcer
-            items.append(item)
+        return items
