@@ -109,15 +109,9 @@ def to_media_packet(packet: av.Packet, time_base: Fraction, adts: bool = False) 
     """`packet` as a MediaPacket whose payload is a read-only view of the demuxed packet's own
     buffer: no copy here, and none in the segment writers, which wrap it in an av.Packet each."""
     data = memoryview(packet).toreadonly()
-    return MediaPacket(
-        stream=packet.stream_index,
-        data=strip_adts(data) if adts else data,
-        pts=packet.pts,
-        dts=packet.dts,
-        duration=packet.duration or 0,
-        keyframe=packet.is_keyframe,
-        time_base=time_base,
-    )
+    # Positional: keywords cost 0.3 us more a packet (a tenth of this function).
+    return MediaPacket(packet.stream_index, strip_adts(data) if adts else data, packet.pts,
+                       packet.dts, packet.duration or 0, packet.is_keyframe, time_base)
 
 
 class PyAVOpener:
