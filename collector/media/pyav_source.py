@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 BATCH_SECONDS = 0.1  # hand packets to trio at most ~10 times a second per camera
 BATCH_PACKETS = 64  # ...or sooner when a fast source fills a batch (bounds what a stall strands)
 PACED_BATCH_PACKETS = 256  # a file read faster than real time: fewer, larger hand-overs
-# Jobs that mux a paced source in the reading thread are told of it at most this often (or every
-# BATCH_SECONDS): each report wakes the trio thread, whose work then competes for the GIL.
-REPORT_PACKETS = 1024
 
 
 def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) -> dict[str, str]:
@@ -188,9 +185,10 @@ class _PacedHandOver:
     """Hands over the batches of a source that can wait, in the reading thread: the jobs that lent
     their recorder mux each batch here (`write_here`). When every job did, nobody waits for the
     packets: the trio thread is told (`packets_written`, without this thread waiting for it) once
-    REPORT_PACKETS have piled up or BATCH_SECONDS have passed. Otherwise this thread waits until
-    every other job has room for the batch (`packets_paced`: backpressure), after reporting what
-    piled up, so that every job hears of its batches in order."""
+    BATCH_SECONDS have passed since it last was, since each report wakes the trio thread, whose
+    work then competes with this thread for the GIL. Otherwise this thread waits until every
+    other job has room for the batch (`packets_paced`: backpressure), after reporting what piled
+    up, so that every job hears of its batches in order."""
 
     def __init__(self, sink: PacketSink, trio_token: trio.lowlevel.TrioToken) -> None:
         self.sink, self.trio_token = sink, trio_token
@@ -204,7 +202,7 @@ class _PacedHandOver:
             trio.from_thread.run(self.sink.packets_paced, batch, written)
             return
         self.unreported = written if self.unreported is None else self.unreported.plus(written)
-        if self.unreported.packets >= REPORT_PACKETS or now - self.reported_at >= BATCH_SECONDS:
+        if now - self.reported_at >= BATCH_SECONDS:
             self.report()
             self.reported_at = now
 
