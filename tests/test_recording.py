@@ -6,7 +6,7 @@ from pathlib import Path
 
 import trio
 
-from tests.client import expected_texts, read_ws, wait_job, ws_url
+from tests.client import expected_texts, read_ws, wait_job, wait_step, ws_url
 from tests.media.misbehaving import serve_pausing_http
 from tests.media.probe import count_frames, decode_errors, packets, probe
 from tests.media.servers import serve_http, serve_rtsp
@@ -184,12 +184,13 @@ async def test_a_second_job_joins_a_file_mid_way(collector, client, media_ts):
             first = (await client.post("/collect", json={
                 "streams": [{"name": "first", "url": url}], "duration": 10, "segment_seconds": 2,
             })).json()["job_id"]
-            while (await client.get(f"/jobs/{first}")).json()["progress"]["step"] < 1:
-                await trio.sleep(0.05)
+            await wait_step(client, first, 1)
             second = (await client.post("/collect", json={
                 "streams": [{"name": "second", "url": url}], "duration": 4, "segment_seconds": 2,
             })).json()["job_id"]
-            while collector.supervisor.statistics().cameras[0].subscribers < 2:
+            while True:  # the second job has joined the camera
+                if collector.supervisor.statistics().cameras[0].subscribers == 2:
+                    break
                 await trio.sleep(0.01)
             gate.set()
             jobs = [await wait_job(client, job_id) for job_id in (first, second)]
