@@ -38,12 +38,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -57,6 +57,7 @@ import itertools
 
 from tests.media.servers import RtspServer, serve_rtsp
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 FPS, GOP_S, SEGMENT_S = 25, 2, 2
 CLIP_SECONDS = 10
@@ -478,25 +479,33 @@ def table(rows: list[tuple[Side, Side]]) -> str:
     return "\n".join(lines)
 
 
+async def beside_ffmpeg(args: argparse.Namespace, tmp: Path,
+                        run_side: Callable[[list[str]], Awaitable[T]], about: str = ""
+                        ) -> tuple[T, Side]:
+    """Make the clip, serve `args.cameras` paths of it, run `run_side(urls)`, then the
+    ffmpeg-per-camera baseline on the same URLs (one after the other: see BENCHMARKS.md)."""
+    clip = make_bench_clip(tmp / "clip.mkv")
+    print(f"clip: 1280x720 {FPS} fps, GOP {GOP_S} s, {clip_bitrate(clip) / 1e6:.2f} Mbit/s, "
+          f"looped; {args.cameras} cameras on {min(args.servers, args.cameras)} servers; "
+          f"D = {args.seconds:g} s; CPU window = [{args.warmup:g}, {args.seconds:g}] s{about}",
+          flush=True)
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(serve_cameras, clip, args.cameras, args.servers)
+        with trio.fail_after(3 * args.seconds + 240):
+            side = await run_side(urls)
+            await trio.sleep(2)  # let the servers' pipelines and page cache settle
+            ff = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe)
+        nursery.cancel_scope.cancel()
+    return side, ff
+
+
 async def main(args: argparse.Namespace) -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-cameras-") as tmpname:
         tmp = Path(tmpname)
-        clip = make_bench_clip(tmp / "clip.mkv")
-        print(f"clip: 1280x720 {FPS} fps, GOP {GOP_S} s, {clip_bitrate(clip) / 1e6:.2f} Mbit/s, "
-              f"looped; {args.cameras} cameras on {min(args.servers, args.cameras)} servers; "
-              f"D = {args.seconds:g} s; CPU window = [{args.warmup:g}, {args.seconds:g}] s",
-              flush=True)
-        rows = []
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(serve_cameras, clip, args.cameras, args.servers)
-            with trio.fail_after(3 * args.seconds + 240):
-                coll = await run_collector(urls, args.seconds, args.warmup, args.small_cameras,
-                                           tmp, args.probe)
-                await trio.sleep(2)  # let the servers' pipelines and page cache settle
-                ff = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe)
-            nursery.cancel_scope.cancel()
-        rows.append((coll, ff))
+        coll, ff = await beside_ffmpeg(args, tmp, lambda urls: run_collector(
+            urls, args.seconds, args.warmup, args.small_cameras, tmp, args.probe))
+        rows = [(coll, ff)]
         shutil.rmtree(tmp / "collector", ignore_errors=True)
     print(table(rows))
     for s in (coll, ff):
@@ -515,27 +524,37 @@ async def main(args: argparse.Namespace) -> None:
           f"run took {time.monotonic() - started:.0f} s")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cameras", type=int, default=10)
+def add_common_args(parser: argparse.ArgumentParser, cameras: int, help_cameras: str = "") -> None:
+    """The options every camera benchmark takes (this one, opencv_baseline.py)."""
+    parser.add_argument("--cameras", type=int, default=cameras, help=help_cameras or None)
     parser.add_argument("--seconds", type=float, default=20, help="D: video per camera")
     parser.add_argument("--warmup", type=float, default=None,
                         help="start of the CPU window after posting/spawning (default max(4, D/4))")
     parser.add_argument("--servers", type=int, default=10, help="rtsp_server.py processes")
-    parser.add_argument("--small-cameras", type=int, default=1,
-                        help="cameras of the collector's PSS base job")
     parser.add_argument("--probe", choices=["packets", "frames"], default="packets",
                         help="ffprobe packet timestamps (fast, finds gaps) or -count_frames")
-    args = parser.parse_args()
+
+
+def check_common_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.warmup is None:
         args.warmup = max(4.0, args.seconds / 4)
     if not 0 < args.warmup < args.seconds - 2:
         parser.error("--seconds must exceed the warm-up by more than 2 s")
+    if args.cameras < 1:
+        parser.error("--cameras must be at least 1")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, cameras=10)
+    parser.add_argument("--small-cameras", type=int, default=1,
+                        help="cameras of the collector's PSS base job")
+    args = parser.parse_args()
+    check_common_args(parser, args)
     if not 0 < args.small_cameras < args.cameras:
         parser.error("--small-cameras must be below --cameras")
     return args
-
 
 if __name__ == "__main__":
     trio.run(main, parse_args())

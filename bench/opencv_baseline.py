@@ -51,13 +51,12 @@ from bench.cameras import (
     FPS,
     GOP_S,
     Side,
-    clip_bitrate,
+    add_common_args,
+    beside_ffmpeg,
+    check_common_args,
     count_frames,
     cpu_seconds,
-    make_bench_clip,
     pss_bytes,
-    run_ffmpeg,
-    serve_cameras,
     terminate,
 )
 
@@ -237,18 +236,8 @@ async def main(args: argparse.Namespace) -> None:
     version = opencv_version()
     with tempfile.TemporaryDirectory(prefix="bench-opencv-") as tmpname:
         tmp = Path(tmpname)
-        clip = make_bench_clip(tmp / "clip.mkv")
-        print(f"clip: 1280x720 {FPS} fps, GOP {GOP_S} s, {clip_bitrate(clip) / 1e6:.2f} Mbit/s, "
-              f"looped; {args.cameras} cameras on {min(args.servers, args.cameras)} servers; "
-              f"D = {args.seconds:g} s; CPU window = [{args.warmup:g}, {args.seconds:g}] s; "
-              f"{version}", flush=True)
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(serve_cameras, clip, args.cameras, args.servers)
-            with trio.fail_after(3 * args.seconds + 240):
-                cv, stats = await run_opencv(urls, args.seconds, args.warmup, tmp, args.probe)
-                await trio.sleep(2)  # let the servers' pipelines and page cache settle
-                ff = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe)
-            nursery.cancel_scope.cancel()
+        (cv, stats), ff = await beside_ffmpeg(args, tmp, lambda urls: run_opencv(
+            urls, args.seconds, args.warmup, tmp, args.probe), about=f"; {version}")
     print(table(args.cameras, cv, ff))
     for line in describe(stats):
         print(f"  OpenCV: {line}")
@@ -274,22 +263,10 @@ async def main(args: argparse.Namespace) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cameras", type=int, default=3, help="K: cameras, one recorder each")
-    parser.add_argument("--seconds", type=float, default=20, help="D: video per camera")
-    parser.add_argument("--warmup", type=float, default=None,
-                        help="start of the CPU window after spawning (default max(4, D/4))")
-    parser.add_argument("--servers", type=int, default=10, help="rtsp_server.py processes")
-    parser.add_argument("--probe", choices=["packets", "frames"], default="packets",
-                        help="ffprobe packet timestamps (fast) or -count_frames (decodes)")
+    add_common_args(parser, cameras=3, help_cameras="K: cameras, one recorder each")
     args = parser.parse_args()
-    if args.warmup is None:
-        args.warmup = max(4.0, args.seconds / 4)
-    if not 0 < args.warmup < args.seconds - 2:
-        parser.error("--seconds must exceed the warm-up by more than 2 s")
-    if args.cameras < 1:
-        parser.error("--cameras must be at least 1")
+    check_common_args(parser, args)
     return args
-
 
 if __name__ == "__main__":
     trio.run(main, parse_args())

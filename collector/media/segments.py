@@ -55,7 +55,7 @@ class SegmentResult:
     index: int
     path: Path
     started_at: float  # wall-clock time the segment was opened (Unix seconds)
-    ended_at: float  # wall-clock time the file was closed: when the packet that ended it was had
+    ended_at: float  # wall-clock time the file was closed (the packet that ended it had arrived)
     start_seconds: float  # position of its first frame within the job's source recording
     duration: float
     frames: int  # video frames written

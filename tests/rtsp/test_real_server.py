@@ -63,16 +63,22 @@ async def record(url: str, sink: Sink) -> SourceEnded:
     return info.value
 
 
+async def record_served(clip: Path, **serve_options: object) -> Sink:
+    """Serve `clip` with the real server (`serve_rtsp` options) and record it to its end."""
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(serve_rtsp, clip, **serve_options))
+        with trio.fail_after(CEILING):
+            await record(server.url(), sink)
+        nursery.cancel_scope.cancel()
+    return sink
+
+
 async def test_records_the_whole_clip_into_playable_files(media_clip, tmp_path: Path):
     """Every frame of the clip arrives once, in order, 1/25 s apart, key frames every 2 s, audio at
     48 kHz; the session ends with SourceEnded on the server's BYE; files muxed from our packets in
     MP4, Matroska and MPEG-TS decode cleanly with exactly the frames we wrote."""
-    sink = Sink()
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_rtsp, media_clip.path)
-        with trio.fail_after(CEILING):
-            await record(server.url(), sink)
-        nursery.cancel_scope.cancel()
+    sink = await record_served(media_clip.path)
     video, audio = sink.streams
     assert (video.kind, video.codec, video.width, video.height) == ("video", "h264", 320, 240)
     assert (audio.kind, audio.codec, audio.sample_rate) == ("audio", "aac", 48000)

@@ -19,7 +19,7 @@ from collector.media.recorder import Recorder
 from tests.media.clips import ClipInfo, make_clip, make_switching_clip
 from tests.media.probe import count_frames, decode_errors, packets, probe
 from tests.media.servers import serve_rtsp
-from tests.rtsp.test_real_server import CEILING, Sink, record, write_file
+from tests.rtsp.test_real_server import CEILING, record, record_served, write_file
 
 FPS, FRAME = 25, 3600
 FORMATS = ("mp4", "mkv", "ts")
@@ -46,12 +46,7 @@ async def test_b_frames_get_decoding_times_muxers_accept(bframe_clip: ClipInfo, 
     order, two frames earlier (the SPS's reorder depth). Recorded as a job does (cut plan,
     recorder), MP4, Matroska and MPEG-TS segments hold every frame 1/25 s apart, with rising DTS
     and PTS >= DTS (MP4, MPEG-TS: Matroska stores no DTS), and decode without an error."""
-    sink = Sink()
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_rtsp, bframe_clip.path)
-        with trio.fail_after(CEILING):
-            await record(server.url(), sink)
-        nursery.cancel_scope.cancel()
+    sink = await record_served(bframe_clip.path)
     frames = [p for p in sink.packets_ if p.stream == 0]
     assert len(frames) == bframe_clip.frames
     shown = sorted(p.pts for p in frames)  # type: ignore[type-var]
@@ -152,12 +147,7 @@ async def test_g711_from_gstreamer(media_clip: ClipInfo, law: str, tmp_path: Pat
     16-bit PCM at 8 kHz, its packets follow each other without a gap, 12 s of samples in all;
     Matroska and MP4 hold exactly the samples written, MPEG-TS has no audio; every file holds
     every video frame and decodes without an error."""
-    sink = Sink()
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(partial(serve_rtsp, media_clip.path, audio=law))
-        with trio.fail_after(CEILING):
-            await record(server.url(), sink)
-        nursery.cancel_scope.cancel()
+    sink = await record_served(media_clip.path, audio=law)
     _, audio = sink.streams
     assert (audio.kind, audio.codec, audio.sample_rate) == ("audio", "pcm_s16le", 8000)
     sound = [p for p in sink.packets_ if p.stream == 1]
