@@ -14,11 +14,12 @@ DELETE; `interrupted` on shutdown.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import outcome
@@ -155,16 +156,18 @@ class Job:
             src.status = self.stop_status or "cancelled"
             raise
         finally:
+            # A disk error from here on (the open segment cannot be finished, say) is noted on
+            # this source; raised, it would crash the job, the supervisor and every other job.
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
-                try:  # the camera's thread may be writing a batch with the recorder: wait for it
+                with _noted(src):  # the camera's thread may be writing a batch with the recorder
                     self._written(announcer, await loan.take())
-                except SourceFailed as exc:
-                    src.errors.append(exc.message)
                 await announcer.caught_up()
-                for closed in announcer.take_leftovers():  # it was cancelled: announce them here
-                    self._apply(src, await self._durable(closed))
-                progress = await self._durable(self._recorded(loan.recorder.stop, "stopped"))
-                self._apply(src, progress)
+                closing = announcer.take_leftovers()  # it was cancelled: announce them here
+                with _noted(src):  # closes the file even if the segment is lost
+                    closing.append(self._recorded(loan.recorder.stop, "stopped"))
+                with _noted(src):
+                    for progress in closing:
+                        self._apply(src, await self._durable(progress))
             announcer.close()
 
     async def _record(self, src: SourceRecord, loan: RecorderLoan, announcer: _Announcer) -> None:
@@ -290,6 +293,15 @@ class Job:
             self.events.publish(
                 events.progress(rec.id, rec.step, rec.total, source=src.name, segment=last)
             )
+
+
+@contextlib.contextmanager
+def _noted(src: SourceRecord) -> Iterator[None]:
+    """A source's failure while it is being closed: noted among its errors, not raised."""
+    try:
+        yield
+    except SourceFailed as exc:
+        src.errors.append(exc.message)
 
 
 class _Announcer:
