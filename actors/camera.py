@@ -193,12 +193,13 @@ class Camera:
             await trio.sleep_until(deadline)
 
     # PacketSink, through _SessionSink: called by the opener in the trio thread
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...]) -> int:
         self._sessions += 1
         self._session = SessionInfo(session=self._sessions, streams=streams)
         log.info("camera.open url=%s session=%d streams=%s", redact(self.url), self._sessions,
                  ",".join(f"{s.kind}:{s.codec}" for s in streams))
         self._broadcast(self._session)
+        return self._sessions
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         if self._count(len(batch), sum(len(p.data) for p in batch)):
@@ -214,10 +215,10 @@ class Camera:
             event = Packets(session=self._session.session, batch=tuple(batch))
             await self._deliver(event, written.subscribers if written else frozenset())
 
-    def write_here(self, batch: Sequence[MediaPacket]) -> Written:
-        """Called in the reading thread: every lent recorder muxes `batch`."""
+    def write_here(self, batch: Sequence[MediaPacket], session: int) -> Written:
+        """Called in the reading thread: every recorder lent for `session` muxes `batch`."""
         lending = self._lending  # one snapshot: the trio thread may rebind it meanwhile
-        wrote = frozenset(sid for sid, loan in lending.loans if loan.write_here(batch))
+        wrote = frozenset(sid for sid, loan in lending.loans if loan.write_here(batch, session))
         everyone = lending.everyone and len(wrote) == len(lending.loans)
         return Written(subscribers=wrote, everyone=everyone, packets=len(batch),
                        bytes=sum(len(p.data) for p in batch))
@@ -298,10 +299,11 @@ class _SessionSink:
 
     def __init__(self, camera: Camera) -> None:
         self.camera, self.active = camera, True
+        self.session: int | None = None
 
     def opened(self, streams: tuple[StreamInfo, ...]) -> None:
         if self.active:
-            self.camera.opened(streams)
+            self.session = self.camera.opened(streams)
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         if self.active:
@@ -314,9 +316,10 @@ class _SessionSink:
 
     def write_here(self, batch: Sequence[MediaPacket]) -> Written:
         # Called in the reading thread: `active` may turn False right after it is read, and then
-        # what the loans wrote waits in them for their jobs (RecorderLoan.take).
-        if self.active:
-            return self.camera.write_here(batch)
+        # what the loans wrote waits in them for their jobs (RecorderLoan.take); a loan its job
+        # lent again after hearing that this session ended refuses the batch (it names `session`).
+        if self.active and self.session is not None:
+            return self.camera.write_here(batch, self.session)
         return Written(subscribers=frozenset(), everyone=False, packets=len(batch), bytes=0)
 
     def packets_written(self, written: Written) -> None:

@@ -230,7 +230,7 @@ class Job:
                         f"source {src.name!r} ({redact(src.url)}) failed after {failures} "
                         f"attempts: {redact(str(error))}"
                     )
-                loan.handled()
+                loan.handled(None)  # lent again for the next session, once we have heard of it
                 return False
             case _:
                 raise TypeError(f"job got an unknown camera event {event!r}")
@@ -238,7 +238,9 @@ class Job:
             announcer.put(progress)
         if progress.done:
             return True
-        loan.handled()  # lends the recorder again once every event sent so far is handled
+        # Lends the recorder again, for this session's batches, once every event sent so far is
+        # handled.
+        loan.handled(event.session)
         return False
 
     def _written(self, announcer: _Announcer, results: list[outcome.Outcome[Progress]]) -> bool:

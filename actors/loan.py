@@ -14,7 +14,10 @@ sends the job an event the job must handle with the recorder itself (a new sessi
 did not write, the end of a session); the job takes the recorder back (`take`) before it
 touches it, waiting if the thread is writing a batch. So batches reach the recorder in order,
 from one thread at a time, and nothing the thread wrote is lost when a session ends or is
-abandoned mid-batch.
+abandoned mid-batch. A loan is for one session, the one the job's recorder is in: the thread
+names the session of each batch, so a thread abandoned mid-batch (its session ended, the
+camera reconnects) can never write its old session's batches with a recorder that the job has
+since closed for the outage and lent again.
 
 States, under one lock (the thread and the trio thread both change them):
     HELD  the job's: the thread skips it, and the camera sends the job its batches instead
@@ -47,6 +50,7 @@ class RecorderLoan:
         self._lock = threading.Lock()
         self._state = _State.HELD
         self._unhandled = 0  # events the camera sent the job that it has not handled yet
+        self._session: int | None = None  # the session the recorder records: lent for it only
         self._finished = False  # the thread wrote the last batch (done, or an error): never lend
         self._wanted = False  # the job waits to take the recorder back from a BUSY thread
         self._idle: trio.Event | None = None
@@ -55,10 +59,11 @@ class RecorderLoan:
 
     # --- the camera's reading thread -------------------------------------------------------
 
-    def write_here(self, batch: Sequence[MediaPacket]) -> bool:
-        """Mux `batch` in the calling thread if the recorder is lent; False if it is not."""
+    def write_here(self, batch: Sequence[MediaPacket], session: int) -> bool:
+        """Mux `batch`, of `session`, in the calling thread if the recorder is lent for that
+        session; False if it is not."""
         with self._lock:
-            if self._state is not _State.LENT:
+            if self._state is not _State.LENT or session != self._session:
                 return False
             self._state = _State.BUSY
         result = outcome.capture(self._recorder.write, batch)
@@ -111,10 +116,12 @@ class RecorderLoan:
             await idle.wait()
         return self.results()
 
-    def handled(self) -> None:
-        """The job handled one held event; once it has handled them all, lend the recorder."""
+    def handled(self, session: int | None) -> None:
+        """The job handled one held event, after which its recorder records `session` (None: the
+        session ended); once it has handled them all, lend the recorder for that session."""
         with self._lock:
             assert self._unhandled > 0, "handled an event the camera did not hold the loan for"
             self._unhandled -= 1
+            self._session = session
             if self._unhandled == 0 and not self._finished and self._state is _State.HELD:
                 self._state = _State.LENT
