@@ -1,6 +1,7 @@
 """Recording N RTSP cameras: the collector (one process) vs one `ffmpeg -c copy` process per camera.
 
-    .venv/bin/python bench/cameras.py [--cameras 10] [--seconds 20] [--probe packets|frames]
+    .venv/bin/python bench/cameras.py [--cameras 10] [--seconds 20] [--segment-seconds 10]
+                                      [--probe packets|frames]
 
 One run, the same streams and the same duration for both sides, run one after the other (on a
 2-core box two sides at once would compete for the same cores and the same servers):
@@ -12,13 +13,18 @@ One run, the same streams and the same duration for both sides, run one after th
   measured. (Until 2026-11-26 each path had its own pipeline and feeder: at 100 cameras the
   servers took ~2 cores and starved both sides.)
 * (a) `python -m collector` (PORT=0, data in a temp dir) records the N cameras in one job
-  (`POST /collect`, `duration` D, `segment_seconds` 2, `rtsp_transport=tcp`). Before it, a job of
+  (`POST /collect`, `duration` D, `segment_seconds` S, `rtsp_transport=tcp`). Before it, a job of
   `--small-cameras` cameras gives the PSS base for the marginal memory per camera. During the main
   job a few tiny jobs (0.5 s of an already recorded camera, so they add no upstream session) time
   `POST /collect`; a JSON WebSocket on the main job times each progress event against its segment's
   end (`segment.start_time + segment.duration`, wall clock).
-* (b) N `ffmpeg -rtsp_transport tcp -i URL -c copy -t D -f segment -segment_time 2
+* (b) N `ffmpeg -rtsp_transport tcp -i URL -c copy -t D -f segment -segment_time S
   -reset_timestamps 1 out%03d.mp4` processes (`-t D` bounds them like the job's `duration`).
+
+S, the segment length of both sides, is 10 s by default: what Frigate's record preset, the
+issue's baseline, writes (RECORD_SEGMENT_TIME_SECONDS = 10). The collector pays ~1 ms of CPU per
+segment (open, close, fsync, database rows, a progress event), so `--segment-seconds 2` (the
+setting until 2026-11-26) costs it ~15 % more per camera and ffmpeg next to nothing.
 
 CPU is the utime+stime delta (/proc/<pid>/stat, all threads) over the same steady-state window of
 each side ([warm-up, D] seconds after the job is posted / the processes are spawned), per camera
@@ -59,7 +65,8 @@ from tests.media.servers import RtspServer, serve_rtsp
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
-FPS, GOP_S, SEGMENT_S = 25, 2, 2
+FPS, GOP_S = 25, 2
+SEGMENT_S = 10  # Frigate's record segments (see the docstring)
 CLIP_SECONDS = 10
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 OPTIONS = {"rtsp_transport": "tcp"}
@@ -290,7 +297,7 @@ async def collector_process(
 
 
 async def run_collector(urls: list[str], seconds: float, warmup: float, small: int,
-                        tmp: Path, probe: str) -> Side:
+                        tmp: Path, probe: str, segment_s: float = SEGMENT_S) -> Side:
     n = len(urls)
     side = Side("collector", n, frames_expected=int(seconds * FPS) * n)
     async with collector_process(
@@ -308,7 +315,8 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                 def body(streams: list[str], duration: float, names: str = "cam") -> dict[str, Any]:
                     return {"streams": [{"url": u, "name": f"{names}{i:03d}"}
                                         for i, u in enumerate(streams)],
-                            "duration": duration, "segment_seconds": SEGMENT_S, "options": OPTIONS}
+                            "duration": duration, "segment_seconds": segment_s,
+                            "options": OPTIONS}
 
                 # 1. the PSS base: `small` cameras, sampled while they record
                 small_s = max(warmup + 2, 6.0)
@@ -381,13 +389,14 @@ async def wait_job(client: httpx.AsyncClient, job_id: str, ceiling: float) -> di
             job = (await client.get(f"/jobs/{job_id}")).json()
             if job["status"] not in ("queued", "running"):
                 return job
-            await trio.sleep(1.0)  # the full view of an N-source job costs ms to encode: poll gently
+            await trio.sleep(1.0)  # an N-source job's full view takes ms to encode: poll gently
 
 
 # ---------------------------------------------------------------------------------- ffmpeg
 
 
-async def run_ffmpeg(urls: list[str], seconds: float, warmup: float, tmp: Path, probe: str) -> Side:
+async def run_ffmpeg(urls: list[str], seconds: float, warmup: float, tmp: Path, probe: str,
+                     segment_s: float = SEGMENT_S) -> Side:
     n = len(urls)
     side = Side("ffmpeg", n, frames_expected=int(seconds * FPS) * n)
     procs: list[trio.Process] = []
@@ -399,7 +408,8 @@ async def run_ffmpeg(urls: list[str], seconds: float, warmup: float, tmp: Path, 
             procs.append(await trio.lowlevel.open_process(
                 ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-rtsp_transport", "tcp",
                  "-i", url, "-c", "copy", "-t", f"{seconds:g}", "-f", "segment",
-                 "-segment_time", str(SEGMENT_S), "-reset_timestamps", "1", str(d / "out%03d.mp4")],
+                 "-segment_time", f"{segment_s:g}", "-reset_timestamps", "1",
+                 str(d / "out%03d.mp4")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         await trio.sleep_until(trio.current_time() + (spawned + warmup - time.monotonic()))
         cpu0 = [cpu_seconds(p.pid) for p in procs]
@@ -487,14 +497,16 @@ async def beside_ffmpeg(args: argparse.Namespace, tmp: Path,
     clip = make_bench_clip(tmp / "clip.mkv")
     print(f"clip: 1280x720 {FPS} fps, GOP {GOP_S} s, {clip_bitrate(clip) / 1e6:.2f} Mbit/s, "
           f"looped; {args.cameras} cameras on {min(args.servers, args.cameras)} servers; "
-          f"D = {args.seconds:g} s; CPU window = [{args.warmup:g}, {args.seconds:g}] s{about}",
+          f"D = {args.seconds:g} s, segments of {args.segment_seconds:g} s; "
+          f"CPU window = [{args.warmup:g}, {args.seconds:g}] s{about}",
           flush=True)
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(serve_cameras, clip, args.cameras, args.servers)
         with trio.fail_after(3 * args.seconds + 240):
             side = await run_side(urls)
             await trio.sleep(2)  # let the servers' pipelines and page cache settle
-            ff = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe)
+            ff = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe,
+                                  args.segment_seconds)
         nursery.cancel_scope.cancel()
     return side, ff
 
@@ -504,7 +516,8 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cameras-") as tmpname:
         tmp = Path(tmpname)
         coll, ff = await beside_ffmpeg(args, tmp, lambda urls: run_collector(
-            urls, args.seconds, args.warmup, args.small_cameras, tmp, args.probe))
+            urls, args.seconds, args.warmup, args.small_cameras, tmp, args.probe,
+            args.segment_seconds))
         rows = [(coll, ff)]
         shutil.rmtree(tmp / "collector", ignore_errors=True)
     print(table(rows))
@@ -531,6 +544,8 @@ def add_common_args(parser: argparse.ArgumentParser, cameras: int, help_cameras:
     parser.add_argument("--warmup", type=float, default=None,
                         help="start of the CPU window after posting/spawning (default max(4, D/4))")
     parser.add_argument("--servers", type=int, default=10, help="rtsp_server.py processes")
+    parser.add_argument("--segment-seconds", type=float, default=SEGMENT_S,
+                        help="S: segment length of both sides (default: Frigate's 10 s)")
     parser.add_argument("--probe", choices=["packets", "frames"], default="packets",
                         help="ffprobe packet timestamps (fast, finds gaps) or -count_frames")
 

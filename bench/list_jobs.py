@@ -96,8 +96,8 @@ async def main() -> None:
                     if schema:
                         with psycopg.connect(pg, autocommit=True) as admin:
                             admin.execute(f"DROP SCHEMA {schema} CASCADE")
-            print(f"{name:<11} {limit:>5} {pages:>5} {total * 1000:>12.1f} {total / pages * 1000:>11.2f} "
-                  f"{base * 1000:>16.1f} {total / base:>6.2f}")
+            print(f"{name:<11} {limit:>5} {pages:>5} {total * 1000:>12.1f} "
+                  f"{total / pages * 1000:>11.2f} {base * 1000:>16.1f} {total / base:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cameras import (
     FPS,
-    SEGMENT_S,
     clip_bitrate,
     collector_process,
     count_frames,
@@ -61,6 +60,7 @@ from bench.cameras import (
 CACHE = Path(tempfile.gettempdir()) / "camera-collector-bench"
 TAIL_S = 2.0  # the job stops this much before the clip ends
 HLS_SEGMENT_S = 2
+SEGMENT_S = 2  # both sides' output segments
 JOB_CEILING_S = 120  # one job, POST to completed
 
 

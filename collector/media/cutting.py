@@ -87,7 +87,9 @@ class CutPlan:
         ts = pkt.pts if pkt.pts is not None else pkt.dts
         if self.done or ts is None:
             return Decision.SKIP
-        scale = self._seconds_per_tick(pkt)
+        scale = self._scale.get(pkt.stream)
+        if scale is None:
+            scale = self._seconds_per_tick(pkt)
         t = ts * scale
         if pkt.stream != self.reference:
             if self._origin is None or t < self._origin - EPSILON:

@@ -79,10 +79,11 @@ class Recorder:
     def _open(self, pkt: MediaPacket) -> None:
         assert self._session is not None
         self._count += 1
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a full disk, say: the source's failure, like a write's
-            raise SegmentError(f"cannot create the folder {self.folder.name}: {exc}") from None
+        if self._count == 1:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a full disk, say: the source's failure, like a write's
+                raise SegmentError(f"cannot create the folder {self.folder.name}: {exc}") from None
         ext = FORMATS[self.fmt][1]
         self._writer = SegmentWriter(
             self.folder / f"segment-{self._count:05d}{ext}",

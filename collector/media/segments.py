@@ -207,6 +207,7 @@ class SegmentWriter:
         try:
             try:
                 self._out.close()
+                size = os.fstat(self._file.fileno()).st_size  # no path lookup, unlike stat()
             finally:
                 self._file.close()
         except (av.error.FFmpegError, OSError) as exc:
@@ -220,7 +221,7 @@ class SegmentWriter:
             duration=round(self.video_seconds, 6),
             frames=self.frames,
             keyframes=self.keyframes,
-            bytes=self.path.stat().st_size,
+            bytes=size,
             reason=reason,
             format=self.format,
             codec="+".join(self._codecs),

@@ -74,6 +74,13 @@ class AacDepacketizer:
         if len(data) < 2:
             self.dropped_units += 1
             return []
+        if (data[1] == 16 and not data[0] and self._fragment is None
+                and self.config.size_length == 13 and self.config.index_length == 3
+                and len(data) > 4):
+            # The usual packet: one AU header of 13 bits of size and 3 of index, one whole frame
+            # (nearly every packet of every camera; the general loop below gives the same).
+            if (data[2] << 5) | (data[3] >> 3) == len(data) - 4:
+                return [AccessUnit(timestamp, data[4:], True)]
         header_bits = int.from_bytes(data[:2], "big")
         header_bytes = (header_bits + 7) // 8
         sizes = self._sizes(data[2 : 2 + header_bytes], header_bits)

@@ -2,7 +2,7 @@
 
 `RtspConnection.request()` sends a request and waits for its response, answering a 401 with the
 URL's credentials (and a stale Digest nonce once more); interleaved packets that arrive before the
-response are kept for `receive_events()`.
+response are kept for `receive()`.
 Callers own the timeouts (trio's `fail_after` around each call). Status codes become our errors in
 `status_error()`, with the code in the message and credentials never shown; a 3xx becomes
 `redirects.Redirected`, which the opener may follow. `send_interleaved()` writes our RTCP between
@@ -141,16 +141,16 @@ class RtspConnection:
         self.bytes_received += len(data)
         self.framer.feed(data)
 
-    async def receive_events(self) -> list[Event]:
-        """Whatever is complete after one large read (plus anything kept from before PLAY).
+    async def receive(self) -> list[Event]:
+        """The events kept from before PLAY, if any; else one large read into `framer`, whose
+        complete events `reads.route()` takes from there.
 
         Raises EOFError when the server closed the connection.
         """
-        events, self._early = self._early, []
-        if not events:
+        early, self._early = self._early, []
+        if not early:
             await self._receive()
-        events += self.framer.drain()
-        return events
+        return early
 
     async def send_interleaved(self, channel: int, payload: bytes) -> None:
         """Write one interleaved packet (an RTCP report) between the requests."""

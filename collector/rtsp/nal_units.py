@@ -115,6 +115,9 @@ class NalDepacketizer:
             self._damaged = True  # a continuation whose start we never saw
             return
         self._fu += chunk
+        if len(self._fu) > MAX_ACCESS_UNIT_BYTES:  # a fragment that never ends
+            self._fu, self._damaged = None, True
+            return
         if end:
             nal, self._fu = bytes(self._fu), None
             self._add(nal)

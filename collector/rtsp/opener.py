@@ -45,11 +45,10 @@ import trio
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media.opener import Opener, PacketSink
 from collector.media.packets import MediaPacket, StreamInfo
-from collector.rtsp import rtcp
+from collector.rtsp import reads, rtcp
 from collector.rtsp.auth import Authorizer, split_userinfo
 from collector.rtsp.client import RECEIVE_BYTES, USER_AGENT, RtspConnection, status_error
 from collector.rtsp.redirects import DEFAULT_PORTS, Redirected, next_url
-from collector.rtsp.rtp import parse_sender_report, rtcp_has_bye
 from collector.rtsp.session import Session, start_session
 from collector.rtsp.sync import ready_to_sync, sync_origins
 from collector.rtsp.tls import (
@@ -59,7 +58,7 @@ from collector.rtsp.tls import (
     unverified_context,
     verifies,
 )
-from collector.rtsp.wire import Interleaved, ProtocolError, Request, Response
+from collector.rtsp.wire import Event, ProtocolError, Request, Response
 from collector.urls import redact
 
 log = logging.getLogger(__name__)
@@ -235,6 +234,7 @@ class RtspOpener:
         keepalive_every = max((conn.session.timeout_s if conn.session else 60.0) / 2, 0.5)
         next_keepalive = started + keepalive_every
         phase = self._ticker.phase()
+        paths = reads.fragment_paths(session)
         while True:
             tick = trio.current_time()
             # the loop wakes ~2.5 times a second: no task of its own
@@ -244,11 +244,11 @@ class RtspOpener:
                 session.keepalive_now = False
             if session.reports.due(tick):  # RTCP receiver reports, every interval (rtcp.py)
                 await self._send_reports(conn, session, tick)
-            events: list = []
+            early: list[Event] = []
             ended = None
             with trio.move_on_at(last_media + self.stall_timeout_s):
                 try:
-                    events = await conn.receive_events()
+                    early = await conn.receive()
                 except EOFError:
                     ended = "connection closed by the server"
             now = trio.current_time()
@@ -261,9 +261,11 @@ class RtspOpener:
                     f"no media for {self.stall_timeout_s:g} s from {conn.shown_url}",
                     reason="stall",
                 )
-            media, bye = self._dispatch(events, conn, session, batch)
-            for request in (e for e in events if isinstance(e, Request)):
-                await conn.reply_not_implemented(request)
+            events, media, bye = reads.route(conn.framer, session, paths, early, batch, now)
+            if events:
+                self._answered(events, conn, session)
+                for request in (e for e in events if isinstance(e, Request)):
+                    await conn.reply_not_implemented(request)
             if media:
                 last_media = now
             if bye:
@@ -335,36 +337,22 @@ class RtspOpener:
         for channel, packet in session.reports.packets(tracks, now):
             await conn.send_interleaved(channel, packet)
 
-    def _dispatch(self, events: list, conn: RtspConnection, session: Session,
-                  batch: list[MediaPacket]) -> tuple[bool, bool]:
-        """Route one read's events: (did it hold media (RTP), did the video's sender say BYE)."""
-        media = bye = False
-        rtp_channels = session.rtp_channels
+    def _answered(self, events: list[Event], conn: RtspConnection, session: Session) -> None:
+        """Take the responses to our keep-alives: a lost session, a stale nonce, a refused
+        GET_PARAMETER."""
         for event in events:
-            if type(event) is Interleaved:  # per RTP packet: keep this branch lean
-                track = rtp_channels.get(event[0])
-                if track is not None:
-                    if track.push_rtp(event[1], batch):
-                        media = True
-                elif (owner := session.rtcp_channels.get(event.channel)) is not None:
-                    session.rtcp_packets += 1
-                    session.reports.note_rtcp(event.channel, event.payload, trio.current_time())
-                    if owner.sender_report is None:
-                        owner.sender_report = parse_sender_report(event.payload)
-                    if owner.media.kind == "video" and rtcp_has_bye(event.payload):
-                        bye = True
-            elif isinstance(event, Response):
-                if event.status == 454:
-                    raise status_error(session.keepalive_method, event, conn.shown_url)
-                if (event.status == 401 and session.renewals < MAX_RENEWALS
-                        and conn.renew_auth(event)):
-                    session.renewals += 1  # a stale Digest nonce: the keep-alive goes again now
-                    session.keepalive_now = True
-                elif 200 <= event.status < 300:
-                    session.renewals = 0
-                elif session.keepalive_method != "OPTIONS":
-                    session.keepalive_method = "OPTIONS"  # GET_PARAMETER refused: fall back
-        return media, bye
+            if not isinstance(event, Response):
+                continue
+            if event.status == 454:
+                raise status_error(session.keepalive_method, event, conn.shown_url)
+            if (event.status == 401 and session.renewals < MAX_RENEWALS
+                    and conn.renew_auth(event)):
+                session.renewals += 1  # a stale Digest nonce: the keep-alive goes again now
+                session.keepalive_now = True
+            elif 200 <= event.status < 300:
+                session.renewals = 0
+            elif session.keepalive_method != "OPTIONS":
+                session.keepalive_method = "OPTIONS"  # GET_PARAMETER refused: fall back
 
 
 def _start_at_last_change(batch: list[MediaPacket], session: Session, shown: str) -> None:

@@ -139,7 +139,7 @@ class Track:
         Called for every packet: the usual header (version 2, no padding, extension or CSRCs,
         first byte 0x80) is read in place; anything else goes through `parse_rtp`.
         """
-        if data[:1] != b"\x80" or len(data) < 12:
+        if len(data) < 12 or data[0] != 0x80:
             try:
                 pkt = parse_rtp(data)
             except RtpError:
@@ -156,10 +156,16 @@ class Track:
 
     def _take(self, sequence: int, rtp_time: int, payload: bytes, marker: bool,
               out: list[MediaPacket]) -> None:
-        accepted = self.rtp.accept_header(sequence, rtp_time)
-        if accepted is None:
-            return
-        lost, timestamp = accepted
+        rtp = self.rtp
+        if sequence == rtp._next_seq and rtp_time == rtp._last_ts:  # the next packet of a unit
+            rtp._next_seq = (sequence + 1) & 0xFFFF
+            rtp.received += 1
+            lost, timestamp = 0, rtp._ext_ts
+        else:
+            accepted = rtp.accept_header(sequence, rtp_time)
+            if accepted is None:
+                return
+            lost, timestamp = accepted
         if self._first is None:
             self._first = (rtp_time, timestamp)
             # RTP-Info gave a 32-bit rtptime: put it on the extended clock; else start here.

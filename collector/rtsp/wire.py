@@ -2,9 +2,10 @@
 
 A TCP connection after PLAY carries RTSP messages and `$`-framed RTP/RTCP packets (RFC 2326 10.12)
 mixed together. `Framer.feed()` takes whatever `receive_some` returned; `Framer.next_event()` hands
-back complete `Response`, `Request` (a server may ask us things) and `Interleaved` events. Bytes
-that are neither are skipped up to the next plausible frame and counted: some cameras send junk.
-Our own RTCP goes the other way `$`-framed too (`encode_interleaved`).
+back complete `Response`, `Request` (a server may ask us things) and `Interleaved` events (while
+playing, `reads.route()` walks the buffer itself and asks `next_event()` only for what is not
+`$`-framed). Bytes that are neither are skipped up to the next plausible frame and counted: some
+cameras send junk. Our own RTCP goes the other way `$`-framed too (`encode_interleaved`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Request:
 
 
 class Interleaved(NamedTuple):
-    """One `$`-framed packet (a NamedTuple: one is made per RTP packet, so it must be cheap)."""
+    """One `$`-framed packet (a NamedTuple: cheap to make)."""
 
     channel: int
     payload: bytes
@@ -81,31 +82,6 @@ class Framer:
     @property
     def buffered(self) -> int:
         return len(self._buf) - self._pos
-
-    def drain(self) -> list[Event]:
-        """Every complete event fed so far, in order (the per-read fast path of `next_event`)."""
-        events: list[Event] = []
-        append = events.append
-        buf, pos, size = self._buf, self._pos, len(self._buf)
-        while pos < size:
-            if buf[pos] == 0x24:  # '$': the common case, inline
-                end = pos + 4
-                if end > size:
-                    break
-                end += (buf[pos + 2] << 8) | buf[pos + 3]
-                if end > size:
-                    break
-                append(Interleaved(buf[pos + 1], buf[pos + 4 : end]))
-                pos = end
-                continue
-            self._pos = pos
-            event = self.next_event()
-            pos = self._pos
-            if event is None:
-                return events
-            append(event)
-        self._pos = pos
-        return events
 
     def next_event(self) -> Event | None:
         """The next complete event, or None until more bytes are fed."""

@@ -62,3 +62,19 @@ def test_truncated_packet_drops_only_missing_frames():
     units = dep.push(parse_rtp(rtp(1, 0, payload, marker=True)), 0, 0)
     assert [u.data for u in units] == [b"\x01" * 10]
     assert dep.dropped_units == 1
+
+
+def test_one_frame_per_packet_whole_short_or_the_start_of_a_fragment():
+    """The usual packet (one AU header, one frame: a shortcut in the depacketizer) gives the
+    same as the general reading: the frame when its size fills the packet, the frame without
+    what follows it when the packet is longer, a fragment's start when it is shorter."""
+    dep = AacDepacketizer(AacConfig.from_fmtp(FMTP))
+    whole = aac_payload([b"\x07" * 200])
+    assert [(u.timestamp, u.data) for u in dep.push_payload(whole, True, 5, 0)] == [
+        (5, b"\x07" * 200)]
+    assert [u.data for u in dep.push_payload(whole + b"pad", True, 6, 0)] == [b"\x07" * 200]
+    header = aac_payload([b"\x08" * 300])[:4]
+    assert dep.push_payload(header + b"\x08" * 100, False, 7, 0) == []
+    assert [u.data for u in dep.push_payload(header + b"\x08" * 200, True, 7, 0)] == [
+        b"\x08" * 300]
+    assert dep.dropped_units == 0
