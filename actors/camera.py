@@ -4,7 +4,11 @@ Every job recording the same URL (with the same options) subscribes to the same 
 share one connection. Fan-out uses `send_nowait` into each subscriber's bounded channel: a job that
 falls behind a live source by more than its buffer is dropped (its channel closed), never waited
 for. A source that can wait (HTTP(S): a file, an HLS playlist; `packets_paced`) is read only as
-fast as its slowest job records it instead.
+fast as its slowest job records it instead, and the jobs that lent the camera their recorder
+(actors/loan.py) have its batches muxed in the reading thread itself (`write_here`): they hear
+`Recorded` instead of `Packets`, and when every job did, the reading thread does not wait for
+the trio thread at all (`packets_written`). Every other event sent to a job that lent its
+recorder takes the loan back first.
 
 The camera reconnects on its own with exponential backoff while it has subscribers; each subscriber
 hears `SourceDown` with the count of consecutive failures and decides by its own retry policy when to
@@ -20,16 +24,18 @@ from dataclasses import dataclass
 import trio
 
 from actors.backoff import RetryPolicy, backoff_delays
+from actors.loan import RecorderLoan
 from actors.messages import (
     AddSubscriber,
     CameraEvent,
     CameraMessage,
     Packets,
+    Recorded,
     RemoveSubscriber,
     SourceDown,
 )
 from collector.errors import SourceEnded, SourceError, SourceUnavailable
-from collector.media.opener import Opener
+from collector.media.opener import Opener, Written
 from collector.media.packets import MediaPacket, SessionInfo, StreamInfo
 from collector.urls import redact
 
@@ -63,6 +69,9 @@ class Camera:
         self._last_activity = 0.0
         self.inbox, self._inbox = trio.open_memory_channel[CameraMessage](256)
         self._subscribers: dict[int, trio.MemorySendChannel[CameraEvent]] = {}
+        self._loans: dict[int, RecorderLoan] = {}
+        # What the reading thread sees of them: rebound (never changed) in the trio thread.
+        self._lending = _Lending(loans=(), everyone=True)
         self._session: SessionInfo | None = None
         self._sessions = self._failures = self._packets = self._bytes = self._dropped = 0
         self._got_video = False
@@ -92,20 +101,35 @@ class Camera:
         for channel in self._subscribers.values():
             channel.close()
         self._subscribers.clear()
+        self._loans.clear()
+        self._lending = _Lending(loans=(), everyone=True)
 
     def _handle(self, msg: CameraMessage) -> None:
         match msg:
-            case AddSubscriber(subscriber=sid, channel=channel):
+            case AddSubscriber(subscriber=sid, channel=channel, loan=loan):
                 self._subscribers[sid] = channel
+                if loan is not None:
+                    self._loans[sid] = loan
+                self._lenders_changed()
                 self._wanted.set()
                 if self._session is not None:
                     self._send(sid, channel, self._session)
             case RemoveSubscriber(subscriber=sid):
-                channel = self._subscribers.pop(sid, None)
-                if channel is not None:
-                    channel.close()
+                removed = self._drop(sid)
+                if removed is not None:
+                    removed.close()
             case _:
                 raise TypeError(f"camera got an unknown message {msg!r}")
+
+    def _drop(self, sid: int) -> trio.MemorySendChannel[CameraEvent] | None:
+        self._loans.pop(sid, None)
+        channel = self._subscribers.pop(sid, None)
+        self._lenders_changed()
+        return channel
+
+    def _lenders_changed(self) -> None:
+        everyone = len(self._loans) == len(self._subscribers)
+        self._lending = _Lending(loans=tuple(self._loans.items()), everyone=everyone)
 
     async def _stream_forever(self) -> None:
         await self._wanted.wait()
@@ -169,41 +193,81 @@ class Camera:
             await trio.sleep_until(deadline)
 
     # PacketSink, through _SessionSink: called by the opener in the trio thread
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...]) -> int:
         self._sessions += 1
         self._session = SessionInfo(session=self._sessions, streams=streams)
         log.info("camera.open url=%s session=%d streams=%s", redact(self.url), self._sessions,
                  ",".join(f"{s.kind}:{s.codec}" for s in streams))
         self._broadcast(self._session)
+        return self._sessions
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
-        if (event := self._count(batch)) is not None:
-            self._broadcast(event)
+        if self._count(len(batch), sum(len(p.data) for p in batch)):
+            assert self._session is not None
+            self._broadcast(Packets(session=self._session.session, batch=tuple(batch)))
 
-    async def packets_paced(self, batch: Sequence[MediaPacket]) -> None:
-        if (event := self._count(batch)) is not None:
+    async def packets_paced(self, batch: Sequence[MediaPacket], written: Written | None = None,
+                            ) -> None:
+        nbytes = sum(len(p.data) for p in batch) if written is None else written.bytes
+        if self._count(len(batch), nbytes):
+            assert self._session is not None
             self._paced = True
-            await self._deliver(event)
+            event = Packets(session=self._session.session, batch=tuple(batch))
+            await self._deliver(event, written.subscribers if written else frozenset())
 
-    def _count(self, batch: Sequence[MediaPacket]) -> Packets | None:
-        """Note a batch of the current session; the event that carries it (None: no session)."""
+    def write_here(self, batch: Sequence[MediaPacket], session: int) -> Written:
+        """Called in the reading thread: every recorder lent for `session` muxes `batch`."""
+        lending = self._lending  # one snapshot: the trio thread may rebind it meanwhile
+        wrote = frozenset(sid for sid, loan in lending.loans if loan.write_here(batch, session))
+        everyone = lending.everyone and len(wrote) == len(lending.loans)
+        return Written(subscribers=wrote, everyone=everyone, packets=len(batch),
+                       bytes=sum(len(p.data) for p in batch))
+
+    def packets_written(self, written: Written) -> None:
+        """Every subscriber had muxed the batch (as of `write_here`'s snapshot; one that joined
+        since starts with a later batch): count it and tell them, never waiting. A channel that
+        is full holds an event already, and any event makes its job collect what its loan
+        wrote, so no `Recorded` is needed then."""
+        if not self._count(written.packets, written.bytes):
+            return
+        assert self._session is not None
+        self._paced = True
+        event = Recorded(session=self._session.session)
+        for sid in written.subscribers:
+            if (channel := self._subscribers.get(sid)) is None:
+                continue
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._drop(sid)
+
+    def _count(self, packets: int, nbytes: int) -> bool:
+        """Note a batch of the current session (False: there is none)."""
         if self._session is None:
-            return None
+            return False
         self._got_video = True
         self._last_activity = trio.current_time()
-        self._packets += len(batch)
-        self._bytes += sum(len(p.data) for p in batch)
-        return Packets(session=self._session.session, batch=tuple(batch))
+        self._packets += packets
+        self._bytes += nbytes
+        return True
 
-    async def _deliver(self, event: CameraEvent) -> None:
-        """Hand `event` to every subscriber, waiting for room (paced sources only)."""
+    async def _deliver(self, event: CameraEvent, written: frozenset[int] = frozenset()) -> None:
+        """Hand `event` to every subscriber, waiting for room (paced sources only); those in
+        `written` muxed its batch already (`write_here`) and hear `Recorded` instead."""
         self._delivering = True
         try:
             for sid, channel in list(self._subscribers.items()):
+                if sid in written:
+                    assert isinstance(event, Packets)
+                    mine: CameraEvent = Recorded(session=event.session)
+                else:
+                    mine = self._held(sid, event)
                 try:
-                    await channel.send(event)
+                    await channel.send(mine)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._subscribers.pop(sid, None)
+                    self._drop(sid)
         finally:
             self._delivering = False
             self._last_activity = trio.current_time()
@@ -214,14 +278,20 @@ class Camera:
 
     def _send(self, sid: int, channel: trio.MemorySendChannel[CameraEvent], event: CameraEvent) -> None:
         try:
-            channel.send_nowait(event)
+            channel.send_nowait(self._held(sid, event))
         except trio.WouldBlock:
             log.warning("camera.lagged url=%s subscriber=%d dropped", redact(self.url), sid)
             self._dropped += 1
-            self._subscribers.pop(sid, None)
+            self._drop(sid)
             channel.close()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._subscribers.pop(sid, None)
+            self._drop(sid)
+
+    def _held(self, sid: int, event: CameraEvent) -> CameraEvent:
+        """`event`, for a subscriber to handle with its own recorder: take back a loan first."""
+        if (loan := self._loans.get(sid)) is not None:
+            loan.hold()
+        return event
 
 
 class _SessionSink:
@@ -229,15 +299,37 @@ class _SessionSink:
 
     def __init__(self, camera: Camera) -> None:
         self.camera, self.active = camera, True
+        self.session: int | None = None
 
     def opened(self, streams: tuple[StreamInfo, ...]) -> None:
         if self.active:
-            self.camera.opened(streams)
+            self.session = self.camera.opened(streams)
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         if self.active:
             self.camera.packets(batch)
 
-    async def packets_paced(self, batch: Sequence[MediaPacket]) -> None:
+    async def packets_paced(self, batch: Sequence[MediaPacket], written: Written | None = None,
+                            ) -> None:
         if self.active:
-            await self.camera.packets_paced(batch)
+            await self.camera.packets_paced(batch, written)
+
+    def write_here(self, batch: Sequence[MediaPacket]) -> Written:
+        # Called in the reading thread: `active` may turn False right after it is read, and then
+        # what the loans wrote waits in them for their jobs (RecorderLoan.take); a loan its job
+        # lent again after hearing that this session ended refuses the batch (it names `session`).
+        if self.active and self.session is not None:
+            return self.camera.write_here(batch, self.session)
+        return Written(subscribers=frozenset(), everyone=False, packets=len(batch), bytes=0)
+
+    def packets_written(self, written: Written) -> None:
+        if self.active:
+            self.camera.packets_written(written)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Lending:
+    """The subscribers' loans as a camera's reading thread sees them (`Camera.write_here`)."""
+
+    loans: tuple[tuple[int, RecorderLoan], ...]
+    everyone: bool  # every subscriber lent its recorder

@@ -1,9 +1,11 @@
 """The job actor: records each of its sources from their cameras, counts steps, publishes events.
 
 One task per source drains that source's camera subscription. Segment files are written by a
-`Recorder` in the trio thread, a batch at a time (muxing only fills the page cache); closed segments
-are fsync'ed in a worker thread, and a step is announced only after the segment file that completed
-it is closed and fsync'ed.
+`Recorder` in the trio thread, a batch at a time (muxing only fills the page cache), or, for a
+paced source (a file or playlist over HTTP), in the camera's reading thread, to which the source
+lends its recorder between events (actors/loan.py); either way the source task announces what
+was written. Closed segments are fsync'ed in a worker thread, and a step is announced only after
+the segment file that completed it is closed and fsync'ed.
 
 Final status: `completed` when every source recorded its full duration; `failed` when any source
 failed (the error names each failed source; the others' segments stay listed); `cancelled` on
@@ -12,19 +14,23 @@ DELETE; `interrupted` on shutdown.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import outcome
 import trio
 
 from actors import events
+from actors.loan import RecorderLoan
 from actors.messages import (
     CameraEvent,
     Packets,
+    Recorded,
     SourceDown,
     SubscribeCamera,
     SupervisorMessage,
@@ -134,10 +140,10 @@ class Job:
                            announcer: _Announcer) -> None:
         plan = CutPlan(duration=self.request.duration, segment_seconds=self.request.segment_seconds)
         folder = self.folder / src.name
-        recorder = Recorder(folder, self.request.format, plan)
+        loan = RecorderLoan(Recorder(folder, self.request.format, plan))
         src.status = "running"
         try:
-            await self._record(src, recorder, announcer)
+            await self._record(src, loan, announcer)
             await announcer.caught_up()
             if announcer.failure is not None:
                 raise announcer.failure
@@ -150,28 +156,34 @@ class Job:
             src.status = self.stop_status or "cancelled"
             raise
         finally:
+            # A disk error from here on (the open segment cannot be finished, say) is noted on
+            # this source; raised, it would crash the job, the supervisor and every other job.
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
+                with _noted(src):  # the camera's thread may be writing a batch with the recorder
+                    self._written(announcer, await loan.take())
                 await announcer.caught_up()
-                for closed in announcer.take_leftovers():  # it was cancelled: announce them here
-                    self._apply(src, await self._durable(closed))
-                progress = await self._durable(self._recorded(recorder.stop, "stopped"))
-                self._apply(src, progress)
+                closing = announcer.take_leftovers()  # it was cancelled: announce them here
+                with _noted(src):  # closes the file even if the segment is lost
+                    closing.append(self._recorded(loan.recorder.stop, "stopped"))
+                with _noted(src):
+                    for progress in closing:
+                        self._apply(src, await self._durable(progress))
             announcer.close()
 
-    async def _record(self, src: SourceRecord, recorder: Recorder, announcer: _Announcer) -> None:
+    async def _record(self, src: SourceRecord, loan: RecorderLoan, announcer: _Announcer) -> None:
         sid = next(_subscriber_ids)
         options = tuple(sorted(src.options.items()))
         send, receive = trio.open_memory_channel[CameraEvent](self.subscriber_buffer)
         await self.supervisor.send(
             SubscribeCamera(
                 subscriber=sid, url=src.url, options=options, channel=send,
-                retry=self.request.retry,
+                retry=self.request.retry, loan=loan,
             )
         )
         try:
             with receive:
                 async for event in receive:
-                    if await self._on_camera_event(src, recorder, announcer, event):
+                    if await self._on_camera_event(src, loan, announcer, event):
                         return
                     if announcer.failure is not None:
                         raise announcer.failure
@@ -182,9 +194,16 @@ class Job:
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 log.warning("job.unsubscribe_lost job=%s source=%s", self.record.id, src.name)
 
-    async def _on_camera_event(self, src: SourceRecord, recorder: Recorder,
+    async def _on_camera_event(self, src: SourceRecord, loan: RecorderLoan,
                                announcer: _Announcer, event: CameraEvent) -> bool:
         """Apply one camera event; True when the source has recorded all it should."""
+        if isinstance(event, Recorded):  # the camera's thread muxed batches with our recorder
+            return self._written(announcer, loan.results())
+        # Any other event is for us to handle with the recorder: the camera stopped lending it
+        # when it sent the event; take it back (after a batch its thread may still be writing).
+        if self._written(announcer, await loan.take()):
+            return True
+        recorder = loan.recorder
         match event:
             case SessionInfo():
                 src.attempts += 1
@@ -211,12 +230,29 @@ class Job:
                         f"source {src.name!r} ({redact(src.url)}) failed after {failures} "
                         f"attempts: {redact(str(error))}"
                     )
+                loan.handled(None)  # lent again for the next session, once we have heard of it
                 return False
             case _:
                 raise TypeError(f"job got an unknown camera event {event!r}")
         if progress.segments:  # fsync'ed and announced by the announcer while we keep muxing
             announcer.put(progress)
-        return progress.done
+        if progress.done:
+            return True
+        # Lends the recorder again, for this session's batches, once every event sent so far is
+        # handled.
+        loan.handled(event.session)
+        return False
+
+    def _written(self, announcer: _Announcer, results: list[outcome.Outcome[Progress]]) -> bool:
+        """Take in what the camera's thread returned from muxing with our lent recorder, as if we
+        had muxed it here; True when the source has recorded all it should."""
+        done = False
+        for result in results:
+            progress = self._recorded(result.unwrap)
+            if progress.segments:
+                announcer.put(progress)
+            done = done or progress.done
+        return done
 
     def _recorded(self, fn: Callable[..., Progress], *args: object) -> Progress:
         """Run a Recorder method (muxing, in this thread) with its errors made the source's."""
@@ -229,13 +265,17 @@ class Job:
 
     async def _durable(self, progress: Progress) -> Progress:
         """fsync the segments `progress` closed, in a worker thread, before anyone hears of them."""
-        if progress.segments:
-            paths = [seg.path for seg in progress.segments]
+        await self._make_durable([progress])
+        return progress
+
+    async def _make_durable(self, progress: list[Progress]) -> None:
+        """fsync the segments closed by every one of `progress`, in one worker-thread call."""
+        paths = [seg.path for p in progress for seg in p.segments]
+        if paths:
             try:
                 await trio.to_thread.run_sync(make_durable, paths, limiter=self.writer_limiter)
             except SegmentError as exc:
                 raise SourceFailed(f"cannot write segments: {exc}") from None
-        return progress
 
     def _apply(self, src: SourceRecord, progress: Progress) -> None:
         rec = self.record
@@ -257,13 +297,24 @@ class Job:
             )
 
 
+@contextlib.contextmanager
+def _noted(src: SourceRecord) -> Iterator[None]:
+    """A source's failure while it is being closed: noted among its errors, not raised."""
+    try:
+        yield
+    except SourceFailed as exc:
+        src.errors.append(exc.message)
+
+
 class _Announcer:
     """Makes one source's closed segments durable and announces their steps, in order, in a task
     of its own, so that the fsync of a closed segment never holds up muxing the next one.
 
     The source task `put`s every Progress that closed segments and waits for `caught_up()` where
     order matters (before an outage's retry event, before the source ends). If the announcer is
-    cancelled (the job is stopped), what it had not taken yet is handed back by `take_leftovers()`.
+    cancelled (the job is stopped), what it had not announced yet is handed back by
+    `take_leftovers()`. What was put while it waited on the disk is made durable together, in one
+    worker-thread call (muxing in the camera's thread closes segments in bursts).
     """
 
     def __init__(self, job: Job, src: SourceRecord) -> None:
@@ -292,26 +343,46 @@ class _Announcer:
         self._send.close()
 
     async def run(self) -> None:
+        queued: list[Progress | trio.Event] = []
         try:
-            async for item in self._receive:
-                if isinstance(item, trio.Event):
-                    item.set()
-                elif self.failure is None:
-                    try:
-                        self.job._apply(self.src, await self.job._durable(item))
-                    except SourceFailed as exc:
-                        self.failure = exc  # the source task raises it at its next event
+            async for first in self._receive:
+                queued = [first, *self._ready()]
+                while queued:
+                    if isinstance(head := queued[0], trio.Event):
+                        del queued[0]
+                        head.set()
+                        continue
+                    group: list[Progress] = []
+                    for item in queued:
+                        if not isinstance(item, Progress):
+                            break
+                        group.append(item)
+                    if self.failure is None:
+                        try:
+                            await self.job._make_durable(group)
+                            for progress in group:
+                                self.job._apply(self.src, progress)
+                        except SourceFailed as exc:
+                            self.failure = exc  # the source task raises it at its next event
+                    del queued[: len(group)]
         finally:
             self._stopped = True
-            self._leftovers += [p for p in self._drain() if isinstance(p, Progress)]
+            self._leftovers += [p for p in queued + self._drain() if isinstance(p, Progress)]
+            for item in queued:
+                if isinstance(item, trio.Event):
+                    item.set()  # nobody waits on a stopped announcer
 
-    def _drain(self) -> list[Progress | trio.Event]:
+    def _ready(self) -> list[Progress | trio.Event]:
         items: list[Progress | trio.Event] = []
         while True:
             try:
-                item = self._receive.receive_nowait()
+                items.append(self._receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return items
+
+    def _drain(self) -> list[Progress | trio.Event]:
+        items = self._ready()
+        for item in items:
             if isinstance(item, trio.Event):
                 item.set()  # nobody waits on a stopped announcer
-            items.append(item)
+        return items

@@ -15,6 +15,7 @@ import outcome
 import trio
 
 from actors.backoff import RetryPolicy
+from actors.loan import RecorderLoan
 from collector.errors import SourceError
 from collector.media.packets import MediaPacket, SessionInfo
 
@@ -114,6 +115,7 @@ class SubscribeCamera:
     options: tuple[tuple[str, str], ...]
     channel: trio.MemorySendChannel[CameraEvent]
     retry: RetryPolicy  # used for the camera's backoff if this subscription starts the camera
+    loan: RecorderLoan | None = None  # the job's recorder, to mux paced batches in (actors/loan.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +163,7 @@ SupervisorMessage = (
 class AddSubscriber:
     subscriber: int
     channel: trio.MemorySendChannel[CameraEvent]
+    loan: RecorderLoan | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +184,14 @@ class Packets:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Recorded:
+    """The camera's reading thread muxed batches of `session` with the subscriber's lent recorder:
+    what that returned waits in the loan (`RecorderLoan.results`)."""
+
+    session: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SourceDown:
     """The session failed or ended; the camera retries on its own schedule."""
 
@@ -188,4 +199,4 @@ class SourceDown:
     failures: int  # consecutive failed attempts so far
 
 
-CameraEvent = SessionInfo | Packets | SourceDown
+CameraEvent = SessionInfo | Packets | Recorded | SourceDown

@@ -363,7 +363,9 @@ class Supervisor:
             assert self._nursery is not None
             self._nursery.start_soon(camera.run)
         entry.subscribers.add(msg.subscriber)
-        entry.camera.inbox.send_nowait(AddSubscriber(subscriber=msg.subscriber, channel=msg.channel))
+        entry.camera.inbox.send_nowait(
+            AddSubscriber(subscriber=msg.subscriber, channel=msg.channel, loan=msg.loan)
+        )
 
     def _unsubscribe_camera(self, msg: UnsubscribeCamera) -> None:
         key: CameraKey = (msg.url, msg.options)

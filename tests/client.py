@@ -86,6 +86,15 @@ def expected_texts(job_id: str, total: int) -> list[str]:
     ]
 
 
+async def wait_step(client: httpx.AsyncClient, job_id: str, step: int, *,
+                    poll: float = 0.05) -> None:
+    """Poll GET /jobs/{id} until the job has announced `step` steps."""
+    while True:
+        if (await client.get(f"/jobs/{job_id}")).json()["progress"]["step"] >= step:
+            return
+        await trio.sleep(poll)
+
+
 async def wait_job(client: httpx.AsyncClient, job_id: str, *, poll: float = 0.2) -> dict[str, Any]:
     """Poll GET /jobs/{id} until the job is no longer queued or running."""
     while True:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import trio
 
-from tests.client import read_ws, wait_job, ws_url
+from tests.client import read_ws, wait_job, wait_step, ws_url
+from tests.media.misbehaving import serve_pausing_http
 from tests.media.probe import count_frames
 
 
@@ -66,3 +67,30 @@ async def test_list_jobs_pagination_and_filter(collector, client):
     assert seen == list(reversed(ids))
     assert len(completed) == 5 and failed == []
 
+
+
+async def test_cancel_while_the_cameras_thread_holds_the_recorder(collector, client, media_ts):
+    """DELETE while an HTTP file is being recorded by the camera's reading thread with the job's
+    lent recorder (the server holds the file halfway, so the thread sits in FFmpeg's read): the
+    job takes its recorder back, announces what the thread wrote and closes the open segment, so
+    every segment is a valid file and the job is cancelled."""
+    size = media_ts.stat().st_size
+    hold = trio.Event()  # never set: the file stays held until the server is stopped
+    async with trio.open_nursery() as servers:
+        port = await servers.start(serve_pausing_http, media_ts,
+                                   [(size * 5 // 12, 0.3), (size // 2, hold)])
+        with trio.fail_after(30):
+            job_id = (await client.post("/collect", json={
+                "streams": [f"http://127.0.0.1:{port}/clip.ts"], "duration": 10,
+                "segment_seconds": 2,
+            })).json()["job_id"]
+            await wait_step(client, job_id, 1)  # the thread's first batches were announced
+            assert (await client.delete(f"/jobs/{job_id}")).status_code == 200
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert job["status"] == "cancelled"
+    segments = job["sources"][0]["segments"]
+    assert len(segments) >= 2
+    assert segments[-1]["end_reason"] == "stopped"
+    for seg in segments:
+        assert count_frames(Path(seg["path"])) == seg["frames"] > 0

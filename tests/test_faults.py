@@ -10,11 +10,12 @@ import pytest
 import trio
 
 from collector.errors import SourceError
+from collector.media.opener import Written
 from collector.media.pyav_source import PyAVOpener
 from tests.client import expected_texts, read_ws, wait_job, ws_url
 from tests.media.misbehaving import serve_garbage, serve_silent, serve_stalling_http
 from tests.media.probe import count_frames
-from tests.media.servers import serve_rtsp
+from tests.media.servers import serve_http, serve_rtsp
 
 FAST_RETRY = {"max_attempts": 2, "initial_backoff": 0.2, "max_backoff": 0.5}
 
@@ -50,8 +51,14 @@ class _S:
     def packets(self, batch) -> None:
         self.count += len(batch)
 
-    async def packets_paced(self, batch) -> None:
+    async def packets_paced(self, batch, written=None) -> None:
         self.count += len(batch)
+
+    def write_here(self, batch) -> Written:  # nobody lent a recorder
+        return Written(subscribers=frozenset(), everyone=False, packets=len(batch), bytes=0)
+
+    def packets_written(self, written) -> None:
+        raise AssertionError("nobody lent a recorder, so nobody wrote a batch")
 
 
 async def test_stall_watchdog_fires_while_connection_stays_open(collector, client, media_ts):
@@ -227,3 +234,25 @@ async def test_camera_backoff_follows_the_jobs_retry(collector, client):
         elapsed = trio.current_time() - start
     assert job["status"] == "failed" and "after 3 attempts" in job["error"]
     assert 3.5 <= elapsed < 10  # two waits of 2 s (+-10% jitter) between three attempts
+
+
+async def test_a_folder_that_cannot_be_made_fails_the_source_not_the_process(collector, client,
+                                                                               settings, media_ts):
+    """The camera's reading thread opens the job's first segment and the source's folder cannot
+    be made (here `jobs` is a file; a full disk or a lost mount fail the same `mkdir`): the job
+    fails with that reason, and the collector carries on (an OSError from `mkdir` used to be
+    raised from the job and took the process down with it)."""
+    jobs = settings.data_dir / "jobs"
+    jobs.write_bytes(b"")
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, media_ts.parent)
+        with trio.fail_after(30):
+            job = await collect_one(client, http.url(media_ts))
+            assert job["status"] == "failed"
+            assert "cannot create the folder" in job["error"], job["error"]
+            jobs.unlink()
+            job = await collect_one(client, http.url(media_ts))
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed"
+    for seg in job["sources"][0]["segments"]:
+        assert count_frames(Path(seg["path"])) == seg["frames"] == 50

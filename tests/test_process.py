@@ -14,7 +14,8 @@ import httpx
 import pytest
 import trio
 
-from tests.client import expected_texts, read_ws, ws_url
+from tests.client import expected_texts, read_ws, wait_job, ws_url
+from tests.media.misbehaving import serve_pausing_http
 from tests.media.probe import count_frames, probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +52,10 @@ class Process:
             self.output += chunk
 
 
-async def start_process(tmp_path: Path, nursery: trio.Nursery, **env_extra: str) -> Process:
-    """The Procfile's web process on a free port, data under tmp_path/data; output collected."""
+async def start_process(tmp_path: Path, nursery: trio.Nursery, command: list[str] | None = None,
+                        **env_extra: str) -> Process:
+    """The Procfile's web process (or `command`) on a free port, data under tmp_path/data; output
+    collected."""
     env = {
         **os.environ,
         "PORT": "0",
@@ -62,7 +65,7 @@ async def start_process(tmp_path: Path, nursery: trio.Nursery, **env_extra: str)
         **env_extra,
     }
     proc = await trio.lowlevel.open_process(
-        procfile_command(), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command or procfile_command(), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     server = Process(proc)
     with trio.fail_after(20):
@@ -188,3 +191,52 @@ async def test_honcho_runs_the_procfile_with_json_logs(tmp_path):
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
     [summary] = [r for r in records if r.get("event") == "job.end"]
     assert summary["job"] == job_id and summary["status"] == "completed"
+
+
+# `python -m collector` with a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored): a write that crosses
+# it is refused by the kernel (EFBIG), as one on a full disk is (ENOSPC).
+SIZE_LIMITED = ("import resource, runpy, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+                "resource.setrlimit(resource.RLIMIT_FSIZE, ({}, resource.RLIM_INFINITY)); "
+                "runpy.run_module('collector', run_name='__main__', alter_sys=True)")
+
+
+async def test_a_full_disk_fails_only_the_source_that_hit_it(tmp_path, nursery, media_ts):
+    """Two jobs record one HTTP file through one camera session (its reading thread muxes for
+    both). One job's 10 s segments cross the process's file size limit and its open segment
+    cannot be finished either: that job fails with the disk's error, the other completes with
+    every segment readable, and the process keeps serving. (The failure to finish the segment
+    was raised from the job's cleanup and crashed the process, and every other job with it.)"""
+    server = await start_process(tmp_path, nursery,
+                                 [sys.executable, "-c", SIZE_LIMITED.format(300_000)])
+    base = f"http://127.0.0.1:{server.port}"
+    size = media_ts.stat().st_size
+    gate = trio.Event()  # the file is held until both jobs have joined the camera
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as servers, httpx.AsyncClient(base_url=base) as http:
+                port = await servers.start(serve_pausing_http, media_ts, [(size // 20, gate)])
+                url = f"http://127.0.0.1:{port}/clip.ts"
+                ids = [(await http.post("/collect", json={
+                    "streams": [url], "duration": 10, "segment_seconds": seconds,
+                })).json()["job_id"] for seconds in (2, 10)]  # ~120 KiB and ~600 KiB segments
+                while True:  # both jobs have joined the camera
+                    metrics = (await http.get("/metrics")).text
+                    if "camera_collector_camera_subscribers 2.0" in metrics:
+                        break
+                    await trio.sleep(0.02)
+                gate.set()
+                good, full = [await wait_job(http, job_id) for job_id in ids]
+                assert (await http.get("/")).status_code == 200
+                metrics = (await http.get("/metrics")).text
+                servers.cancel_scope.cancel()
+    finally:
+        server.proc.kill()
+        await server.proc.wait()
+    assert full["status"] == "failed"
+    assert "File too large" in full["error"], full["error"]
+    assert good["status"] == "completed"
+    segments = good["sources"][0]["segments"]
+    assert len(segments) == 5
+    for seg in segments:
+        assert count_frames(Path(seg["path"])) == seg["frames"] == 50
+    assert "camera_collector_upstream_sessions_opened_total 1.0" in metrics

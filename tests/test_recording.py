@@ -6,8 +6,9 @@ from pathlib import Path
 
 import trio
 
-from tests.client import expected_texts, read_ws, wait_job, ws_url
-from tests.media.probe import count_frames, decode_errors, probe
+from tests.client import expected_texts, read_ws, wait_job, wait_step, ws_url
+from tests.media.misbehaving import serve_pausing_http
+from tests.media.probe import count_frames, decode_errors, packets, probe
 from tests.media.servers import serve_http, serve_rtsp
 
 FPS, GOP_FRAMES = 25, 50  # the test clip: 25 fps, a key frame every 2 s
@@ -129,6 +130,81 @@ async def test_formats_mkv_and_ts(collector, client):
             assert path.suffix == f".{fmt}"
             assert probe(path).format_name == names[fmt]
             assert count_frames(path) == seg["frames"] == 10
+
+
+async def test_two_sources_on_one_http_camera_write_identical_files(collector, client, media_ts,
+                                                                    media_hls):
+    """Two sources on the same HTTP URL share one camera session and every demuxed packet (its
+    buffer, not a copy): each source muxes it through its own av.Packet, so neither disturbs the
+    other's timestamps or flags. Their mp4 segments are byte for byte the same, and ffprobe reads
+    every frame of them. (Two sources of one job rather than two jobs: they subscribe together,
+    so both start at the same key frame.) Same for a VOD HLS playlist."""
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, media_ts.parent)
+        hls = await servers.start(serve_http, media_hls.parent)
+        urls = {"ts": http.url(media_ts), "hls": hls.url(media_hls)}
+        with trio.fail_after(60):
+            job_id = (await client.post("/collect", json={
+                "streams": [{"name": f"{kind}-{n}", "url": url}
+                            for kind, url in urls.items() for n in (1, 2)],
+                "duration": 8, "segment_seconds": 2,
+            })).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed"
+    assert collector.supervisor.statistics().sessions_opened == 2  # one per URL
+    sources = {s["name"]: s for s in job["sources"]}
+    for kind in urls:
+        one, two = sources[f"{kind}-1"], sources[f"{kind}-2"]
+        for source in (one, two):
+            check_source_files(source, 8)
+        assert len(one["segments"]) == len(two["segments"]) == 4
+        for a, b in zip(one["segments"], two["segments"], strict=True):
+            assert same_bytes(Path(a["path"]), Path(b["path"])), a["path"]
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    return a.read_bytes() == b.read_bytes()
+
+
+async def test_a_second_job_joins_a_file_mid_way(collector, client, media_ts):
+    """A job joins the HTTP camera of a file that another job is halfway through (the server holds
+    the file there). The camera's reading thread muxes for the first job with the recorder it
+    lent; the second one joins that same session and records from the next key frame: its video
+    packets are exactly the first job's from there on, and both jobs' files are whole."""
+    size = media_ts.stat().st_size
+    gate = trio.Event()
+    # ~5 s of the 12 s clip, a pause (so the first job hears of its first segments), then up to
+    # ~6 s, held there until the second job has joined
+    pauses = [(size * 5 // 12, 0.3), (size // 2, gate)]
+    async with trio.open_nursery() as servers:
+        port = await servers.start(serve_pausing_http, media_ts, pauses)
+        url = f"http://127.0.0.1:{port}/clip.ts"
+        with trio.fail_after(60):
+            first = (await client.post("/collect", json={
+                "streams": [{"name": "first", "url": url}], "duration": 10, "segment_seconds": 2,
+            })).json()["job_id"]
+            await wait_step(client, first, 1)
+            second = (await client.post("/collect", json={
+                "streams": [{"name": "second", "url": url}], "duration": 4, "segment_seconds": 2,
+            })).json()["job_id"]
+            while True:  # the second job has joined the camera
+                if collector.supervisor.statistics().cameras[0].subscribers == 2:
+                    break
+                await trio.sleep(0.01)
+            gate.set()
+            jobs = [await wait_job(client, job_id) for job_id in (first, second)]
+        servers.cancel_scope.cancel()
+    assert [job["status"] for job in jobs] == ["completed", "completed"]
+    assert collector.supervisor.statistics().sessions_opened == 1
+    [one], [two] = (job["sources"] for job in jobs)
+    check_source_files(one, 10)
+    check_source_files(two, 4)
+    hashes = [[p.data_hash for s in src["segments"] for p in packets(Path(s["path"]))]
+              for src in (one, two)]
+    start = hashes[0].index(hashes[1][0])
+    assert start >= 4 * FPS, "the second job started at the beginning, not mid-way"
+    assert hashes[1] == hashes[0][start : start + len(hashes[1])]
 
 
 async def test_hls_cannot_read_local_files(collector, client, tmp_path):

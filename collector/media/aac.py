@@ -6,16 +6,21 @@ Matroska muxers need it that way, and the MPEG-TS muxer adds ADTS headers back f
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+Payload = TypeVar("Payload", bytes, memoryview)
+
 SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 PROFILES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4, "HE-AAC": 2, "HE-AACv2": 2}
 
 
-def is_adts(data: bytes) -> bool:
+def is_adts(data: bytes | memoryview) -> bool:
     return len(data) >= 7 and data[0] == 0xFF and (data[1] & 0xF6) == 0xF0
 
 
-def strip_adts(data: bytes) -> bytes:
-    """The raw AAC frame inside one ADTS frame (the header is 7 bytes, 9 with a CRC)."""
+def strip_adts(data: Payload) -> Payload:
+    """The raw AAC frame inside one ADTS frame (the header is 7 bytes, 9 with a CRC); a slice of
+    `data`, so a memoryview stays a view of the same buffer (no copy)."""
     if not is_adts(data):
         return data
     return data[7 if data[1] & 0x01 else 9 :]

@@ -1,17 +1,35 @@
 """The small interface a camera actor reads its source through.
 
 An `Opener` connects to one source and streams until it fails, ends or is cancelled. It reports
-through a `PacketSink` whose methods are plain synchronous calls made in the trio thread, in batches,
-so a camera never wakes per packet. PyAV (a worker thread per session), the demo camera and test
-fakes implement it; the native RTSP client will too.
+through a `PacketSink` whose methods are called in the trio thread, in batches, so a camera never
+wakes per packet; the one exception is `write_here`, which a paced opener calls in its own worker
+thread. PyAV (a worker thread per session), the demo camera and test fakes implement it; the native
+RTSP client will too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from collector.media.packets import MediaPacket, StreamInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Written:
+    """What `PacketSink.write_here` did with a batch."""
+
+    subscribers: frozenset[int]  # the jobs that muxed it (opaque to openers)
+    everyone: bool  # every job did: nobody waits for the packets themselves
+    packets: int
+    bytes: int
+
+    def plus(self, later: Written) -> Written:
+        """This and a later batch, reported together."""
+        return Written(subscribers=self.subscribers | later.subscribers,
+                       everyone=self.everyone and later.everyone,
+                       packets=self.packets + later.packets, bytes=self.bytes + later.bytes)
 
 
 class PacketSink(Protocol):
@@ -21,10 +39,22 @@ class PacketSink(Protocol):
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         """A batch of packets, in demux order (a live source: a subscriber that lags is dropped)."""
 
-    async def packets_paced(self, batch: Sequence[MediaPacket]) -> None:
+    async def packets_paced(self, batch: Sequence[MediaPacket], written: Written | None = None,
+                            ) -> None:
         """`packets` for a source that can wait (HTTP(S): a file, an HLS playlist): returns
         once every subscriber has room for the batch, so the source is read only as fast as the
-        slowest job records it, and no job is dropped for falling behind."""
+        slowest job records it, and no job is dropped for falling behind. `written` is what
+        `write_here` returned for this batch."""
+
+    def write_here(self, batch: Sequence[MediaPacket]) -> Written:
+        """For a paced source, called in the opener's worker thread (not the trio thread) with
+        each batch: the jobs that lent the camera their recorder (actors/loan.py) mux the batch
+        here, where it was demuxed, instead of in the trio thread. Then the opener hands the
+        batch over with `packets_paced`, or, if `everyone` muxed it, with `packets_written`."""
+
+    def packets_written(self, written: Written) -> None:
+        """Every subscriber muxed a paced batch already (`write_here`): count it and tell them.
+        Never blocks, so the opener calls it with `TrioToken.run_sync_soon`, without waiting."""
 
 
 class Opener(Protocol):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.errors import SegmentError
 from collector.media.cutting import CutPlan, Decision
 from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.segments import FORMATS, SegmentResult, SegmentWriter
@@ -79,7 +80,10 @@ class Recorder:
         assert self._session is not None
         self._count += 1
         if self._count == 1:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a full disk, say: the source's failure, like a write's
+                raise SegmentError(f"cannot create the folder {self.folder.name}: {exc}") from None
         ext = FORMATS[self.fmt][1]
         self._writer = SegmentWriter(
             self.folder / f"segment-{self._count:05d}{ext}",

@@ -169,7 +169,9 @@ class SegmentWriter:
         if pts < dts:
             pts = dts
         self._last_dts[index] = dts
-        packet = av.Packet(pkt.data)
+        # References the payload (bytes, or a view of the demuxed packet) without copying it;
+        # PyAV takes any buffer, though its stub says bytes.
+        packet = av.Packet(pkt.data)  # type: ignore[arg-type]
         packet.stream = stream
         packet.time_base = pkt.time_base
         packet.pts = pts

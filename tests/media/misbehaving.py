@@ -2,12 +2,15 @@
 
 - `serve_stalling_http`: answers HTTP 200 with the first bytes of a file, then keeps the connection
   open and silent (a camera whose encoder hung).
+- `serve_pausing_http`: answers HTTP 200 with a whole file, pausing at given byte offsets for a
+  while or until the test says so (a file held at a known point).
 - `serve_garbage`: accepts TCP and writes bytes that are no protocol at all.
 - `serve_silent`: accepts TCP and never says anything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -38,6 +41,36 @@ async def serve_stalling_http(
             head = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: 100000000\r\n\r\n"
             await stream.send_all(head + data)
             await trio.sleep_forever()
+
+    await _serve(handler, task_status)
+
+
+async def serve_pausing_http(
+    payload: Path, pauses: Sequence[tuple[int, float | trio.Event]],
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """At each (offset, pause), in order: a float sleeps that many seconds, an Event waits."""
+    data = await trio.Path(payload).read_bytes()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                request += chunk
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n"
+                                  b"Content-Length: %d\r\n\r\n" % len(data))
+            sent = 0
+            for offset, pause in pauses:
+                await stream.send_all(data[sent:offset])
+                sent = offset
+                if isinstance(pause, trio.Event):
+                    await pause.wait()
+                else:
+                    await trio.sleep(pause)
+            await stream.send_all(data[sent:])
 
     await _serve(handler, task_status)
 
