@@ -16,7 +16,9 @@ Prints exactly one line ``READY <port>`` once listening, then serves until SIGTE
   forever without re-encoding: ``ffmpeg -stream_loop -1 -c copy -f mpegts`` (which
   keeps timestamps monotonic across loops) is piped into ``fdsrc ! tsdemux``.
 * The video is sent as it is in the clip, H.264 or H.265 (which ffprobe says), parameter sets
-  in front of every key frame.
+  in front of every key frame. Not H.265 with B-frames in ``--shared`` mode: there GStreamer
+  (1.22) stamps each picture with the time of the one sent before it (FFmpeg's RTSP client
+  sees the same), while the non-shared mode sends the clip's own times.
 * RTP over UDP and TCP-interleaved are both allowed.
 * ``--auth`` (implied by ``--user``): Basic auth required to play the given paths; with
   ``--digest``, Digest (MD5) instead, and the server offers only Digest.
