@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from heapq import heappushpop
+from itertools import pairwise
 from typing import Protocol
 
 from collector.errors import UnsupportedSource
@@ -35,7 +36,7 @@ from collector.rtsp import templates
 from collector.rtsp.aac import AacConfig, AacDepacketizer
 from collector.rtsp.g711 import ENCODINGS as G711
 from collector.rtsp.g711 import G711Depacketizer
-from collector.rtsp.h264 import H264Depacketizer, SpsInfo, parse_sps
+from collector.rtsp.h264 import MAX_REORDER, H264Depacketizer, SpsInfo, parse_sps
 from collector.rtsp.h265 import H265Depacketizer
 from collector.rtsp.h265 import parse_sps as parse_h265_sps
 from collector.rtsp.nal_units import NalDepacketizer
@@ -54,6 +55,7 @@ from collector.rtsp.sdp import Media
 SUPPORTED = {("video", "H264"), ("video", "H265"), ("audio", "MPEG4-GENERIC"), ("audio", "PCMU"),
              ("audio", "PCMA")}
 DEFAULT_FPS = 25  # a frame's length for made-up decoding times when nothing tells the rate
+MEASURED_UNITS = MAX_REORDER + 2  # presentation times kept to measure a rate nothing tells
 
 
 class Depacketizer(Protocol):
@@ -101,6 +103,7 @@ class Track:
     _reorder: list[int] | None = None
     reorder_depth: int = 0  # R, from the SPS
     _frame_ticks: int = 0  # a frame's length, for the made-up times before the first unit
+    _first_shown: list[int] = field(default_factory=list)  # the first units' presentation times
     _described: bytes | None = None  # the extradata the session was last described with
 
     @classmethod
@@ -205,6 +208,8 @@ class Track:
         """Hold `unit` back, and put out the one held before it (per unit: keep it lean)."""
         if type(unit) is ParameterChange:
             self._parameters_changed(out)
+        if len(self._first_shown) < MEASURED_UNITS:
+            self._first_shown.append(unit.timestamp)
         heap = self._reorder
         if heap is None:
             dts = unit.timestamp
@@ -274,7 +279,8 @@ class Track:
         """Do we know enough to describe this track?
 
         Video needs its parameter sets and its frame rate: from the SDP, the SPS, or else the
-        spacing of its first two frames (the muxers take a rate; PyAV would say 24 fps).
+        spacing of its first frames in presentation order (the muxers take a rate; PyAV would
+        say 24 fps), see `_measured_fps`.
         """
         dep = self.depacketizer
         if not isinstance(dep, NalDepacketizer):
@@ -290,10 +296,25 @@ class Track:
             sps = parse(dep.sps)
         except (IndexError, ValueError):
             raise UnsupportedSource(f"cannot parse the {codec} SPS", reason="codec") from None
-        fps = self.media.framerate or sps.fps
-        if not fps and self._last_duration:
-            fps = self.media.clock_rate / self._last_duration
+        fps = self.media.framerate or sps.fps or self._measured_fps(sps.reorder)
         return codec, sps, fps
+
+    def _measured_fps(self, reorder: int) -> float | None:
+        """The frame rate from the smallest step between the presentation times of the first
+        units, once R + 2 of them came (R: the reorder depth; I0 P4 B2 b1 for R = 2, I0 P3 B1 for
+        R = 1, I0 P1 without reordering: two frames shown one after the other among them).
+
+        Not from the decoding times: a reordered stream's first ones are made up a default frame
+        apart (`_decoding_time`), and an H.265 SPS never gives the rate (`h265.parse_sps`). An
+        H.264 SPS without a VUI says neither rate nor reorder depth, which is then the decoded
+        picture buffer's size (`h264.default_reorder`, up to 16): such a session is described
+        up to 18 frames after its start (its packets wait, none is lost).
+        """
+        shown = self._first_shown
+        if len(shown) < reorder + 2:
+            return None
+        step = min((b - a for a, b in pairwise(sorted(shown)) if b > a), default=0)
+        return self.media.clock_rate / step if step else None
 
     def info(self) -> StreamInfo:
         """The StreamInfo (with a template) the segment writers need; call once `ready()`."""

@@ -34,14 +34,18 @@ def make_clip(
     container: str = "mkv",
     bframes: int = 0,
     ts_offset: float = 0.0,
+    codec: str = "h264",
 ) -> ClipInfo:
-    """Encode a testsrc2 (+ sine) clip: H.264 fixed GOP, AAC 48k mono.
+    """Encode a testsrc2 (+ sine) clip: H.264 (or H.265) fixed GOP, AAC 48k mono.
 
     ``container`` is the ffmpeg muxer short name family: "mkv" -> matroska,
     "mp4" -> mp4, "ts" -> mpegts (anything else is passed to ``-f`` as is). ``bframes`` > 0
-    codes that many B-frames between anchors (x264's B-pyramid from 2 on: frames reordered
-    two deep), as many cameras do; 0 (the default) codes none. ``ts_offset`` (seconds) starts
-    the clip's timestamps there (for clips joined end to end, see `make_switching_clip`).
+    codes that many B-frames between anchors (x264's and x265's B-pyramid from 2 on: frames
+    reordered two deep), as many cameras do; 0 (the default) codes none. ``ts_offset``
+    (seconds) starts the clip's timestamps there (for clips joined end to end, see
+    `make_switching_clip`). ``codec`` "h265" encodes with libx265 instead of libx264: closed
+    GOPs (every key frame an IDR picture, as cameras send them; x265's default open GOPs start
+    them with CRA pictures that later pictures reach across), parameter sets with each.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,12 +56,7 @@ def make_clip(
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
     args += ["-map", "0:v"] + (["-map", "1:a"] if audio else [])
-    args += ["-c:v", "libx264", "-preset", "veryfast"]
-    if not bframes:
-        args += ["-tune", "zerolatency"]  # which would turn B-frames off
-    args += ["-profile:v", "main", "-pix_fmt", "yuv420p",
-             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", str(bframes),
-             "-x264-params", "repeat-headers=1"]
+    args += _video_codec(codec, gop, bframes)
     if audio:
         args += ["-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", "1"]
     if fmt == "mp4":
@@ -68,6 +67,21 @@ def make_clip(
     _run(args)
     return ClipInfo(path=path, seconds=seconds, fps=fps, gop_seconds=gop_seconds,
                     frames=seconds * fps)
+
+
+def _video_codec(codec: str, gop: int, bframes: int) -> list[str]:
+    """ffmpeg's video encoding options for `make_clip`: a key frame every `gop` frames exactly."""
+    if codec == "h264":
+        tune = [] if bframes else ["-tune", "zerolatency"]  # which would turn B-frames off
+        return ["-c:v", "libx264", "-preset", "veryfast", *tune, "-profile:v", "main",
+                "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
+                "-sc_threshold", "0", "-bf", str(bframes), "-x264-params", "repeat-headers=1"]
+    if codec == "h265":
+        x265 = (f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:bframes={bframes}"
+                ":repeat-headers=1:log-level=error")
+        return ["-c:v", "libx265", "-preset", "veryfast", "-profile:v", "main",
+                "-pix_fmt", "yuv420p", "-x265-params", x265]
+    raise ValueError(f"make_clip: no encoder for codec {codec!r} (h264, h265)")
 
 
 def make_switching_clip(path: Path, sizes: tuple[str, ...], seconds: int = 4, fps: int = 25,

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Standalone RTSP test server (gst-rtsp-server 1.22) serving a real H.264/AAC clip.
+"""Standalone RTSP test server (gst-rtsp-server 1.22) serving a real H.264 or H.265 (+ AAC) clip.
 
 Run with the *system* python (needs python3-gi):
 
@@ -15,6 +15,10 @@ Prints exactly one line ``READY <port>`` once listening, then serves until SIGTE
   mount of this server), looping the file
   forever without re-encoding: ``ffmpeg -stream_loop -1 -c copy -f mpegts`` (which
   keeps timestamps monotonic across loops) is piped into ``fdsrc ! tsdemux``.
+* The video is sent as it is in the clip, H.264 or H.265 (which ffprobe says), parameter sets
+  in front of every key frame. Not H.265 with B-frames in ``--shared`` mode: there GStreamer
+  (1.22) stamps each picture with the time of the one sent before it (FFmpeg's RTSP client
+  sees the same), while the non-shared mode sends the clip's own times.
 * RTP over UDP and TCP-interleaved are both allowed.
 * ``--auth`` (implied by ``--user``): Basic auth required to play the given paths; with
   ``--digest``, Digest (MD5) instead, and the server offers only Digest.
@@ -26,6 +30,7 @@ Prints exactly one line ``READY <port>`` once listening, then serves until SIGTE
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import subprocess
 import sys
@@ -40,7 +45,11 @@ from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 DEMUXERS = {".mkv": "matroskademux", ".webm": "matroskademux", ".mp4": "qtdemux",
             ".mov": "qtdemux", ".m4v": "qtdemux", ".ts": "tsdemux"}
-VIDEO = "d. ! queue ! h264parse config-interval=-1 ! rtph264pay pt=96 config-interval=-1 name=pay0"
+VIDEO = {
+    codec: f"d. ! queue ! {codec}parse config-interval=-1 ! "
+           f"rtp{codec}pay pt=96 config-interval=-1 name=pay0"
+    for codec in ("h264", "h265")
+}
 AUDIO = {
     "aac": "d. ! queue ! aacparse ! rtpmp4gpay pt=97 name=pay1",
     "pcmu": ("d. ! queue ! aacparse ! avdec_aac ! audioconvert ! audioresample ! "
@@ -50,34 +59,46 @@ AUDIO = {
 }
 
 
-def pipeline_tail(audio: str | None) -> str:
-    """Payloaders for the clip's video, and its audio (as `audio` says) when it has some."""
-    return f"{VIDEO} {AUDIO[audio]}" if audio else VIDEO
+def pipeline_tail(video: str, audio: str | None) -> str:
+    """Payloaders for the clip's video (`VIDEO`'s key), and its audio (as `audio` says) when it
+    has some."""
+    return f"{VIDEO[video]} {AUDIO[audio]}" if audio else VIDEO[video]
 
 
-def has_audio(clip: Path) -> bool:
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
-                          "stream=index", "-of", "csv=p=0", str(clip)],
-                         capture_output=True, text=True).stdout
-    return bool(out.strip())
+def codec_names(clip: Path) -> dict[str, list[str]]:
+    """ffprobe's codec names of the clip's streams, by kind ("video", "audio", ...)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name",
+                          "-of", "json", str(clip)], capture_output=True, text=True).stdout
+    names: dict[str, list[str]] = {}
+    for stream in json.loads(out or "{}").get("streams", []):
+        names.setdefault(stream.get("codec_type", ""), []).append(stream.get("codec_name", ""))
+    return names
+
+
+def video_codec(names: list[str]) -> str:
+    """`VIDEO`'s key for the first of the clip's video codecs (an error for any other codec)."""
+    codec = {"h264": "h264", "hevc": "h265"}.get(names[0] if names else "")
+    if codec is None:
+        raise SystemExit(f"no H.264 or H.265 video in the clip (ffprobe says {names})")
+    return codec
 
 
 class FileFactory(GstRtspServer.RTSPMediaFactory):
     """Plays the file once from the start for every (non-shared) client."""
 
-    def __init__(self, clip: Path, audio: str | None) -> None:
+    def __init__(self, clip: Path, tail: str) -> None:
         super().__init__()
         demux = DEMUXERS.get(clip.suffix.lower(), "matroskademux")
-        self.set_launch(f'( filesrc location="{clip}" ! {demux} name=d {pipeline_tail(audio)} )')
+        self.set_launch(f'( filesrc location="{clip}" ! {demux} name=d {tail} )')
 
 
 class LoopFactory(GstRtspServer.RTSPMediaFactory):
     """Loops the file forever (no re-encode) via an ffmpeg -stream_loop pipe."""
 
-    def __init__(self, clip: Path, audio: str | None) -> None:
+    def __init__(self, clip: Path, tail: str) -> None:
         super().__init__()
         self.clip = clip
-        self.tail = pipeline_tail(audio)
+        self.tail = tail
         self.procs: set[subprocess.Popen[bytes]] = set()
 
     def do_create_element(self, url: GstRtsp.RTSPUrl) -> Gst.Element:
@@ -156,7 +177,9 @@ def main() -> int:
     server.set_address(args.host)
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
-    audio = args.audio if has_audio(clip) else None
+    names = codec_names(clip)
+    tail = pipeline_tail(video_codec(names.get("video", [])),
+                         args.audio if names.get("audio") else None)
 
     if use_auth:
         auth = GstRtspServer.RTSPAuth()
@@ -182,9 +205,9 @@ def main() -> int:
         auth.set_tls_certificate(Gio.TlsCertificate.new_from_files(args.tls_cert, args.tls_key))
 
     factories: list[GstRtspServer.RTSPMediaFactory] = []
-    one = GroupFactory(clip, audio) if args.shared and args.one_pipeline else None
+    one = GroupFactory(clip, tail) if args.shared and args.one_pipeline else None
     for path in args.paths or ["/cam"]:
-        factory = one or (LoopFactory(clip, audio) if args.shared else FileFactory(clip, audio))
+        factory = one or (LoopFactory(clip, tail) if args.shared else FileFactory(clip, tail))
         factory.set_shared(args.shared)
         factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.TCP)
         if args.shared:

@@ -73,11 +73,12 @@ async def test_b_frames_get_decoding_times_muxers_accept(bframe_clip: ClipInfo, 
 
 class Recorders:
     """A sink that records like a job does: a `Recorder` per format, a new session at every
-    `opened` (what the camera actor sends subscribers)."""
+    `opened` (what the camera actor sends subscribers), a segment cut at the first key frame
+    at or after every `segment_seconds`."""
 
-    def __init__(self, folder: Path) -> None:
-        self.recorders = {fmt: Recorder(folder / fmt, fmt, CutPlan(duration=600,
-                                                                   segment_seconds=600))
+    def __init__(self, folder: Path, segment_seconds: float = 600) -> None:
+        self.recorders = {fmt: Recorder(folder / fmt, fmt, CutPlan(
+                              duration=600, segment_seconds=segment_seconds))
                           for fmt in FORMATS}
         self.sessions = 0
         self.results: dict[str, list] = {fmt: [] for fmt in FORMATS}

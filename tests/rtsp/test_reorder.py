@@ -23,6 +23,8 @@ PPS_B = bytes.fromhex("68ebe3cb22c0")
 # x265 320x240 `bframes=2`: sps_max_num_reorder_pics 2
 HEVC_SPS_REORDER_2 = bytes.fromhex(
     "42010101600000030090000003000003003ca00a080f16595924932bc05a020000030002000003003210")
+HEVC_VPS = bytes.fromhex("40010c01ffff016000000300900000030000030078959409")
+HEVC_PPS = bytes.fromhex("4401c172b46240")
 
 
 def pyramid_gop(first: int) -> list[tuple[int, bool]]:
@@ -122,3 +124,27 @@ def test_joining_mid_gop_is_consistent_from_the_first_key_frame():
     assert first_key == 10
     assert all(b.dts - a.dts == FRAME for a, b in pairwise(recorded))  # type: ignore[operator]
     assert all(p.dts <= p.pts for p in recorded)  # type: ignore[operator]
+
+
+def test_h265_b_frames_without_a_rate_in_the_sdp_are_described_at_their_own():
+    """An H.265 camera at 30 fps with a B-pyramid (reorder depth 2) and no `a=framerate`: the
+    H.265 SPS gives no rate, so the track measures it, and describes the stream at 30 fps
+    whichever unit it is asked after, not at the 25 fps that the decoding times made up before
+    the first unit are spaced by (the muxers write the described rate: Matroska's
+    DefaultDuration, which FFmpeg reads back as the stream's frame rate)."""
+    def sprop(nal: bytes) -> str:
+        return base64.b64encode(nal).decode()
+
+    media = Media(kind="video", payload_type=96, encoding="H265", clock_rate=90000,
+                  fmtp={"sprop-vps": sprop(HEVC_VPS), "sprop-sps": sprop(HEVC_SPS_REORDER_2),
+                        "sprop-pps": sprop(HEVC_PPS)})
+    track = Track.create(0, media, "rtsp://cam/track0")
+    out: list[MediaPacket] = []
+    described = []
+    for seq, (number, key) in enumerate(pyramid_gop(0) + pyramid_gop(13)):
+        nal = bytes([(19 if key else 1) << 1, 1, 0x80]) + bytes(100)  # IDR_W_RADL, TRAIL_R
+        track.push_rtp(rtp(seq, 1000 + number * 3000, nal, marker=True), out)
+        if track.ready():
+            described.append(track.info().template.codec_context.framerate)
+    assert described and set(described) == {30}
+    assert all(p.dts <= p.pts for p in out)  # type: ignore[operator]
