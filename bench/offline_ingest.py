@@ -2,6 +2,7 @@
 collector vs `ffmpeg -c copy` on the same input.
 
     .venv/bin/python bench/offline_ingest.py [--seconds 120] [--runs 3] [--inputs ts,hls]
+                                             [--segment-seconds 10]
                                              [--profile FILE [--profile-seconds 10]]
 
 * The clip is made once per length and cached in $TMPDIR/camera-collector-bench/: the 720p25
@@ -12,12 +13,15 @@ collector vs `ffmpeg -c copy` on the same input.
   "connection reset" tracebacks, when the collector stops reading before the end, stay quiet).
 * (a) `python -m collector` (PORT=0, SQLite, data in a temp dir) records the URL in one
   `POST /collect` job (`duration` = clip length - 2 s, since the end of a source is a failure that
-  the collector would retry; `segment_seconds` 2; mp4; `retry.max_attempts` 1 so a failure shows
+  the collector would retry; `segment_seconds` S; mp4; `retry.max_attempts` 1 so a failure shows
   as one instead of a re-read). Wall time runs from just before the POST to the `completed` event
   on the job's WebSocket; CPU is the collector's utime+stime delta (/proc/<pid>/stat, all its
   threads) over the same window. One collector process serves every run.
-* (b) `ffmpeg -i URL -c copy -f segment -segment_time 2 -reset_timestamps 1 out%03d.mp4` (the whole
+* (b) `ffmpeg -i URL -c copy -f segment -segment_time S -reset_timestamps 1 out%03d.mp4` (the whole
   clip): wall time from spawn to exit, CPU from wait4's rusage.
+
+S is 10 s by default, like bench/cameras.py (Frigate's record segments); it was 2 s until
+2026-11-26, and the collector pays ~1 ms per segment that ffmpeg does not, so both are reported.
 
 The runs alternate (collector, ffmpeg, collector, ...) so the noise of a shared box falls on both.
 Video seconds recorded are counted with ffprobe in every output file (video packets / 25).
@@ -60,7 +64,7 @@ from bench.cameras import (
 CACHE = Path(tempfile.gettempdir()) / "camera-collector-bench"
 TAIL_S = 2.0  # the job stops this much before the clip ends
 HLS_SEGMENT_S = 2
-SEGMENT_S = 2  # both sides' output segments
+SEGMENT_S = 10  # both sides' output segments, by default (--segment-seconds)
 JOB_CEILING_S = 120  # one job, POST to completed
 
 
@@ -158,9 +162,9 @@ class Collector:
         self.proc, self.base, self.errors = proc, base, errors
 
     async def ingest(self, client: httpx.AsyncClient, url: str, duration: float, name: str,
-                     count: bool = True) -> Run:
+                     count: bool = True, segment_s: float = SEGMENT_S) -> Run:
         body = {"streams": [{"url": url, "name": name}], "duration": duration,
-                "segment_seconds": SEGMENT_S, "retry": {"max_attempts": 1}}
+                "segment_seconds": segment_s, "retry": {"max_attempts": 1}}
         done = trio.Event()
         async with trio.open_nursery() as nursery:
             cpu0, t0 = cpu_seconds(self.proc.pid), time.perf_counter()
@@ -205,11 +209,11 @@ async def serve_collector(
 # ---------------------------------------------------------------------------------- ffmpeg
 
 
-def ffmpeg_segments(url: str, out: Path) -> tuple[Run, list[Path]]:
+def ffmpeg_segments(url: str, out: Path, segment_s: float = SEGMENT_S) -> tuple[Run, list[Path]]:
     """Run the ffmpeg command to its end (blocking): wall time, CPU from wait4's rusage, files."""
     out.mkdir(parents=True)
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", url, "-c", "copy",
-           "-f", "segment", "-segment_time", str(SEGMENT_S), "-reset_timestamps", "1",
+           "-f", "segment", "-segment_time", f"{segment_s:g}", "-reset_timestamps", "1",
            str(out / "out%03d.mp4")]
     log = out / "ffmpeg.log"
     with open(log, "wb") as err:
@@ -226,8 +230,8 @@ def ffmpeg_segments(url: str, out: Path) -> tuple[Run, list[Path]]:
     return run, sorted(out.glob("out*.mp4"))
 
 
-async def ingest_ffmpeg(url: str, out: Path) -> Run:
-    run, files = await trio.to_thread.run_sync(ffmpeg_segments, url, out)
+async def ingest_ffmpeg(url: str, out: Path, segment_s: float = SEGMENT_S) -> Run:
+    run, files = await trio.to_thread.run_sync(ffmpeg_segments, url, out, segment_s)
     run.files = len(files)
     run.frames, run.missing = await count_frames(files, "packets")
     return run
@@ -263,7 +267,8 @@ async def main(args: argparse.Namespace) -> None:
     duration = args.seconds - TAIL_S
     print(f"clip: {args.seconds:g} s, 1280x720 {FPS} fps, GOP 2 s, "
           f"{clip_bitrate(clip) / 1e6:.2f} Mbit/s MPEG-TS ({clip.stat().st_size / 2**20:.1f} MiB); "
-          f"collector duration {duration:g} s; {args.runs} runs per side; "
+          f"collector duration {duration:g} s; segments of {args.segment_seconds:g} s; "
+          f"{args.runs} runs per side; "
           f"made/cached in {time.monotonic() - started:.0f} s ({folder})", flush=True)
     paths = {"ts": "clip.ts", "hls": "hls/index.m3u8"}
     results: dict[str, tuple[list[Run], list[Run]]] = {}
@@ -279,8 +284,10 @@ async def main(args: argparse.Namespace) -> None:
                     coll: list[Run] = []
                     ff: list[Run] = []
                     for i in range(args.runs):
-                        coll.append(await collector.ingest(client, url, duration, f"{name}{i}"))
-                        ff.append(await ingest_ffmpeg(url, tmp / "ffmpeg" / f"{name}{i}"))
+                        coll.append(await collector.ingest(client, url, duration, f"{name}{i}",
+                                                           segment_s=args.segment_seconds))
+                        ff.append(await ingest_ffmpeg(url, tmp / "ffmpeg" / f"{name}{i}",
+                                                      args.segment_seconds))
                         for r in (coll[-1], ff[-1]):
                             print(f"  {name} run {i + 1} {r.side}: {r.speed:.0f}x realtime, "
                                   f"{r.wall_s:.2f} s wall, {r.cpu_s:.2f} s CPU, "
@@ -335,6 +342,8 @@ def parse_args() -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=120, help="clip length, seconds")
     parser.add_argument("--runs", type=int, default=3, help="runs per side and input")
+    parser.add_argument("--segment-seconds", type=float, default=SEGMENT_S,
+                        help="S: segment length of both sides (default: Frigate's 10 s)")
     parser.add_argument("--inputs", default="ts,hls",
                         help="comma-separated: ts (one MPEG-TS file), hls (VOD playlist)")
     parser.add_argument("--profile", type=Path, default=None,
@@ -345,8 +354,9 @@ def parse_args() -> argparse.Namespace:
     args.inputs = [s for s in args.inputs.split(",") if s]
     if not set(args.inputs) <= {"ts", "hls"} or not args.inputs:
         parser.error("--inputs takes ts and/or hls")
-    if args.seconds < 2 * TAIL_S + SEGMENT_S or args.runs < 1:
-        parser.error(f"--seconds must be at least {2 * TAIL_S + SEGMENT_S:g}; --runs at least 1")
+    if args.seconds < 2 * TAIL_S + args.segment_seconds or args.runs < 1:
+        parser.error(f"--seconds must be at least {2 * TAIL_S + args.segment_seconds:g}; "
+                     "--runs at least 1")
     return args
 
 
