@@ -14,6 +14,7 @@ import trio
 from collector.config import ConfigError, load_settings
 from collector.logs import setup_logging
 from collector.params import config_cameras
+from collector.rtsp.tls import context_trusting
 from collector.server import serve
 
 CLIENT_COMMANDS = ("collect", "jobs", "watch")
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         config_cameras(settings)  # a bad camera in the configuration file stops us here
+        if settings.rtsps_ca_file:  # so does a CA file that cannot be loaded
+            context_trusting(settings.rtsps_ca_file)
     except ConfigError as exc:
         print(f"camera-collector: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -50,6 +50,8 @@ class Settings:
     housekeeping_interval_s: float = 30.0  # how often the disk guard and retention run
     allowed_hosts: str = ""  # COLLECTOR_ALLOWED_HOSTS: names, *.suffix, IPs, CIDRs; empty = any
     api_token: str = ""  # COLLECTOR_API_TOKEN: when set, every endpoint but GET / needs it
+    # COLLECTOR_RTSPS_CA_FILE: PEM certificates trusted for rtsps:// besides the system's store
+    rtsps_ca_file: str = ""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 

@@ -27,6 +27,7 @@ from collector.media.opener import Opener
 from collector.media.pyav_source import PyAVOpener
 from collector.params import config_cameras
 from collector.rtsp.opener import RtspOpener
+from collector.rtsp.tls import context_trusting
 from collector.storage import database_url
 from collector.urls import DEMO_URL, scheme_of
 
@@ -53,6 +54,7 @@ def make_opener_for(settings: Settings) -> partial[Opener]:
     rtsp = RtspOpener(
         io_timeout_s=settings.io_timeout_s, stall_timeout_s=settings.stall_timeout_s, fallback=pyav,
         allowed_hosts=settings.allowed_hosts,
+        ssl_context=context_trusting(settings.rtsps_ca_file) if settings.rtsps_ca_file else None,
     )
     return partial(_pick_opener, demo, pyav, rtsp)
 

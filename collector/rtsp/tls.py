@@ -1,8 +1,8 @@
 """`rtsps://` on trio's TLS (`trio.SSLStream`): which context, the handshake, and batched reads.
 
-Certificates are verified by default (the system's trust store, or the context the opener was
-given) with the host name checked; the source option `tls_verify=0` turns both off for a camera
-with a self-signed certificate. A failed handshake becomes `SourceUnavailable(reason="tls")` that
+Certificates are verified by default (the system's trust store, plus the certificates of
+`COLLECTOR_RTSPS_CA_FILE` when set: `context_trusting`) with the host name checked; the source
+option `tls_verify=0` turns both off for a camera with a self-signed certificate. A failed handshake becomes `SourceUnavailable(reason="tls")` that
 says what was wrong (for a refused certificate, also which option turns the check off).
 
 Why not `SSLStream` alone: OpenSSL's `SSL_read` never returns more than one TLS record, and a
@@ -23,6 +23,7 @@ from functools import cache
 
 import trio
 
+from collector.config import ConfigError
 from collector.errors import SourceError, SourceUnavailable
 
 
@@ -38,6 +39,17 @@ def unverified_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def context_trusting(ca_file: str) -> ssl.SSLContext:
+    """The system's trust store plus the certificates in `ca_file` (PEM; a camera vendor's or a
+    site's own CA), host names checked. Raises ConfigError if the file cannot be used."""
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"COLLECTOR_RTSPS_CA_FILE={ca_file!r}: cannot load it: {exc}") from None
     return context
 
 

@@ -11,11 +11,11 @@ import pytest
 import trio
 import trio.testing
 
-from collector.config import load_settings
+from collector.config import ConfigError, load_settings
 from collector.errors import SourceEnded, SourceUnavailable
 from collector.params import parse_collect
 from collector.rtsp.opener import RtspOpener
-from collector.rtsp.tls import TlsStream, default_context, verifies
+from collector.rtsp.tls import TlsStream, context_trusting, default_context, verifies
 from collector.server import make_opener_for
 from tests.rtsp.fake_camera import FakeCamera, video_frames
 from tests.rtsp.pki import Pki, make_pki
@@ -70,13 +70,20 @@ async def test_host_name_is_checked_too(pki: Pki):
     assert camera.requests == []
 
 
-@pytest.mark.parametrize("how", ["trusted CA", "tls_verify=0"])
-async def test_records_over_tls(pki: Pki, how: str):
-    """With the CA trusted, or with verification turned off for the source, the session runs
-    over TLS like over TCP: Digest answered, every frame delivered, SourceEnded at the close."""
+@pytest.mark.parametrize("how", ["trusted CA", "COLLECTOR_RTSPS_CA_FILE", "tls_verify=0"])
+async def test_records_over_tls(pki: Pki, how: str, tmp_path: Path):
+    """With the CA trusted (given to the opener, or in the file `COLLECTOR_RTSPS_CA_FILE` names,
+    as the service builds its opener), or with verification turned off for the source, the
+    session runs over TLS like over TCP: Digest answered, every frame delivered, SourceEnded at
+    the close."""
     camera = tls_camera(pki, digest=("admin", "pw"))
     if how == "trusted CA":
         opener, options = RtspOpener(io_timeout_s=2.0, ssl_context=pki.client_context()), {}
+    elif how == "COLLECTOR_RTSPS_CA_FILE":
+        settings = load_settings({"COLLECTOR_RTSPS_CA_FILE": str(pki.ca),
+                                  "COLLECTOR_IO_TIMEOUT_S": "2"}, data_dir=tmp_path)
+        opener, options = make_opener_for(settings)("rtsps://127.0.0.1/live"), {}
+        assert isinstance(opener, RtspOpener)
     else:
         opener, options = RtspOpener(io_timeout_s=2.0), {"tls_verify": "0"}
     sink, error = await record(camera, opener, "rtsps://admin:pw@127.0.0.1:{port}/live", options)
@@ -155,3 +162,22 @@ async def test_a_plain_rtsp_server_times_out_in_the_handshake():
     assert isinstance(error, SourceUnavailable) and error.reason == "timeout"
     assert "timed out in the TLS handshake with rtsps://127.0.0.1:" in str(error)
     assert 0.5 <= trio.current_time() - start < 3
+
+
+def test_a_ca_file_that_cannot_be_loaded_stops_the_service_at_start(tmp_path: Path, monkeypatch,
+                                                                     capsys):
+    """A missing file, or one that holds no certificate, is a configuration error (exit 2) that
+    names the variable and the file, before anything is made or served."""
+    from collector.__main__ import main
+
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    for path in (tmp_path / "missing.pem", junk):
+        monkeypatch.setenv("COLLECTOR_RTSPS_CA_FILE", str(path))
+        monkeypatch.setenv("COLLECTOR_DATA_DIR", str(tmp_path / "data"))
+        assert main([]) == 2
+        err = capsys.readouterr().err
+        assert "configuration error: COLLECTOR_RTSPS_CA_FILE=" in err and str(path) in err
+    assert not (tmp_path / "data").exists()
+    with pytest.raises(ConfigError):
+        context_trusting(str(junk))
