@@ -25,20 +25,28 @@ async def _serve(handler, task_status) -> None:  # type: ignore[no-untyped-def]
         task_status.started(port)
 
 
+async def _read_request(stream: trio.SocketStream) -> bool:
+    """Read an HTTP request's head; False if the client went away first."""
+    request = b""
+    while b"\r\n\r\n" not in request:
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            return False
+        request += chunk
+    return True
+
+
 async def serve_stalling_http(
     payload: Path, nbytes: int, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    data = payload.read_bytes()[:nbytes]
+    data = (await trio.Path(payload).read_bytes())[:nbytes]
 
     async def handler(stream: trio.SocketStream) -> None:
         async with stream:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    return
-                request += chunk
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: 100000000\r\n\r\n"
+            if not await _read_request(stream):
+                return
+            head = (b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n"
+                    b"Content-Length: 100000000\r\n\r\n")
             await stream.send_all(head + data)
             await trio.sleep_forever()
 
@@ -49,28 +57,28 @@ async def serve_pausing_http(
     payload: Path, pauses: Sequence[tuple[int, float | trio.Event]],
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """At each (offset, pause), in order: a float sleeps that many seconds, an Event waits."""
+    """At each (offset, pause), in order: a float sleeps that many seconds, an Event waits. A
+    client that goes away early ends only its own connection."""
     data = await trio.Path(payload).read_bytes()
 
     async def handler(stream: trio.SocketStream) -> None:
         async with stream:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    return
-                request += chunk
+            if not await _read_request(stream):
+                return
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n"
                                   b"Content-Length: %d\r\n\r\n" % len(data))
             sent = 0
-            for offset, pause in pauses:
-                await stream.send_all(data[sent:offset])
-                sent = offset
-                if isinstance(pause, trio.Event):
-                    await pause.wait()
-                else:
-                    await trio.sleep(pause)
-            await stream.send_all(data[sent:])
+            try:
+                for offset, pause in pauses:
+                    await stream.send_all(data[sent:offset])
+                    sent = offset
+                    if isinstance(pause, trio.Event):
+                        await pause.wait()
+                    else:
+                        await trio.sleep(pause)
+                await stream.send_all(data[sent:])
+            except trio.BrokenResourceError:
+                return  # the client stopped reading (a job cancelled mid-file): not our error
 
     await _serve(handler, task_status)
 

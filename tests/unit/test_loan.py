@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -167,8 +168,10 @@ class PacedOpener:
 
 
 async def play_job(loan: RecorderLoan, receive: trio.MemoryReceiveChannel,
-                   events: list[str]) -> None:
-    """What a job's source task does with its camera events (actors/job.py, in short)."""
+                   events: list[str], *, outlives_outages: bool = False) -> None:
+    """What a job's source task does with its camera events (actors/job.py, in short). With
+    `outlives_outages`, as a job's source does: after `SourceDown` it lends its recorder again,
+    for the next session; without, it stops there."""
     async for event in receive:
         if isinstance(event, Recorded):
             events += [f"wrote {number_of(r)}" for r in loan.results()]
@@ -183,8 +186,9 @@ async def play_job(loan: RecorderLoan, receive: trio.MemoryReceiveChannel,
                 events.append(f"got {number(event.batch)}")
             case SourceDown():
                 events.append("down")
-                return
-        loan.handled(event.session)
+                if not outlives_outages:
+                    return
+        loan.handled(None if isinstance(event, SourceDown) else event.session)
 
 
 def number_of(result: object) -> int:
@@ -258,27 +262,6 @@ class ThreadedPacedOpener:
             self.finished.set()
 
 
-async def job_across_outages(loan: RecorderLoan, receive: trio.MemoryReceiveChannel,
-                             events: list[str]) -> None:
-    """`play_job`, but a source that outlives an outage, as a job's does: after `SourceDown`
-    it lends its recorder again, for the next session."""
-    async for event in receive:
-        if isinstance(event, Recorded):
-            events += [f"wrote {number_of(r)}" for r in loan.results()]
-            continue
-        events += [f"wrote {number_of(r)}" for r in await loan.take()]
-        match event:
-            case SessionInfo():
-                loan.recorder.new_session(event)
-                events.append("session")
-            case Packets():
-                loan.recorder.write(event.batch)
-                events.append(f"got {number(event.batch)}")
-            case SourceDown():
-                events.append("down")
-        loan.handled(None if isinstance(event, SourceDown) else event.session)
-
-
 async def test_a_thread_abandoned_mid_batch_never_writes_after_its_session_ended():
     """The reading thread is stuck writing a batch with one job's recorder (a disk that hangs)
     until the camera's watchdog ends the session and abandons it. Another job, told the session
@@ -299,7 +282,7 @@ async def test_a_thread_abandoned_mid_batch_never_writes_after_its_session_ended
             for sid, loan, (send, receive), events in zip((1, 2), loans, channels, seen,
                                                           strict=True):
                 camera.inbox.send_nowait(AddSubscriber(subscriber=sid, channel=send, loan=loan))
-                nursery.start_soon(job_across_outages, loan, receive, events)
+                nursery.start_soon(partial(play_job, loan, receive, events, outlives_outages=True))
             await wait_until(lambda: all(events == ["session"] for events in seen))
             opener.go.set()  # both recorders are lent: the thread writes batch 0 with both
             await trio.to_thread.run_sync(stuck.entered.wait, abandon_on_cancel=True)  # batch 1
