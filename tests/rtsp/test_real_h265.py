@@ -5,9 +5,7 @@ with ffprobe/ffmpeg; and its pictures byte for byte the encoder's and `ffmpeg -c
 
 from __future__ import annotations
 
-import subprocess
 from fractions import Fraction
-from functools import partial
 from itertools import pairwise
 from pathlib import Path
 
@@ -17,8 +15,11 @@ import trio
 from tests.media.access_units import access_units
 from tests.media.clips import ClipInfo, make_clip
 from tests.media.probe import count_frames, decode_errors, packets
-from tests.media.servers import serve_rtsp
-from tests.rtsp.test_real_server import CEILING, Sink, record, record_served, write_file
+from tests.rtsp.test_real_server import (
+    record_beside_ffmpeg,
+    record_served,
+    write_file,
+)
 from tests.rtsp.test_real_streams import FORMATS, Recorders
 
 FPS, FRAME = 25, 3600  # 90 kHz ticks a frame
@@ -110,19 +111,7 @@ async def test_h265_same_pictures_as_the_clip_and_ffmpeg_copy(hevc_clip: ClipInf
     frames of a reordered stream: its muxer warns "Invalid DTS" and "Non-monotonous DTS" and
     moves the first B-frames, so its first GOP is not compared)."""
     ours, theirs = tmp_path / "ours.mp4", tmp_path / "ffmpeg.mp4"
-    sink = Sink()
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_rtsp, hevc_clip.path)
-        with trio.fail_after(CEILING):
-            async with trio.open_nursery() as both:
-                both.start_soon(partial(
-                    trio.run_process,
-                    ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp",
-                     "-i", server.url(), "-c", "copy", str(theirs)],
-                    stdout=subprocess.DEVNULL,
-                ))
-                await record(server.url(), sink)
-        nursery.cancel_scope.cancel()
+    sink = await record_beside_ffmpeg(hevc_clip.path, theirs)
     assert await trio.to_thread.run_sync(write_file, ours, sink) == hevc_clip.frames
     clip_u = await trio.to_thread.run_sync(access_units, hevc_clip.path)
     mine_u = await trio.to_thread.run_sync(access_units, ours)

@@ -74,6 +74,25 @@ async def record_served(clip: Path, **serve_options: object) -> Sink:
     return sink
 
 
+async def record_beside_ffmpeg(clip: Path, theirs: Path, maps: tuple[str, ...] = ()) -> Sink:
+    """Serve `clip` and record it to its end with our client while `ffmpeg -rtsp_transport tcp
+    -c copy` (with `maps`) records the same path into `theirs`."""
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_rtsp, clip)
+        with trio.fail_after(CEILING):
+            async with trio.open_nursery() as both:
+                both.start_soon(partial(
+                    trio.run_process,
+                    ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp",
+                     "-i", server.url(), *maps, "-c", "copy", str(theirs)],
+                    stdout=subprocess.DEVNULL,
+                ))
+                await record(server.url(), sink)
+        nursery.cancel_scope.cancel()
+    return sink
+
+
 async def test_records_the_whole_clip_into_playable_files(media_clip, tmp_path: Path):
     """Every frame of the clip arrives once, in order, 1/25 s apart, key frames every 2 s, audio at
     48 kHz; the session ends with SourceEnded on the server's BYE; files muxed from our packets in
@@ -171,20 +190,7 @@ async def test_same_frames_as_ffmpeg_copy(media_clip, tmp_path: Path):
     both hold the same number of pictures lasting the same time; and our AAC frames are the same
     bytes as a contiguous run of FFmpeg's covering all but the first second of the clip."""
     ours, theirs = tmp_path / "ours.mp4", tmp_path / "ffmpeg.mp4"
-    sink = Sink()
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_rtsp, media_clip.path)
-        with trio.fail_after(CEILING):
-            async with trio.open_nursery() as both:
-                both.start_soon(partial(
-                    trio.run_process,
-                    ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp",
-                     "-i", server.url(), "-map", "0:v", "-map", "0:a", "-c", "copy",
-                     str(theirs)],
-                    stdout=subprocess.DEVNULL,
-                ))
-                await record(server.url(), sink)
-        nursery.cancel_scope.cancel()
+    sink = await record_beside_ffmpeg(media_clip.path, theirs, ("-map", "0:v", "-map", "0:a"))
     await trio.to_thread.run_sync(write_file, ours, sink)
     mine = await trio.to_thread.run_sync(packets, ours)
     ref = await trio.to_thread.run_sync(packets, theirs)
