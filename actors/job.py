@@ -52,9 +52,13 @@ CLOSE_GRACE_S = 10.0  # how long closing a segment may take when a job is stoppe
 
 
 class SourceFailed(Exception):
-    def __init__(self, message: str) -> None:
+    """A source of the job has failed; `message` goes to its errors and the job's error text,
+    which names the source (prefixed here unless the message names it itself)."""
+
+    def __init__(self, message: str, *, names_source: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.names_source = names_source
 
 
 class Job:
@@ -151,7 +155,8 @@ class Job:
         except SourceFailed as exc:
             src.status = "failed"
             src.errors.append(exc.message)
-            failures.append(exc.message)
+            failures.append(exc.message if exc.names_source
+                            else f"source {src.name!r}: {exc.message}")
         except trio.Cancelled:
             src.status = self.stop_status or "cancelled"
             raise
@@ -187,7 +192,8 @@ class Job:
                         return
                     if announcer.failure is not None:
                         raise announcer.failure
-            raise SourceFailed(f"source {src.name!r} fell behind its camera and was dropped")
+            raise SourceFailed(f"source {src.name!r} fell behind its camera and was dropped",
+                               names_source=True)
         finally:
             try:
                 self.supervisor.send_nowait(UnsubscribeCamera(subscriber=sid, url=src.url, options=options))
@@ -228,7 +234,7 @@ class Job:
                 if failures >= self.request.retry.max_attempts:
                     raise SourceFailed(
                         f"source {src.name!r} ({redact(src.url)}) failed after {failures} "
-                        f"attempts: {redact(str(error))}"
+                        f"attempts: {redact(str(error))}", names_source=True,
                     )
                 loan.handled(None)  # lent again for the next session, once we have heard of it
                 return False

@@ -233,6 +233,7 @@ async def test_a_full_disk_fails_only_the_source_that_hit_it(tmp_path, nursery, 
         server.proc.kill()
         await server.proc.wait()
     assert full["status"] == "failed"
+    assert full["error"].startswith("source 'source-1': cannot write segments: "), full["error"]
     assert "File too large" in full["error"], full["error"]
     assert good["status"] == "completed"
     segments = good["sources"][0]["segments"]
