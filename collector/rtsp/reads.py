@@ -6,12 +6,13 @@ server's requests) back to the caller as events. It is the only code that runs f
 packet, a few hundred a second per camera, so it avoids what the general path pays per packet
 (an event tuple, a slice of the packet, five calls).
 
-Nearly all of a video's packets are the middles of fragmented NAL units (H.264 FU-A, H.265 FU:
-one 1.4 KB piece of a frame each). Such a packet is appended to the unit in progress right here
-when nothing about it needs the general path: the next sequence number, the same RTP timestamp,
-no marker, no padding or extension, and a fragment already started. Any other packet goes
-through `Track.push_rtp`, which would have done the same with these; the fast path changes the
-cost, never the result (tests/rtsp/test_reads.py feeds the same bytes through both).
+About two thirds of a video's packets are the middles of fragmented NAL units (H.264 FU-A, H.265
+FU: one 1.4 KB piece of a frame each; 3572 of 5466 in a captured 720p 2 Mbit/s session). Such a
+packet is appended to the unit in progress right here when nothing about it needs the general path:
+the next sequence number, the same RTP timestamp, no marker, no padding or extension, and a
+fragment already started. Any other packet goes through `Track.push_rtp`, which would have done the
+same with these; the fast path changes the cost, never the result (tests/rtsp/test_reads.py feeds
+the same bytes through both).
 """
 
 from __future__ import annotations
