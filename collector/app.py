@@ -109,7 +109,8 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         return await ask(
             sup,
             lambda r: ListJobs(
-                status=status, since=since, until=until, limit=int(raw_limit), before=before, reply=r
+                status=status, since=since, until=until, limit=int(raw_limit), before=before,
+                reply=r,
             ),
         )
 
@@ -133,8 +134,10 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         path = Path(segment["path"]).resolve()
         if not path.is_relative_to(Path(settings.data_dir).resolve()) or not path.is_file():
             raise NotFound("index", "segment file is gone")
-        return await send_file(path, mimetype=_MIME.get(path.suffix, "application/octet-stream"),
-                               as_attachment=True, attachment_filename=f"{job_id}-{source_i}-{path.name}")
+        return await send_file(
+            path, mimetype=_MIME.get(path.suffix, "application/octet-stream"),
+            as_attachment=True, attachment_filename=f"{job_id}-{source_i}-{path.name}",
+        )
 
     @app.get("/cameras")
     async def list_cameras() -> dict[str, Any]:

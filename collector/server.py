@@ -124,7 +124,9 @@ async def _serve_http(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     try:
-        await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
+        await hypercorn_serve(
+            app, config, shutdown_trigger=shutdown_trigger, task_status=task_status  # type: ignore[arg-type]
+        )
     finally:
         done.set()
 

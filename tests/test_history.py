@@ -69,13 +69,16 @@ async def test_camera_registry(collector, client):
     assert [s["name"] for s in named_job["sources"]] == ["yard"]
     assert sorted(s["name"] for s in bare_job["sources"]) == ["from-file", "yard"]
     assert bare_job["status"] == "completed"
-    assert bare_job["progress"]["total"] == 2  # two cameras, 2 s default from the file, 2 s segments
+    # two cameras, 2 s default from the file, 2 s segments
+    assert bare_job["progress"]["total"] == 2
 
 
 async def test_purge_removes_files_and_rows(collector, client):
     """DELETE ?purge=true on a finished job removes its files and its rows together."""
     with trio.fail_after(20):
-        job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+        job_id = (
+            await client.post("/collect", json={"duration": 1, "segment_seconds": 1})
+        ).json()["job_id"]
         job = await wait_job(client, job_id)
         path = Path(job["sources"][0]["segments"][0]["path"])
         assert path.exists()
@@ -92,7 +95,9 @@ async def test_disk_guard(collector, client, monkeypatch):
 
     real = shutil.disk_usage
     with trio.fail_after(20):
-        job_id = (await client.post("/collect", json={"duration": 20, "segment_seconds": 1})).json()["job_id"]
+        job_id = (
+            await client.post("/collect", json={"duration": 20, "segment_seconds": 1})
+        ).json()["job_id"]
         await trio.sleep(2.5)
         monkeypatch.setattr(
             "actors.supervisor.shutil.disk_usage",
@@ -132,7 +137,9 @@ async def test_retention_by_size(tmp_path, database_url):
         with trio.fail_after(30):
             ids = []
             for _ in range(3):
-                job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+                job_id = (
+                    await client.post("/collect", json={"duration": 1, "segment_seconds": 1})
+                ).json()["job_id"]
                 await wait_job(client, job_id)
                 ids.append(job_id)
             while (await client.get(f"/jobs/{ids[0]}")).status_code != 404:
@@ -158,9 +165,13 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
     base = f"http://127.0.0.1:{first.port}"
     with trio.fail_after(40):
         async with httpx.AsyncClient(base_url=base) as client:
-            done_id = (await client.post("/collect", json={"duration": 2, "segment_seconds": 1})).json()["job_id"]
+            done_id = (
+                await client.post("/collect", json={"duration": 2, "segment_seconds": 1})
+            ).json()["job_id"]
             done = await wait_job(client, done_id)
-            killed_id = (await client.post("/collect", json={"duration": 30, "segment_seconds": 1})).json()["job_id"]
+            killed_id = (
+                await client.post("/collect", json={"duration": 30, "segment_seconds": 1})
+            ).json()["job_id"]
             await trio.sleep(3.5)
         first.proc.kill()
         await first.proc.wait()
@@ -196,13 +207,14 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
 
 
 async def test_thousand_jobs_page_exactly_once(collector, client, settings):
-    """1,000 stored jobs (some created at the same instant): GET /jobs pages through every one exactly
-    once, newest first, and the status filter pages the same way."""
+    """1,000 stored jobs (some created at the same instant): GET /jobs pages through every one
+    exactly once, newest first, and the status filter pages the same way."""
     from collector.storage import JobRow, Store, database_url
 
     store = Store.open(database_url(settings.database_url or None, Path(settings.data_dir)))
     rows = [
-        JobRow(job_id=f"job-{i:04d}", created_at=1_000_000 + i // 4, status="completed" if i % 3 else "failed",
+        JobRow(job_id=f"job-{i:04d}", created_at=1_000_000 + i // 4,
+               status="completed" if i % 3 else "failed",
                started_at=None, finished_at=None, step=0, total=1, error=None, params={})
         for i in range(1000)
     ]
@@ -227,7 +239,9 @@ async def test_retention_by_age(tmp_path, database_url):
     """Retention by age deletes a finished job's files and rows once it is older than the limit."""
     async with collector_with(tmp_path, database_url, retention_max_age_s=1.0) as client:
         with trio.fail_after(20):
-            job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+            job_id = (
+                await client.post("/collect", json={"duration": 1, "segment_seconds": 1})
+            ).json()["job_id"]
             job = await wait_job(client, job_id)
             folder = Path(job["sources"][0]["segments"][0]["path"]).parent.parent
             assert folder.exists()

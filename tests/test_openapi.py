@@ -42,7 +42,9 @@ async def test_every_route_is_described(collector, client):
     described = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert rules == described
     body = spec["paths"]["/collect"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    props = spec["components"]["schemas"].get(body.get("$ref", "").split("/")[-1], body)["properties"]
+    props = spec["components"]["schemas"].get(
+        body.get("$ref", "").split("/")[-1], body
+    )["properties"]
     assert set(props) == set(FIELDS)
 
 
