@@ -18,7 +18,7 @@ def validator(spec: dict, path: str, method: str, status: int) -> Draft202012Val
     return Draft202012Validator({**schema, "components": spec["components"]})
 
 
-def check(spec: dict, path: str, method: str, response) -> None:  # noqa: ANN001
+def check(spec: dict, path: str, method: str, response) -> None:
     errors = list(validator(spec, path, method, response.status_code).iter_errors(response.json()))
     assert errors == [], f"{method.upper()} {path} {response.status_code}: {errors[0].message}"
 
