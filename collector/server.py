@@ -84,7 +84,7 @@ async def serve(
     """Run the service until a signal arrives (or `stop` is set)."""
     stop = trio.Event() if stop is None else stop
     draining, drained = trio.Event(), trio.Event()
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as root:
             supervisor = await root.start(

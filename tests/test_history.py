@@ -42,7 +42,7 @@ async def test_job_view_events_and_download(collector, client):
     assert [e["message"] for e in events] == expected_texts(job_id, 2)
     assert [e["seq"] for e in events] == [1, 2, 3, 4]
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
-    assert r.content == Path(seg["path"]).read_bytes()
+    assert r.content == await trio.Path(seg["path"]).read_bytes()
     assert missing.status_code == 404 and missing.json()["field"] == "index"
 
 
@@ -81,12 +81,12 @@ async def test_purge_removes_files_and_rows(collector, client):
         ).json()["job_id"]
         job = await wait_job(client, job_id)
         path = Path(job["sources"][0]["segments"][0]["path"])
-        assert path.exists()
+        assert await trio.Path(path).exists()
         r = await client.delete(f"/jobs/{job_id}", params={"purge": "true"})
         assert r.status_code == 200
         assert (await client.get(f"/jobs/{job_id}")).status_code == 404
         assert (await client.get(f"/jobs/{job_id}/events")).status_code == 404
-    assert not path.exists() and not path.parent.parent.exists()
+    assert not await trio.Path(path).exists() and not await trio.Path(path.parent.parent).exists()
 
 
 async def test_disk_guard(collector, client, monkeypatch):
@@ -142,7 +142,8 @@ async def test_retention_by_size(tmp_path, database_url):
                 ).json()["job_id"]
                 await wait_job(client, job_id)
                 ids.append(job_id)
-            while (await client.get(f"/jobs/{ids[0]}")).status_code != 404:
+            # polls the service over HTTP from outside: there is no in-process Event to wait on
+            while (await client.get(f"/jobs/{ids[0]}")).status_code != 404:  # noqa: ASYNC110
                 await trio.sleep(0.2)
             newest = await client.get(f"/jobs/{ids[-1]}")
     assert newest.status_code == 200
@@ -153,6 +154,7 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
     """Run jobs on the real process, SIGKILL it mid-job, start it again on the same data: the
     finished job is intact (record, segments, events, WebSocket replay), the killed one is
     `interrupted` and its files are readable; the release command migrates the same database."""
+    import functools
     import subprocess
     import sys
 
@@ -177,10 +179,12 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
         await first.proc.wait()
 
         release = procfile_command("release")
-        migrated = subprocess.run(release, cwd=tmp_path, capture_output=True, text=True, env={
-            **__import__("os").environ, "COLLECTOR_DATA_DIR": str(tmp_path / "data"), **env,
-            "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}",
-        })
+        migrated = await trio.to_thread.run_sync(functools.partial(
+            subprocess.run, release, cwd=tmp_path, capture_output=True, text=True, env={
+                **__import__("os").environ, "COLLECTOR_DATA_DIR": str(tmp_path / "data"), **env,
+                "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}",
+            },
+        ))
         assert migrated.returncode == 0, migrated.stderr
 
         second = await start_process(tmp_path, nursery, **env)
@@ -203,7 +207,7 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
     frames = [count_frames(f) for f in files]  # each opens in ffprobe
     assert all(n > 0 for n in frames[:-1])  # the newest may have been opened just before the kill
     recorded = killed["sources"][0]["segments"]
-    assert len(recorded) >= 2 and all(Path(s["path"]).exists() for s in recorded)
+    assert len(recorded) >= 2 and all([await trio.Path(s["path"]).exists() for s in recorded])
 
 
 async def test_thousand_jobs_page_exactly_once(collector, client, settings):
@@ -245,6 +249,7 @@ async def test_retention_by_age(tmp_path, database_url):
             job = await wait_job(client, job_id)
             folder = Path(job["sources"][0]["segments"][0]["path"]).parent.parent
             assert folder.exists()
-            while (await client.get(f"/jobs/{job_id}")).status_code != 404:
+            # polls the service over HTTP from outside: there is no in-process Event to wait on
+            while (await client.get(f"/jobs/{job_id}")).status_code != 404:  # noqa: ASYNC110
                 await trio.sleep(0.2)
     assert not folder.exists()
