@@ -11,8 +11,8 @@ the trio thread at all (`packets_written`). Every other event sent to a job that
 recorder takes the loan back first.
 
 The camera reconnects on its own with exponential backoff while it has subscribers; each subscriber
-hears `SourceDown` with the count of consecutive failures and decides by its own retry policy when to
-give up. The supervisor closes the camera's inbox when its last subscriber leaves.
+hears `SourceDown` with the count of consecutive failures and decides by its own retry policy
+when to give up. The supervisor closes the camera's inbox when its last subscriber leaves.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class Camera:
         self._got_video = False
         self._delivering = False  # waiting for a job to take a paced batch (not a stall)
         self._paced = False  # the current session's source waits for its jobs (packets_paced)
-        self._wanted = trio.Event()  # set by the first subscriber: connect only when someone listens
+        # set by the first subscriber: connect only when someone listens
+        self._wanted = trio.Event()
 
     def statistics(self) -> CameraStatistics:
         return CameraStatistics(
@@ -276,7 +277,9 @@ class Camera:
         for sid, channel in list(self._subscribers.items()):
             self._send(sid, channel, event)
 
-    def _send(self, sid: int, channel: trio.MemorySendChannel[CameraEvent], event: CameraEvent) -> None:
+    def _send(
+        self, sid: int, channel: trio.MemorySendChannel[CameraEvent], event: CameraEvent
+    ) -> None:
         try:
             channel.send_nowait(self._held(sid, event))
         except trio.WouldBlock:

@@ -52,7 +52,9 @@ class DatabaseWriter:
     async def flush(self) -> None:
         await ask(self.inbox, lambda reply: Flush(reply=reply))
 
-    async def run(self, *, task_status: trio.TaskStatus[DatabaseWriter] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[DatabaseWriter] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started(self)
         with self._inbox:
             async for first in self._inbox:
@@ -114,4 +116,6 @@ class DatabaseReader:
         self._thread = trio.CapacityLimiter(1)
 
     async def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await trio.to_thread.run_sync(lambda: fn(self.store, *args, **kwargs), limiter=self._thread)
+        return await trio.to_thread.run_sync(
+            lambda: fn(self.store, *args, **kwargs), limiter=self._thread
+        )

@@ -3,8 +3,8 @@
 The texts are the original API's, byte for byte. Events without a text (`interrupted`, per-segment
 details) reach only JSON subscribers (`?format=json`).
 
-All methods are synchronous and run in the trio thread, so `subscribe` takes the history snapshot and
-registers the live channel in one atomic step: nothing is lost or repeated between the two.
+All methods are synchronous and run in the trio thread, so `subscribe` takes the history snapshot
+and registers the live channel in one atomic step: nothing is lost or repeated between the two.
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def interrupted(job_id: str, reason: str) -> JobEvent:
 
 def from_row(job_id: str, row: dict[str, Any]) -> JobEvent:
     """An event read back from the job history."""
-    return JobEvent(type=row["type"], job_id=job_id, text=row["text"], data=row["data"], at=row["at"])
+    return JobEvent(
+        type=row["type"], job_id=job_id, text=row["text"], data=row["data"], at=row["at"]
+    )
 
 
 def replay(job_id: str, rows: list[dict[str, Any]]) -> trio.MemoryReceiveChannel[JobEvent]:
@@ -90,7 +92,9 @@ def not_found(job_id: str) -> JobEvent:
 
 
 class EventLog:
-    def __init__(self, buffer: int, on_publish: Callable[[int, JobEvent], None] | None = None) -> None:
+    def __init__(
+        self, buffer: int, on_publish: Callable[[int, JobEvent], None] | None = None
+    ) -> None:
         self.on_publish = on_publish  # (sequence number, event): the job persists it
         self.history: list[JobEvent] = []
         self._buffer = buffer
@@ -100,7 +104,8 @@ class EventLog:
 
     @property
     def subscribers(self) -> int:
-        """Live subscribers; ones whose receiver went away are forgotten here, not at next publish."""
+        """Live subscribers; ones whose receiver went away are forgotten here, not at next
+        publish."""
         gone = {c for c in self._subscribers if c.statistics().open_receive_channels == 0}
         for channel in gone:
             channel.close()

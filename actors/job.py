@@ -196,7 +196,9 @@ class Job:
                                names_source=True)
         finally:
             try:
-                self.supervisor.send_nowait(UnsubscribeCamera(subscriber=sid, url=src.url, options=options))
+                self.supervisor.send_nowait(
+                    UnsubscribeCamera(subscriber=sid, url=src.url, options=options)
+                )
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 log.warning("job.unsubscribe_lost job=%s source=%s", self.record.id, src.name)
 
@@ -290,7 +292,8 @@ class Job:
             src.add_segment(seg)
             self.save(src.segment_row(rec.id, index))
             log.info(
-                "segment.closed job=%s source=%s index=%d frames=%d duration=%.3f bytes=%d reason=%s",
+                "segment.closed job=%s source=%s index=%d frames=%d duration=%.3f bytes=%d"
+                " reason=%s",
                 rec.id, src.name, seg.index, seg.frames, seg.duration, seg.bytes, seg.reason,
             )
         while src.steps_done < progress.steps_done:

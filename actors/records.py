@@ -51,7 +51,8 @@ class SourceRecord:
         return SourceRow(
             job_id=job_id, index=index, name=self.name, url=redact(self.url), status=self.status,
             attempts=self.attempts, failures=self.failures, steps_done=self.steps_done,
-            steps_total=self.steps_total, errors=list(self.errors), gaps=[dict(g) for g in self.gaps],
+            steps_total=self.steps_total, errors=list(self.errors),
+            gaps=[dict(g) for g in self.gaps],
         )
 
     def segment_row(self, job_id: str, index: int) -> SegmentRow:

@@ -124,7 +124,9 @@ class Supervisor:
         self._writer_limiter = trio.CapacityLimiter(settings.writer_threads)
         self._nursery: trio.Nursery | None = None
 
-    async def run(self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         writer_store = await trio.to_thread.run_sync(Store.open, self.database_url)
         reader_store = await trio.to_thread.run_sync(Store.open, self.database_url)
         try:
@@ -133,7 +135,9 @@ class Supervisor:
                 "the collector stopped while the job was running", time.time(),
             )
             if stale:
-                log.warning("supervisor.interrupted_on_start jobs=%d ids=%s", len(stale), ",".join(stale))
+                log.warning(
+                    "supervisor.interrupted_on_start jobs=%d ids=%s", len(stale), ",".join(stale)
+                )
             for row in await trio.to_thread.run_sync(reader_store.cameras):
                 self.cameras[row.name] = SourceSpec(name=row.name, url=row.url, options=row.options)
             for spec in self.config_cameras:
@@ -175,7 +179,9 @@ class Supervisor:
                         ]))
                 else:
                     self._later(reply, self._stored, Store.events, job_id)
-            case ListJobs(status=status, since=since, until=until, limit=limit, before=before, reply=reply):
+            case ListJobs(
+                status=status, since=since, until=until, limit=limit, before=before, reply=reply
+            ):
                 self._later(reply, self._list_jobs, status, since, until, limit, before)
             case CancelJob(job_id=job_id, reply=reply):
                 entry = self._jobs.get(job_id)
@@ -190,7 +196,9 @@ class Supervisor:
                 entry = self._jobs.get(job_id)
                 if entry is not None and entry.record.active:
                     with reply:
-                        reply.send_nowait(outcome.Error(RequestError("job_id", "job is still running; cancel it first")))
+                        reply.send_nowait(outcome.Error(
+                            RequestError("job_id", "job is still running; cancel it first")
+                        ))
                 else:
                     self._jobs.pop(job_id, None)
                     self._later(reply, self._purge, job_id)
@@ -210,7 +218,9 @@ class Supervisor:
             case DeleteCamera(name=name, reply=reply):
                 if self.cameras.pop(name, None) is None:
                     with reply:
-                        reply.send_nowait(outcome.Error(NotFound("name", f"unknown camera {name!r}")))
+                        reply.send_nowait(
+                            outcome.Error(NotFound("name", f"unknown camera {name!r}"))
+                        )
                 else:
                     self._later(reply, self._delete_camera, name)
             case SubscribeCamera():
@@ -226,8 +236,14 @@ class Supervisor:
             case _:
                 raise TypeError(f"supervisor got an unknown message {msg!r}")
 
-    def _later(self, reply: trio.MemorySendChannel[outcome.Outcome[Any]], fn: Callable[..., Any], *args: Any) -> None:
-        """Answer `reply` with `await fn(*args)` from a task of its own (reads that touch the DB)."""
+    def _later(
+        self,
+        reply: trio.MemorySendChannel[outcome.Outcome[Any]],
+        fn: Callable[..., Any],
+        *args: Any,
+    ) -> None:
+        """Answer `reply` with `await fn(*args)` from a task of its own (reads that touch
+        the DB)."""
 
         async def answer() -> None:
             with reply:
@@ -251,7 +267,12 @@ class Supervisor:
         return events.replay(job_id, await self._stored(Store.events, job_id))
 
     async def _list_jobs(
-        self, status: str | None, since: float | None, until: float | None, limit: int, before: str | None
+        self,
+        status: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int,
+        before: str | None,
     ) -> dict[str, Any]:
         assert self._db is not None and self._reader is not None
         await self._db.flush()  # the page must include every job accepted so far
@@ -346,7 +367,9 @@ class Supervisor:
 
     def _evict_finished(self) -> None:
         """Keep only the newest finished jobs in memory; the rest are read from the database."""
-        finished = [i for i, e in self._jobs.items() if not e.record.active and e.actor.finished.is_set()]
+        finished = [
+            i for i, e in self._jobs.items() if not e.record.active and e.actor.finished.is_set()
+        ]
         for job_id in finished[: max(0, len(finished) - FINISHED_KEPT_IN_MEMORY)]:
             status = self._jobs.pop(job_id).record.status
             self._evicted[status] = self._evicted.get(status, 0) + 1
@@ -401,7 +424,9 @@ class Supervisor:
             websocket_subscribers=sum(e.events.subscribers for e in self._jobs.values()),
         )
 
-    async def _drain(self, reason: str, reply: trio.MemorySendChannel[outcome.Outcome[Any]]) -> None:
+    async def _drain(
+        self, reason: str, reply: trio.MemorySendChannel[outcome.Outcome[Any]]
+    ) -> None:
         running = [e for e in self._jobs.values() if e.record.active]
         log.info("supervisor.drain jobs=%d reason=%s", len(running), reason)
         for entry in running:

@@ -109,7 +109,8 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         return await ask(
             sup,
             lambda r: ListJobs(
-                status=status, since=since, until=until, limit=int(raw_limit), before=before, reply=r
+                status=status, since=since, until=until, limit=int(raw_limit), before=before,
+                reply=r,
             ),
         )
 
@@ -130,11 +131,13 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
         segment = next((s for s in sources[source_i]["segments"] if s["index"] == index_i), None)
         if segment is None:
             raise NotFound("index", "no such segment")
-        path = Path(segment["path"]).resolve()
-        if not path.is_relative_to(Path(settings.data_dir).resolve()) or not path.is_file():
+        path = await trio.to_thread.run_sync(_servable_file, segment["path"], settings.data_dir)
+        if path is None:
             raise NotFound("index", "segment file is gone")
-        return await send_file(path, mimetype=_MIME.get(path.suffix, "application/octet-stream"),
-                               as_attachment=True, attachment_filename=f"{job_id}-{source_i}-{path.name}")
+        return await send_file(
+            path, mimetype=_MIME.get(path.suffix, "application/octet-stream"),
+            as_attachment=True, attachment_filename=f"{job_id}-{source_i}-{path.name}",
+        )
 
     @app.get("/cameras")
     async def list_cameras() -> dict[str, Any]:
@@ -204,6 +207,14 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event)
 
 _PUBLIC = frozenset({"/", "/openapi.json", "/docs"})  # need no token
 _MIME = {".mp4": "video/mp4", ".mkv": "video/x-matroska", ".ts": "video/mp2t"}
+
+
+def _servable_file(segment_path: str, data_dir: Path) -> Path | None:
+    """The segment's file, resolved, if it is a file inside `data_dir` (blocking: file system)."""
+    path = Path(segment_path).resolve()
+    if not path.is_relative_to(Path(data_dir).resolve()) or not path.is_file():
+        return None
+    return path
 
 
 async def _json_body() -> Any:

@@ -116,14 +116,16 @@ def _parse(var: str, raw: str, kind: str) -> object:
 def _validate(s: Settings) -> None:
     checks = [
         (0 <= s.port <= 65535, "PORT must be 0..65535"),
-        (s.default_format in ("mp4", "mkv", "ts"), "COLLECTOR_DEFAULT_FORMAT must be mp4, mkv or ts"),
+        (s.default_format in ("mp4", "mkv", "ts"),
+         "COLLECTOR_DEFAULT_FORMAT must be mp4, mkv or ts"),
         (0 < s.default_duration_s <= s.max_duration_s, "COLLECTOR_DEFAULT_DURATION_S out of range"),
         (s.min_segment_s <= s.default_segment_s, "COLLECTOR_DEFAULT_SEGMENT_S below the minimum"),
         (s.max_sources_per_job >= 1, "COLLECTOR_MAX_SOURCES_PER_JOB must be at least 1"),
         (s.max_concurrent_jobs >= 1, "COLLECTOR_MAX_CONCURRENT_JOBS must be at least 1"),
         (s.io_timeout_s > 0, "COLLECTOR_IO_TIMEOUT_S must be positive"),
         (s.log_format in ("plain", "json"), "COLLECTOR_LOG_FORMAT must be plain or json"),
-        (s.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "COLLECTOR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
+        (s.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+         "COLLECTOR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
         (s.stall_timeout_s > 0, "COLLECTOR_STALL_TIMEOUT_S must be positive"),
         (s.camera_threads >= 1 and s.writer_threads >= 1, "thread counts must be at least 1"),
     ]

@@ -2,13 +2,13 @@
 these at the boundary where they happen, so the actors only ever reason about these types.
 
     CollectorError
-    ├── RequestError            bad input from a client; carries the field and the problem (HTTP 4xx)
-    │   └── NotFound            an id that names nothing (HTTP 404)
-    ├── SourceError             a camera could not be read; `reason` is a short machine word
-    │   ├── SourceUnavailable   refused, DNS, timeout, stall, TLS, 401/404, a redirect not followed
-    │   ├── SourceEnded         the stream ended (EOF / TCP close) while we still wanted video
-    │   └── UnsupportedSource   no video stream, a codec the container cannot hold
-    └── SegmentError            a segment file could not be written
+    ├── RequestError          bad input from a client; carries the field and the problem (HTTP 4xx)
+    │   └── NotFound          an id that names nothing (HTTP 404)
+    ├── SourceError           a camera could not be read; `reason` is a short machine word
+    │   ├── SourceUnavailable refused, DNS, timeout, stall, TLS, 401/404, a redirect not followed
+    │   ├── SourceEnded       the stream ended (EOF / TCP close) while we still wanted video
+    │   └── UnsupportedSource no video stream, a codec the container cannot hold
+    └── SegmentError          a segment file could not be written
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Giving freed heap memory back to the operating system (glibc's `malloc_trim`).
 
 Recording churns through large short-lived buffers (key frames of 100+ KiB, muxer fragments, 256 KiB
-socket reads); glibc keeps what they freed inside the process, so the resident size of a long-running
-collector creeps up by ~0.6 MiB per camera (measured at 50 cameras: 133 -> 104 MiB PSS after one
-trim, which took ~10 ms). `release_free_memory()` runs in a worker thread every
+socket reads); glibc keeps what they freed inside the process, so the resident size of a
+long-running collector creeps up by ~0.6 MiB per camera (measured at 50 cameras: 133 -> 104 MiB PSS
+after one trim, which took ~10 ms). `release_free_memory()` runs in a worker thread every
 `RELEASE_INTERVAL_S`; elsewhere than glibc it does nothing.
 """
 

@@ -150,7 +150,8 @@ def _streams(value: object, shared: dict[str, str]) -> list[SourceSpec]:
         name = item.get("name", f"source-{i + 1}")
         if not isinstance(name, str) or not NAME.match(name):
             raise RequestError(
-                f"{where}.name", "must be 1-64 letters, digits, '.', '_' or '-', not starting with . _ -"
+                f"{where}.name",
+                "must be 1-64 letters, digits, '.', '_' or '-', not starting with . _ -",
             )
         options = {**shared, **_options(item.get("options", {}), f"{where}.options")}
         out.append(SourceSpec(name=name, url=url, options=options))
@@ -179,7 +180,9 @@ def _options(value: object, where: str) -> dict[str, str]:
         rule = OPTION_RULES.get(key)
         if rule is None:
             allowed = ", ".join(sorted(OPTION_RULES))
-            raise RequestError(f"{where}.{key}", f"option not allowed; allowed options are {allowed}")
+            raise RequestError(
+                f"{where}.{key}", f"option not allowed; allowed options are {allowed}"
+            )
         expected, check = rule
         ok = False
         if isinstance(check, set):
@@ -203,10 +206,14 @@ def _number(body: dict[str, Any], key: str, default: float) -> float:
 
 def _retry(value: object, defaults: RetryPolicy) -> RetryPolicy:
     if not isinstance(value, dict):
-        raise RequestError("retry", "must be an object with max_attempts, initial_backoff, max_backoff")
+        raise RequestError(
+            "retry", "must be an object with max_attempts, initial_backoff, max_backoff"
+        )
     extra = sorted(set(value) - set(RETRY_BOUNDS))
     if extra:
-        raise RequestError(f"retry.{extra[0]}", "unknown field; allowed: " + ", ".join(RETRY_BOUNDS))
+        raise RequestError(
+            f"retry.{extra[0]}", "unknown field; allowed: " + ", ".join(RETRY_BOUNDS)
+        )
     got: dict[str, float] = {}
     for key, (low, high) in RETRY_BOUNDS.items():
         if key not in value:
@@ -214,7 +221,9 @@ def _retry(value: object, defaults: RetryPolicy) -> RetryPolicy:
         raw = value[key]
         integer = key == "max_attempts"
         if isinstance(raw, bool) or not isinstance(raw, int if integer else int | float):
-            raise RequestError(f"retry.{key}", "must be an integer" if integer else "must be a number")
+            raise RequestError(
+                f"retry.{key}", "must be an integer" if integer else "must be a number"
+            )
         if not low <= raw <= high:
             raise RequestError(f"retry.{key}", f"must be between {low:g} and {high:g}")
         got[key] = raw
@@ -240,7 +249,9 @@ def parse_camera(body: object, settings: Settings, where: str = "body") -> Sourc
         raise RequestError(extra[0], "unknown field; allowed: name, url, options")
     name = body.get("name")
     if not isinstance(name, str) or not NAME.match(name):
-        raise RequestError("name", "must be 1-64 letters, digits, '.', '_' or '-', not starting with . _ -")
+        raise RequestError(
+            "name", "must be 1-64 letters, digits, '.', '_' or '-', not starting with . _ -"
+        )
     url = check_source_url(body.get("url"), "url")
     check_host_allowed(url, "url", settings.allowed_hosts)
     return SourceSpec(name=name, url=url, options=_options(body.get("options", {}), "options"))

@@ -84,7 +84,7 @@ async def serve(
     """Run the service until a signal arrives (or `stop` is set)."""
     stop = trio.Event() if stop is None else stop
     draining, drained = trio.Event(), trio.Event()
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as root:
             supervisor = await root.start(
@@ -124,7 +124,9 @@ async def _serve_http(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     try:
-        await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
+        await hypercorn_serve(
+            app, config, shutdown_trigger=shutdown_trigger, task_status=task_status  # type: ignore[arg-type]
+        )
     finally:
         done.set()
 

@@ -50,7 +50,9 @@ def check_source_url(url: object, field: str) -> str:
     if scheme not in ALLOWED_SCHEMES:
         allowed = ", ".join(sorted(ALLOWED_SCHEMES))
         if not scheme:
-            raise RequestError(field, f"local paths are not allowed; use a URL with one of {allowed}")
+            raise RequestError(
+                field, f"local paths are not allowed; use a URL with one of {allowed}"
+            )
         raise RequestError(field, f"URL scheme {scheme!r} is not allowed; use one of {allowed}")
     if not parts.hostname:
         raise RequestError(field, "URL has no host")
@@ -79,7 +81,9 @@ def check_host_allowed(url: str, field: str, allowed: str) -> None:
                     return
             except ValueError:
                 continue
-    raise RequestError(field, f"host {host!r} is not in the allowed hosts (COLLECTOR_ALLOWED_HOSTS)")
+    raise RequestError(
+        field, f"host {host!r} is not in the allowed hosts (COLLECTOR_ALLOWED_HOSTS)"
+    )
 
 
 def scheme_of(url: str) -> str:

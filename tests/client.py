@@ -74,7 +74,9 @@ async def read_ws(url: str) -> WsTranscript:
 
 
 def ws_url(http_url: str, job_id: str, query: str = "") -> str:
-    return http_url.replace("http://", "ws://", 1) + f"/ws/{job_id}" + (f"?{query}" if query else "")
+    return http_url.replace("http://", "ws://", 1) + f"/ws/{job_id}" + (
+        f"?{query}" if query else ""
+    )
 
 
 def expected_texts(job_id: str, total: int) -> list[str]:

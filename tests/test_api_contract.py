@@ -42,7 +42,7 @@ async def test_bare_collect_records_demo_camera_in_five_steps(collector, client)
     assert len(segments) == 5
     for seg in segments:
         path = Path(seg["path"])
-        assert path.suffix == ".mp4" and path.stat().st_size == seg["bytes"]
+        assert path.suffix == ".mp4" and (await trio.Path(path).stat()).st_size == seg["bytes"]
         assert count_frames(path) == seg["frames"] == 20
         assert abs(probe(path).duration - 2.0) < 0.11
         assert decode_errors(path) == ""

@@ -15,9 +15,9 @@ async def test_cancel_keeps_finished_segments(collector, client):
     """DELETE mid-job: the WebSocket ends with `cancelled`, status is cancelled, and every segment
     written so far (including the one open at the time) is a valid file."""
     with trio.fail_after(30):
-        job_id = (await client.post("/collect", json={"duration": 20, "segment_seconds": 1})).json()[
-            "job_id"
-        ]
+        job_id = (
+            await client.post("/collect", json={"duration": 20, "segment_seconds": 1})
+        ).json()["job_id"]
         result = []
 
         async def watch() -> None:
@@ -49,7 +49,9 @@ async def test_list_jobs_pagination_and_filter(collector, client):
     """GET /jobs pages newest first with a cursor, each job exactly once; status filters."""
     with trio.fail_after(30):
         ids = [
-            (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+            (
+                await client.post("/collect", json={"duration": 1, "segment_seconds": 1})
+            ).json()["job_id"]
             for _ in range(5)
         ]
         for job_id in ids:

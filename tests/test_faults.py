@@ -62,8 +62,8 @@ class _S:
 
 
 async def test_stall_watchdog_fires_while_connection_stays_open(collector, client, media_ts):
-    """An HTTP source that sends 7 s of video at once and then goes silent on an open connection: the
-    watchdog (2 s) ends each session; after the policy's 2 attempts the job fails with `stall`,
+    """An HTTP source that sends 7 s of video at once and then goes silent on an open connection:
+    the watchdog (2 s) ends each session; after the policy's 2 attempts the job fails with `stall`,
     and the video recorded before the stall is in readable segments."""
     async with trio.open_nursery() as servers:
         port = await servers.start(serve_stalling_http, media_ts, 500_000)  # about 7 s of video
@@ -128,7 +128,9 @@ async def test_rtsp_auth_and_not_found(collector, client, media_clip, caplog):
 
     caplog.set_level(logging.DEBUG)
     async with trio.open_nursery() as servers:
-        rtsp = await servers.start(partial(serve_rtsp, media_clip.path, user="admin", password="pw-S3cr3t"))
+        rtsp = await servers.start(
+            partial(serve_rtsp, media_clip.path, user="admin", password="pw-S3cr3t")
+        )
         wrong = rtsp.url(auth=False).replace("rtsp://", "rtsp://admin:nope-S3cr3t@")
         with trio.fail_after(40):
             bad, good, missing = (
@@ -194,7 +196,9 @@ async def test_camera_never_back(collector, client):
     with trio.fail_after(30):
         job = await collect_one(client, "rtsp://127.0.0.1:9/cam")
     assert job["status"] == "failed"
-    assert job["error"].startswith("source 'source-1' (rtsp://127.0.0.1:9/cam) failed after 2 attempts")
+    assert job["error"].startswith(
+        "source 'source-1' (rtsp://127.0.0.1:9/cam) failed after 2 attempts"
+    )
     assert "refused" in job["error"]
     assert job["sources"][0]["failures"] == 2
     log = (await client.get(f"/jobs/{job['job_id']}/events")).json()["events"]
@@ -224,7 +228,8 @@ async def test_one_source_fails_others_succeed(collector, client):
 
 
 async def test_camera_backoff_follows_the_jobs_retry(collector, client):
-    """The job's retry.initial_backoff drives its camera's reconnect timing (it started the camera)."""
+    """The job's retry.initial_backoff drives its camera's reconnect timing (it started the
+    camera)."""
     with trio.fail_after(30):
         start = trio.current_time()
         job = await collect_one(

@@ -57,9 +57,14 @@ def server(tmp_path_factory) -> Iterator[httpx.Client]:
         proc.stdout.close()
 
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+)
 values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 urls = st.sampled_from([
@@ -68,7 +73,9 @@ urls = st.sampled_from([
     "rtsp://user:pw@127.0.0.1:9/x", "rtsp://", "http://[::1", "rtsp://evil.example/x", "",
 ]) | st.text(max_size=24)
 options = st.dictionaries(
-    st.sampled_from(["rtsp_transport", "user_agent", "probesize", "analyzeduration", "headers", "x"]),
+    st.sampled_from(
+        ["rtsp_transport", "user_agent", "probesize", "analyzeduration", "headers", "x"]
+    ),
     values, max_size=2,
 )
 source = urls | st.fixed_dictionaries(
@@ -88,12 +95,16 @@ bodies = st.fixed_dictionaries({}, optional={
 }) | values
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=bodies)
 def test_collect_never_500(server, body):
     """Any JSON body: a 200 with a job, or a 4xx/503 naming a field and creating nothing."""
     before = len(server.get("/jobs", params={"limit": 1000}).json()["jobs"])
-    r = server.post("/collect", content=json.dumps(body), headers={"content-type": "application/json"})
+    r = server.post(
+        "/collect", content=json.dumps(body), headers={"content-type": "application/json"}
+    )
     assert r.status_code in (200, 400, 404, 413, 503), r.text
     if r.status_code == 200:
         server.delete(f"/jobs/{r.json()['job_id']}")
@@ -102,9 +113,12 @@ def test_collect_never_500(server, body):
         assert len(server.get("/jobs", params={"limit": 1000}).json()["jobs"]) == before
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=st.binary(max_size=200), path=st.sampled_from(["/collect", "/jobs", "/jobs/x", "/"]),
-       query=st.dictionaries(st.sampled_from(["status", "limit", "before", "x"]), st.text(max_size=10)))
+       query=st.dictionaries(st.sampled_from(["status", "limit", "before", "x"]),
+                             st.text(max_size=10)))
 def test_raw_requests_never_500(server, raw, path, query):
     """Raw bytes as bodies and odd query strings on every route never produce a 5xx."""
     for method in ("GET", "POST", "DELETE"):

@@ -42,7 +42,7 @@ async def test_job_view_events_and_download(collector, client):
     assert [e["message"] for e in events] == expected_texts(job_id, 2)
     assert [e["seq"] for e in events] == [1, 2, 3, 4]
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
-    assert r.content == Path(seg["path"]).read_bytes()
+    assert r.content == await trio.Path(seg["path"]).read_bytes()
     assert missing.status_code == 404 and missing.json()["field"] == "index"
 
 
@@ -69,21 +69,24 @@ async def test_camera_registry(collector, client):
     assert [s["name"] for s in named_job["sources"]] == ["yard"]
     assert sorted(s["name"] for s in bare_job["sources"]) == ["from-file", "yard"]
     assert bare_job["status"] == "completed"
-    assert bare_job["progress"]["total"] == 2  # two cameras, 2 s default from the file, 2 s segments
+    # two cameras, 2 s default from the file, 2 s segments
+    assert bare_job["progress"]["total"] == 2
 
 
 async def test_purge_removes_files_and_rows(collector, client):
     """DELETE ?purge=true on a finished job removes its files and its rows together."""
     with trio.fail_after(20):
-        job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+        job_id = (
+            await client.post("/collect", json={"duration": 1, "segment_seconds": 1})
+        ).json()["job_id"]
         job = await wait_job(client, job_id)
         path = Path(job["sources"][0]["segments"][0]["path"])
-        assert path.exists()
+        assert await trio.Path(path).exists()
         r = await client.delete(f"/jobs/{job_id}", params={"purge": "true"})
         assert r.status_code == 200
         assert (await client.get(f"/jobs/{job_id}")).status_code == 404
         assert (await client.get(f"/jobs/{job_id}/events")).status_code == 404
-    assert not path.exists() and not path.parent.parent.exists()
+    assert not await trio.Path(path).exists() and not await trio.Path(path.parent.parent).exists()
 
 
 async def test_disk_guard(collector, client, monkeypatch):
@@ -92,7 +95,9 @@ async def test_disk_guard(collector, client, monkeypatch):
 
     real = shutil.disk_usage
     with trio.fail_after(20):
-        job_id = (await client.post("/collect", json={"duration": 20, "segment_seconds": 1})).json()["job_id"]
+        job_id = (
+            await client.post("/collect", json={"duration": 20, "segment_seconds": 1})
+        ).json()["job_id"]
         await trio.sleep(2.5)
         monkeypatch.setattr(
             "actors.supervisor.shutil.disk_usage",
@@ -132,10 +137,13 @@ async def test_retention_by_size(tmp_path, database_url):
         with trio.fail_after(30):
             ids = []
             for _ in range(3):
-                job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+                job_id = (
+                    await client.post("/collect", json={"duration": 1, "segment_seconds": 1})
+                ).json()["job_id"]
                 await wait_job(client, job_id)
                 ids.append(job_id)
-            while (await client.get(f"/jobs/{ids[0]}")).status_code != 404:
+            # polls the service over HTTP from outside: there is no in-process Event to wait on
+            while (await client.get(f"/jobs/{ids[0]}")).status_code != 404:  # noqa: ASYNC110
                 await trio.sleep(0.2)
             newest = await client.get(f"/jobs/{ids[-1]}")
     assert newest.status_code == 200
@@ -146,6 +154,7 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
     """Run jobs on the real process, SIGKILL it mid-job, start it again on the same data: the
     finished job is intact (record, segments, events, WebSocket replay), the killed one is
     `interrupted` and its files are readable; the release command migrates the same database."""
+    import functools
     import subprocess
     import sys
 
@@ -158,18 +167,24 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
     base = f"http://127.0.0.1:{first.port}"
     with trio.fail_after(40):
         async with httpx.AsyncClient(base_url=base) as client:
-            done_id = (await client.post("/collect", json={"duration": 2, "segment_seconds": 1})).json()["job_id"]
+            done_id = (
+                await client.post("/collect", json={"duration": 2, "segment_seconds": 1})
+            ).json()["job_id"]
             done = await wait_job(client, done_id)
-            killed_id = (await client.post("/collect", json={"duration": 30, "segment_seconds": 1})).json()["job_id"]
+            killed_id = (
+                await client.post("/collect", json={"duration": 30, "segment_seconds": 1})
+            ).json()["job_id"]
             await trio.sleep(3.5)
         first.proc.kill()
         await first.proc.wait()
 
         release = procfile_command("release")
-        migrated = subprocess.run(release, cwd=tmp_path, capture_output=True, text=True, env={
-            **__import__("os").environ, "COLLECTOR_DATA_DIR": str(tmp_path / "data"), **env,
-            "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}",
-        })
+        migrated = await trio.to_thread.run_sync(functools.partial(
+            subprocess.run, release, cwd=tmp_path, capture_output=True, text=True, env={
+                **__import__("os").environ, "COLLECTOR_DATA_DIR": str(tmp_path / "data"), **env,
+                "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}",
+            },
+        ))
         assert migrated.returncode == 0, migrated.stderr
 
         second = await start_process(tmp_path, nursery, **env)
@@ -192,17 +207,18 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
     frames = [count_frames(f) for f in files]  # each opens in ffprobe
     assert all(n > 0 for n in frames[:-1])  # the newest may have been opened just before the kill
     recorded = killed["sources"][0]["segments"]
-    assert len(recorded) >= 2 and all(Path(s["path"]).exists() for s in recorded)
+    assert len(recorded) >= 2 and all([await trio.Path(s["path"]).exists() for s in recorded])
 
 
 async def test_thousand_jobs_page_exactly_once(collector, client, settings):
-    """1,000 stored jobs (some created at the same instant): GET /jobs pages through every one exactly
-    once, newest first, and the status filter pages the same way."""
+    """1,000 stored jobs (some created at the same instant): GET /jobs pages through every one
+    exactly once, newest first, and the status filter pages the same way."""
     from collector.storage import JobRow, Store, database_url
 
     store = Store.open(database_url(settings.database_url or None, Path(settings.data_dir)))
     rows = [
-        JobRow(job_id=f"job-{i:04d}", created_at=1_000_000 + i // 4, status="completed" if i % 3 else "failed",
+        JobRow(job_id=f"job-{i:04d}", created_at=1_000_000 + i // 4,
+               status="completed" if i % 3 else "failed",
                started_at=None, finished_at=None, step=0, total=1, error=None, params={})
         for i in range(1000)
     ]
@@ -227,10 +243,13 @@ async def test_retention_by_age(tmp_path, database_url):
     """Retention by age deletes a finished job's files and rows once it is older than the limit."""
     async with collector_with(tmp_path, database_url, retention_max_age_s=1.0) as client:
         with trio.fail_after(20):
-            job_id = (await client.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+            job_id = (
+                await client.post("/collect", json={"duration": 1, "segment_seconds": 1})
+            ).json()["job_id"]
             job = await wait_job(client, job_id)
             folder = Path(job["sources"][0]["segments"][0]["path"]).parent.parent
             assert folder.exists()
-            while (await client.get(f"/jobs/{job_id}")).status_code != 404:
+            # polls the service over HTTP from outside: there is no in-process Event to wait on
+            while (await client.get(f"/jobs/{job_id}")).status_code != 404:  # noqa: ASYNC110
                 await trio.sleep(0.2)
     assert not folder.exists()

@@ -18,7 +18,7 @@ def validator(spec: dict, path: str, method: str, status: int) -> Draft202012Val
     return Draft202012Validator({**schema, "components": spec["components"]})
 
 
-def check(spec: dict, path: str, method: str, response) -> None:  # noqa: ANN001
+def check(spec: dict, path: str, method: str, response) -> None:
     errors = list(validator(spec, path, method, response.status_code).iter_errors(response.json()))
     assert errors == [], f"{method.upper()} {path} {response.status_code}: {errors[0].message}"
 
@@ -42,7 +42,9 @@ async def test_every_route_is_described(collector, client):
     described = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert rules == described
     body = spec["paths"]["/collect"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    props = spec["components"]["schemas"].get(body.get("$ref", "").split("/")[-1], body)["properties"]
+    props = spec["components"]["schemas"].get(
+        body.get("$ref", "").split("/")[-1], body
+    )["properties"]
     assert set(props) == set(FIELDS)
 
 

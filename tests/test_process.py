@@ -65,7 +65,8 @@ async def start_process(tmp_path: Path, nursery: trio.Nursery, command: list[str
         **env_extra,
     }
     proc = await trio.lowlevel.open_process(
-        command or procfile_command(), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command or procfile_command(), cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     server = Process(proc)
     with trio.fail_after(20):
@@ -118,7 +119,9 @@ async def test_sigterm_drains(process, tmp_path):
     [transcript] = result
     assert transcript.code == 1001
     assert transcript.messages[0] == f"Collection started with Job ID: {job_id}"
-    assert transcript.messages[1:] == [f"Progress: Step {k}/30" for k in range(1, len(transcript.messages))]
+    assert transcript.messages[1:] == [
+        f"Progress: Step {k}/30" for k in range(1, len(transcript.messages))
+    ]
     files = sorted((tmp_path / "data" / "jobs" / job_id).rglob("segment-*.mp4"))
     assert len(files) >= 3
     for f in files:
@@ -167,8 +170,8 @@ async def test_honcho_runs_the_procfile_with_json_logs(tmp_path):
     }
     port = 20000 + os.getpid() % 20000
     proc = await trio.lowlevel.open_process(
-        [str(Path(sys.executable).parent / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(tmp_path),
-         "--no-colour", "start", "-p", str(port), "web"],
+        [str(Path(sys.executable).parent / "honcho"), "-f", str(ROOT / "Procfile"),
+         "-d", str(tmp_path), "--no-colour", "start", "-p", str(port), "web"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     server = Process(proc)
@@ -177,7 +180,9 @@ async def test_honcho_runs_the_procfile_with_json_logs(tmp_path):
             assert await server.wait_listening() == port
             base = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient(base_url=base) as http:
-                job_id = (await http.post("/collect", json={"duration": 1, "segment_seconds": 1})).json()["job_id"]
+                job_id = (
+                    await http.post("/collect", json={"duration": 1, "segment_seconds": 1})
+                ).json()["job_id"]
             await read_ws(ws_url(base, job_id))
             proc.send_signal(signal.SIGTERM)
             async with trio.open_nursery() as nursery:

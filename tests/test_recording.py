@@ -47,8 +47,10 @@ async def test_three_sources_fifteen_steps(collector, client, media_clip, media_
                     "/collect",
                     json={
                         "streams": [
-                            {"name": "rtsp-tcp", "url": rtsp.url(), "options": {"rtsp_transport": "tcp"}},
-                            {"name": "rtsp-udp", "url": rtsp.url(), "options": {"rtsp_transport": "udp"}},
+                            {"name": "rtsp-tcp", "url": rtsp.url(),
+                             "options": {"rtsp_transport": "tcp"}},
+                            {"name": "rtsp-udp", "url": rtsp.url(),
+                             "options": {"rtsp_transport": "udp"}},
                             {"name": "http-ts", "url": http.url(media_ts)},
                         ],
                         "duration": 10,
@@ -62,7 +64,8 @@ async def test_three_sources_fifteen_steps(collector, client, media_clip, media_
                     json={
                         "streams": [
                             {"name": "hls", "url": hls_http.url(media_hls)},
-                            {"name": "rtsp-tcp", "url": rtsp.url(), "options": {"rtsp_transport": "tcp"}},
+                            {"name": "rtsp-tcp", "url": rtsp.url(),
+                             "options": {"rtsp_transport": "tcp"}},
                         ],
                         "duration": 4,
                         "segment_seconds": 2,
@@ -100,7 +103,9 @@ async def test_two_concurrent_jobs_share_one_session(collector, client):
     """Two jobs on the same camera at the same time open exactly one upstream session."""
     with trio.fail_after(20):
         ids = [
-            (await client.post("/collect", json={"duration": 2, "segment_seconds": 1})).json()["job_id"]
+            (
+                await client.post("/collect", json={"duration": 2, "segment_seconds": 1})
+            ).json()["job_id"]
             for _ in range(2)
         ]
         during = collector.supervisor.statistics()

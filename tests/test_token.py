@@ -28,7 +28,9 @@ async def test_token_required_everywhere_but_health(collector, client):
                              ("DELETE", "/jobs/x")]:
             r = await client.request(method, path, headers={"Authorization": "Bearer wrong"})
             assert r.status_code == 401, path
-            assert r.json() == {"error": "missing or invalid bearer token", "field": "authorization"}
+            assert r.json() == {
+                "error": "missing or invalid bearer token", "field": "authorization"
+            }
         assert (await client.get("/jobs", headers=good)).json()["jobs"] == []
         denied = await read_ws(ws_url(collector.url, "anything"))
         assert denied.messages == [] and denied.code is None and "401" in (denied.reason or "")

@@ -25,19 +25,23 @@ BAD_BODIES = [
     ('{"streams": ["ftp://host/x"]}', "streams[0].url", "URL scheme 'ftp' is not allowed"),
     ('{"streams": ["rtsp:///nohost"]}', "streams[0].url", "URL has no host"),
     ('{"streams": ["rtsp://h:99999/x"]}', "streams[0].url", "not a valid URL"),
-    ('{"streams": [{"url": "rtsp://h/x", "name": "../../etc"}]}', "streams[0].name", "must be 1-64"),
+    ('{"streams": [{"url": "rtsp://h/x", "name": "../../etc"}]}', "streams[0].name",
+     "must be 1-64"),
     ('{"streams": [{"url": "rtsp://h/x", "extra": 1}]}', "streams[0].extra", "unknown field"),
-    ('{"streams": ["rtsp://h/a", {"url": "rtsp://h/b", "name": "source-1"}]}', "streams", "two sources are named"),
+    ('{"streams": ["rtsp://h/a", {"url": "rtsp://h/b", "name": "source-1"}]}', "streams",
+     "two sources are named"),
     ('{"streams": [{"url": "rtsp://h/x", "options": {"rtsp_transport": "carrier-pigeon"}}]}',
      "streams[0].options.rtsp_transport", "must be one of tcp, udp, http, https"),
-    ('{"options": {"protocol_whitelist": "file"}}', "options.protocol_whitelist", "option not allowed"),
+    ('{"options": {"protocol_whitelist": "file"}}', "options.protocol_whitelist",
+     "option not allowed"),
     ('{"options": {"tls_verify": 2}}', "options.tls_verify", "must be 0 (do not check"),
     ('{"options": {"tls_verify": "no"}}', "options.tls_verify", "must be 0 (do not check"),
     ('{"cameras": ["nope"]}', "cameras[0]", "unknown camera 'nope'"),
     ('{"cameras": "front"}', "cameras", "must be a list of camera names"),
     ('{"retry": {"max_attempts": 0}}', "retry.max_attempts", "must be between 1 and 50"),
     ('{"retry": {"max_attempts": 1.5}}', "retry.max_attempts", "must be an integer"),
-    ('{"retry": {"initial_backoff": 5, "max_backoff": 1}}', "retry.max_backoff", "must be >= retry.initial_backoff"),
+    ('{"retry": {"initial_backoff": 5, "max_backoff": 1}}', "retry.max_backoff",
+     "must be >= retry.initial_backoff"),
     ('{"retry": {"forever": true}}', "retry.forever", "unknown field"),
     ('{"streams": [' + ",".join(['"rtsp://h/x"'] * 17) + "]}", "streams", "too many sources"),
 ]
@@ -47,7 +51,9 @@ BAD_BODIES = [
 async def test_bad_collect_body(client, body, field, problem):
     """Each malformed /collect body is a 400 naming the field; no job exists afterwards."""
     with trio.fail_after(10):
-        r = await client.post("/collect", content=body, headers={"content-type": "application/json"})
+        r = await client.post(
+            "/collect", content=body, headers={"content-type": "application/json"}
+        )
         assert r.status_code == 400, r.text
         answer = r.json()
         assert answer["field"] == field

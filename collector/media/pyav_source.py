@@ -72,7 +72,9 @@ def map_av_error(exc: BaseException, url: str) -> SourceError:
     return SourceError(redact(str(exc)))
 
 
-def describe_streams(container: av.container.InputContainer) -> tuple[tuple, tuple[StreamInfo, ...]]:
+def describe_streams(
+    container: av.container.InputContainer,
+) -> tuple[tuple, tuple[StreamInfo, ...]]:
     """Pick the video and audio streams of `container` and make templates that outlive it."""
     chosen = [s for s in container.streams if s.type in ("video", "audio")]
     if not any(s.type == "video" for s in chosen):

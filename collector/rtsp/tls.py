@@ -2,8 +2,9 @@
 
 Certificates are verified by default (the system's trust store, plus the certificates of
 `COLLECTOR_RTSPS_CA_FILE` when set: `context_trusting`) with the host name checked; the source
-option `tls_verify=0` turns both off for a camera with a self-signed certificate. A failed handshake becomes `SourceUnavailable(reason="tls")` that
-says what was wrong (for a refused certificate, also which option turns the check off).
+option `tls_verify=0` turns both off for a camera with a self-signed certificate. A failed
+handshake becomes `SourceUnavailable(reason="tls")` that says what was wrong (for a refused
+certificate, also which option turns the check off).
 
 Why not `SSLStream` alone: OpenSSL's `SSL_read` never returns more than one TLS record, and a
 camera writes a record per RTP packet, so every `receive_some` would hand back one packet and the

@@ -47,7 +47,8 @@ class SQLiteBackend:
         )
         self._lock = threading.Lock()
         self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        for attempt in range(100):  # switching to WAL takes a lock the busy handler does not wait for
+        # switching to WAL takes a lock the busy handler does not wait for
+        for attempt in range(100):
             try:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 break

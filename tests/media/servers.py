@@ -152,7 +152,7 @@ async def serve_http(
     folder: Path, task_status: trio.TaskStatus[HttpServer] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve ``folder`` as static files on 127.0.0.1:<free port> until cancelled."""
-    folder = Path(folder).resolve()
+    folder = await trio.to_thread.run_sync(Path(folder).resolve)
     httpd = _Server(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
     port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},

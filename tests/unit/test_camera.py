@@ -12,7 +12,9 @@ from collector.errors import SourceEnded, SourceUnavailable
 from collector.media.packets import SessionInfo
 from tests.unit.fakes import ScriptedOpener, Stream
 
-POLICY = RetryPolicy(initial_backoff=0.5, max_backoff=4.0, multiplier=2.0, jitter=0.0, stable_after=30)
+POLICY = RetryPolicy(
+    initial_backoff=0.5, max_backoff=4.0, multiplier=2.0, jitter=0.0, stable_after=30
+)
 
 
 def refused() -> SourceUnavailable:

@@ -12,16 +12,24 @@ TB = Fraction(1, 90_000)
 
 def video(t: float, key: bool = False) -> MediaPacket:
     ts = round(t / TB)
-    return MediaPacket(stream=0, data=b"", pts=ts, dts=ts, duration=3600, keyframe=key, time_base=TB)
+    return MediaPacket(
+        stream=0, data=b"", pts=ts, dts=ts, duration=3600, keyframe=key, time_base=TB
+    )
 
 
 def audio(t: float) -> MediaPacket:
     ts = round(t / TB)
-    return MediaPacket(stream=1, data=b"", pts=ts, dts=ts, duration=1920, keyframe=True, time_base=TB)
+    return MediaPacket(
+        stream=1, data=b"", pts=ts, dts=ts, duration=1920, keyframe=True, time_base=TB
+    )
 
 
 def run(plan: CutPlan, packets: list[MediaPacket]) -> list[tuple[float, Decision, int]]:
-    return [(p.seconds, d, plan.steps_done) for p in packets if (d := plan.decide(p)) is not Decision.WRITE]
+    return [
+        (p.seconds, d, plan.steps_done)
+        for p in packets
+        if (d := plan.decide(p)) is not Decision.WRITE
+    ]
 
 
 def test_planned_steps_round_up():
