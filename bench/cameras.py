@@ -269,7 +269,7 @@ async def ws_progress_latencies(ws: str, out: list[float], done: trio.Event,
 
 @asynccontextmanager
 async def collector_process(
-    tmp: Path, **env: str
+    tmp: Path, root: Path = ROOT, **env: str
 ) -> AsyncIterator[tuple[trio.Process, str, list[str]]]:
     """`python -m collector` on a free port (SQLite and data under `tmp`, our settings only), its
     output drained; yields (process, base URL, error lines); SIGTERM on the way out."""
@@ -280,7 +280,7 @@ async def collector_process(
                  "COLLECTOR_ALLOWED_HOSTS"):
         env.pop(name, None)
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "collector"], cwd=str(ROOT), env=env,
+        [sys.executable, "-m", "collector"], cwd=str(root), env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     errors: list[str] = []
     listening, url_box = trio.Event(), []
@@ -296,15 +296,25 @@ async def collector_process(
         await terminate(proc, signal.SIGTERM)
 
 
+def camera_limits(n: int) -> dict[str, str]:
+    """The collector's settings for one job of `n` cameras."""
+    return {"COLLECTOR_MAX_SOURCES_PER_JOB": str(max(n, 16)),
+            "COLLECTOR_CAMERA_THREADS": str(max(256, 2 * n))}
+
+
+def collect_body(urls: list[str], duration: float, segment_s: float, names: str = "cam"
+                 ) -> dict[str, Any]:
+    """`POST /collect` for `urls`, named `cam000`, `cam001`, ..."""
+    return {"streams": [{"url": u, "name": f"{names}{i:03d}"} for i, u in enumerate(urls)],
+            "duration": duration, "segment_seconds": segment_s, "options": OPTIONS}
+
+
 async def run_collector(urls: list[str], seconds: float, warmup: float, small: int,
                         tmp: Path, probe: str, segment_s: float = SEGMENT_S) -> Side:
     n = len(urls)
     side = Side("collector", n, frames_expected=int(seconds * FPS) * n)
     async with collector_process(
-        tmp,
-        COLLECTOR_MAX_SOURCES_PER_JOB=str(max(n, 16)),
-        COLLECTOR_MAX_CONCURRENT_JOBS=str(PROBES + 8),
-        COLLECTOR_CAMERA_THREADS=str(max(256, 2 * n)),
+        tmp, **camera_limits(n), COLLECTOR_MAX_CONCURRENT_JOBS=str(PROBES + 8),
     ) as (proc, base, errors):
         async with trio.open_nursery() as nursery:
             async with httpx.AsyncClient(base_url=base, timeout=30) as client, \
@@ -312,15 +322,10 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                 await client.get("/")
                 await prober.get("/")
 
-                def body(streams: list[str], duration: float, names: str = "cam") -> dict[str, Any]:
-                    return {"streams": [{"url": u, "name": f"{names}{i:03d}"}
-                                        for i, u in enumerate(streams)],
-                            "duration": duration, "segment_seconds": segment_s,
-                            "options": OPTIONS}
-
                 # 1. the PSS base: `small` cameras, sampled while they record
                 small_s = max(warmup + 2, 6.0)
-                r = await client.post("/collect", json=body(urls[:small], small_s))
+                r = await client.post("/collect",
+                                      json=collect_body(urls[:small], small_s, segment_s))
                 r.raise_for_status()
                 await trio.sleep(small_s)
                 pss_small = pss_bytes(proc.pid) or 0
@@ -328,7 +333,7 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
 
                 # 2. the N cameras
                 posted = time.monotonic()
-                r = await client.post("/collect", json=body(urls, seconds))
+                r = await client.post("/collect", json=collect_body(urls, seconds, segment_s))
                 r.raise_for_status()
                 job_id = r.json()["job_id"]
                 ws_done = trio.Event()
@@ -343,7 +348,7 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                 for i in range(PROBES):
                     await trio.sleep_until(trio.current_time() + (t0 + (i + 1) * step
                                                                   - time.monotonic()))
-                    probe_body = body([urls[i % n]], 0.5, names="probe")
+                    probe_body = collect_body([urls[i % n]], 0.5, segment_s, names="probe")
                     probe_body["segment_seconds"] = 0.5
                     start = time.perf_counter()
                     pr = await prober.post("/collect", json=probe_body)

@@ -26,7 +26,15 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cameras
-from bench.cameras import cpu_seconds, make_bench_clip, serve_cameras, wait_job
+from bench.cameras import (
+    camera_limits,
+    collect_body,
+    collector_process,
+    cpu_seconds,
+    make_bench_clip,
+    serve_cameras,
+    wait_job,
+)
 
 SETTLE_S, TAIL_S = 8.0, 4.0
 
@@ -35,14 +43,9 @@ async def record(checkout: Path, urls: list[str], args: argparse.Namespace, tmp:
                  out: dict[str, float], go: trio.Event,
                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     n = len(urls)
-    cameras.ROOT = checkout  # read by collector_process when it starts the process
-    async with cameras.collector_process(tmp, COLLECTOR_MAX_SOURCES_PER_JOB=str(max(n, 16)),
-                                         COLLECTOR_CAMERA_THREADS=str(max(256, 2 * n))
-                                         ) as (proc, base, _errors):
+    async with collector_process(tmp, checkout, **camera_limits(n)) as (proc, base, _errors):
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            body = {"streams": [{"url": u, "name": f"cam{i:03d}"} for i, u in enumerate(urls)],
-                    "duration": args.seconds, "segment_seconds": args.segment_seconds,
-                    "options": cameras.OPTIONS}
+            body = collect_body(urls, args.seconds, args.segment_seconds)
             task_status.started()
             await go.wait()
             r = await client.post("/collect", json=body)
@@ -69,7 +72,7 @@ async def main(args: argparse.Namespace) -> None:
             go = trio.Event()
             with trio.fail_after(3 * args.seconds + 120):
                 async with trio.open_nursery() as both:
-                    for checkout in (a, b):  # one at a time: ROOT is read as a process starts
+                    for checkout in (a, b):
                         await both.start(record, checkout, urls, args, tmp / checkout.name, out,
                                          go)
                     go.set()
