@@ -270,7 +270,7 @@ class RtspOpener:
             if events:
                 self._answered(events, conn, session)
                 for request in (e for e in events if isinstance(e, Request)):
-                    await conn.reply_not_implemented(request)
+                    await conn.reply(request, 501, "Not Implemented")
             if media:
                 last_media = now
             if bye:
