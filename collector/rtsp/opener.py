@@ -78,6 +78,10 @@ PHASE_SECONDS = 0.02  # the Ticker's phases are this far apart (a phase's sessio
 START_SECONDS, START_READ_SECONDS = 2.0, 0.1  # a new session reads every 0.1 s at first
 MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
 MAX_RENEWALS = 2  # keep-alives sent again at once for a stale nonce, in a row
+# A REDIRECT that ends a session which played media this long starts a new redirect chain: a
+# server that moves its cameras now and then (or fails back) never exhausts MAX_REDIRECTS, while a
+# loop of short sessions still ends with reason `redirect`.
+CHAIN_RESET_SECONDS = 60.0
 
 T = TypeVar("T")
 
@@ -116,6 +120,7 @@ class RtspOpener:
         allowed_hosts: str = "",
         ssl_context: ssl.SSLContext | None = None,
         rtcp_interval_s: float = rtcp.INTERVAL_S,
+        chain_reset_s: float = CHAIN_RESET_SECONDS,
     ) -> None:
         self.fallback = fallback  # for what we do not read natively: UDP, HTTP tunnel
         self.allowed_hosts = allowed_hosts  # COLLECTOR_ALLOWED_HOSTS, for redirect targets
@@ -125,6 +130,7 @@ class RtspOpener:
         self.stall_timeout_s = stall_timeout_s
         self.batch_seconds = batch_seconds
         self.rtcp_interval_s = rtcp_interval_s  # receiver reports, per track
+        self.chain_reset_s = chain_reset_s
         self._ticker = Ticker(batch_seconds, phases=max(1, round(batch_seconds / PHASE_SECONDS)))
         self._finished: Counter[str] = Counter()
         self._running: set[_Running] = set()
@@ -153,7 +159,10 @@ class RtspOpener:
             except Redirected as exc:  # a 3xx answer, or the server's REDIRECT while playing
                 if not exc.followable:
                     raise
-                visited.append(next_url(visited, exc.location, allowed_hosts=self.allowed_hosts))
+                if exc.played_s >= self.chain_reset_s:  # that chain worked: count afresh
+                    visited = visited[-1:]
+                visited.append(next_url(visited, exc.location, allowed_hosts=self.allowed_hosts,
+                                        given=url))
                 log.info("rtsp.redirect url=%s method=%s status=%s to=%s", redact(visited[-2]),
                          exc.method, exc.status or "-", redact(visited[-1]))
 
@@ -307,6 +316,8 @@ class RtspOpener:
                 infos = self._hand_over(batch, infos, session, sink, conn.shown_url)
                 batch = []
             if redirect is not None:  # `run()` follows it, after our TEARDOWN here
+                if infos is not None:
+                    redirect.played_s = now - started
                 raise redirect
             if ended:
                 raise SourceEnded(f"{ended} at {conn.shown_url}")

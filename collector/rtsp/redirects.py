@@ -51,6 +51,7 @@ class Redirected(SourceUnavailable):
     def __init__(self, message: str, *, method: str, status: int | None, location: str) -> None:
         super().__init__(message)
         self.method, self.status, self.location = method, status, location
+        self.played_s = 0.0  # a REDIRECT request: how long the session it ended had played
 
     @property
     def followable(self) -> bool:
@@ -92,10 +93,13 @@ def answer_redirect(headers: Mapping[str, str], session_id: str | None, shown_ur
     return 200, "OK", Redirected(message, method=REDIRECT, status=None, location=location)
 
 
-def next_url(visited: Sequence[str], location: str, *, allowed_hosts: str = "") -> str:
-    """The URL to open after `visited[-1]` redirected to `location` (`visited[0]` is the URL we
-    were given); raises SourceUnavailable(reason="redirect") when we will not go there."""
-    first, current = urlsplit(visited[0]), urlsplit(visited[-1])
+def next_url(visited: Sequence[str], location: str, *, allowed_hosts: str = "",
+             given: str | None = None) -> str:
+    """The URL to open after `visited[-1]` redirected to `location`; raises
+    SourceUnavailable(reason="redirect") when we will not go there. `visited` is the chain so far
+    (loops and MAX_REDIRECTS count along it), `given` the URL we were given, whose credentials go
+    only to its own origin (default: `visited[0]`)."""
+    first, current = urlsplit(given or visited[0]), urlsplit(visited[-1])
     target = urlsplit(urljoin(_bare(current), location.strip()))
     chain = " -> ".join(redact(u) for u in (*visited, _bare(target)))
     scheme = target.scheme.lower()

@@ -236,3 +236,55 @@ async def test_credentials_never_shown_and_kept_only_on_the_same_host(
     assert any(line.startswith("rtsp.redirect url=rtsp://***@127.0.0.1:") for line in lines)
     for shown in (str(info.value), *lines):
         assert not any(secret in shown for secret in SECRETS), shown
+
+
+@pytest.mark.parametrize("reset_s", [0.3, 60.0])
+async def test_a_session_that_played_long_enough_starts_a_new_chain(reset_s: float):
+    """Two servers that move us to each other after each session (a fail-over and back): when
+    each session played at least `chain_reset_s` (0.3 s here) before its REDIRECT, the chain
+    starts afresh every time, so we follow 6 hops back and forth (more than MAX_REDIRECTS, and
+    each a return to a URL already visited) without an error; with the default (60 s) the second
+    hop is a loop and ends the run with reason `redirect`, as before."""
+    a, b = FakeCamera(), FakeCamera(host="127.0.0.2")
+    sessions, hops = 0, 6
+
+    def moving(other: FakeCamera):  # type: ignore[no-untyped-def]
+        async def after_play(stream: LockedStream) -> None:
+            nonlocal sessions
+            sessions += 1
+            first = video_frames(5, fill=10 * sessions)
+            last = b"".join(video_frames(1, seq=len(first), ts=3600 * 5, fill=10 * sessions + 5))
+            await stream.send_all(b"".join(first))
+            await trio.sleep(0.5)
+            await stream.send_all(last + redirect(other.url) if sessions <= hops else last)
+            await trio.sleep_forever()
+        return after_play
+
+    a.after_play, b.after_play = moving(b), moving(a)
+    opener, sink = RtspOpener(io_timeout_s=2.0, stall_timeout_s=5.0, chain_reset_s=reset_s), \
+        SessionSink()
+    raised: list[SourceError] = []
+
+    async def play(done: trio.CancelScope) -> None:
+        try:
+            await opener.run(a.url, {}, sink)
+        except SourceError as exc:
+            raised.append(exc)
+            done.cancel()
+
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(a.serve)
+            await nursery.start(b.serve)
+            nursery.start_soon(play, nursery.cancel_scope)
+            await sink.wait_packets(6 * hops + 5)  # the last session's 6th frame is held
+            nursery.cancel_scope.cancel()
+    if reset_s < 1:
+        assert raised == []
+        assert [fills(s) for s in sink.sessions][:hops] == [
+            [10 * n + k for k in range(6)] for n in range(1, hops + 1)]
+        assert (opener.statistics().sessions, opener.statistics().redirects) == (hops + 1, hops)
+    else:
+        (error,) = raised
+        assert error.reason == "redirect"
+        assert str(error).startswith(f"redirect loop: {a.url} -> {b.url} -> ")
