@@ -6,7 +6,7 @@ response are kept for `receive()`.
 Callers own the timeouts (trio's `fail_after` around each call). Status codes become our errors in
 `status_error()`, with the code in the message and credentials never shown; a 3xx becomes
 `redirects.Redirected`, which the opener may follow. `send_interleaved()` writes our RTCP between
-the requests.
+the requests, `reply()` our answers to the server's own requests.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collector.rtsp.wire import (
     Response,
     encode_interleaved,
     encode_request,
+    encode_response,
 )
 
 log = logging.getLogger(__name__)
@@ -157,12 +158,14 @@ class RtspConnection:
         async with self._send_lock:
             await self.stream.send_all(encode_interleaved(channel, payload))
 
-    async def reply_not_implemented(self, request: Request) -> None:
-        """Answer a server's request (some cameras ping their clients) so it does not hang."""
-        cseq = request.headers.get("cseq", "0")
+    async def reply(self, request: Request, status: int, reason: str) -> None:
+        """Answer a server's request (some cameras ping their clients, a server may REDIRECT us)
+        so it does not hang: its CSeq, and its Session when it named one."""
+        headers = {"CSeq": request.headers.get("cseq", "0")}
+        if "session" in request.headers:
+            headers["Session"] = request.headers["session"]
         async with self._send_lock:
-            await self.stream.send_all(
-                f"RTSP/1.0 501 Not Implemented\r\nCSeq: {cseq}\r\n\r\n".encode())
+            await self.stream.send_all(encode_response(status, reason, headers))
 
     async def aclose_with_teardown(self, url: str) -> None:
         """Best effort TEARDOWN, then close; bounded and shielded so it also runs when cancelled."""

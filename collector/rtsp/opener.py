@@ -16,6 +16,10 @@ keeps sending RTCP or answering keep-alives (FFmpeg's socket timeout cannot see 
 Keep-alives (GET_PARAMETER when the server offers it, else OPTIONS) go out at half the session
 timeout, from the same loop (it wakes every `batch_seconds` anyway); one answered 401 with a stale
 Digest nonce goes out again at once with the new nonce, or the server would drop the session.
+The server's own requests are answered from there too: 501, except a REDIRECT (`redirects`),
+which hands over the media read before it and then ends the connection like a redirect answered
+to DESCRIBE: `run()` goes on from the new URL, and the sink hears a new `opened`, as after any
+reconnection, but no error.
 The same loop sends each track an RTCP receiver report every `rtcp_interval_s` (`rtcp`).
 
 Tracks start lined up by the PLAY response's RTP-Info; once every track's first RTCP sender report
@@ -48,7 +52,13 @@ from collector.media.packets import MediaPacket, StreamInfo
 from collector.rtsp import reads, rtcp
 from collector.rtsp.auth import Authorizer, split_userinfo
 from collector.rtsp.client import RECEIVE_BYTES, USER_AGENT, RtspConnection, status_error
-from collector.rtsp.redirects import DEFAULT_PORTS, Redirected, next_url
+from collector.rtsp.redirects import (
+    DEFAULT_PORTS,
+    REDIRECT,
+    Redirected,
+    answer_redirect,
+    next_url,
+)
 from collector.rtsp.session import Session, start_session
 from collector.rtsp.sync import ready_to_sync, sync_origins
 from collector.rtsp.tls import (
@@ -68,6 +78,10 @@ PHASE_SECONDS = 0.02  # the Ticker's phases are this far apart (a phase's sessio
 START_SECONDS, START_READ_SECONDS = 2.0, 0.1  # a new session reads every 0.1 s at first
 MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
 MAX_RENEWALS = 2  # keep-alives sent again at once for a stale nonce, in a row
+# A REDIRECT that ends a session which played media this long starts a new redirect chain: a
+# server that moves its cameras now and then (or fails back) never exhausts MAX_REDIRECTS, while a
+# loop of short sessions still ends with reason `redirect`.
+CHAIN_RESET_SECONDS = 60.0
 
 T = TypeVar("T")
 
@@ -106,6 +120,7 @@ class RtspOpener:
         allowed_hosts: str = "",
         ssl_context: ssl.SSLContext | None = None,
         rtcp_interval_s: float = rtcp.INTERVAL_S,
+        chain_reset_s: float = CHAIN_RESET_SECONDS,
     ) -> None:
         self.fallback = fallback  # for what we do not read natively: UDP, HTTP tunnel
         self.allowed_hosts = allowed_hosts  # COLLECTOR_ALLOWED_HOSTS, for redirect targets
@@ -115,6 +130,7 @@ class RtspOpener:
         self.stall_timeout_s = stall_timeout_s
         self.batch_seconds = batch_seconds
         self.rtcp_interval_s = rtcp_interval_s  # receiver reports, per track
+        self.chain_reset_s = chain_reset_s
         self._ticker = Ticker(batch_seconds, phases=max(1, round(batch_seconds / PHASE_SECONDS)))
         self._finished: Counter[str] = Counter()
         self._running: set[_Running] = set()
@@ -140,12 +156,15 @@ class RtspOpener:
         while True:  # a redirect (redirects.py) means a new connection, maybe to another host
             try:
                 return await self._run_url(visited[-1], options, sink)
-            except Redirected as exc:
+            except Redirected as exc:  # a 3xx answer, or the server's REDIRECT while playing
                 if not exc.followable:
                     raise
-                visited.append(next_url(visited, exc.location, allowed_hosts=self.allowed_hosts))
-                log.info("rtsp.redirect url=%s status=%d to=%s", redact(visited[-2]), exc.status,
-                         redact(visited[-1]))
+                if exc.played_s >= self.chain_reset_s:  # that chain worked: count afresh
+                    visited = visited[-1:]
+                visited.append(next_url(visited, exc.location, allowed_hosts=self.allowed_hosts,
+                                        given=url))
+                log.info("rtsp.redirect url=%s method=%s status=%s to=%s", redact(visited[-2]),
+                         exc.method, exc.status or "-", redact(visited[-1]))
 
     async def _run_url(self, url: str, options: Mapping[str, str], sink: PacketSink) -> None:
         """One connection: set up, then stream until an error, the end, or a redirect."""
@@ -267,15 +286,15 @@ class RtspOpener:
                     reason="stall",
                 )
             events, media, bye = reads.route(conn.framer, session, paths, early, batch, now)
+            redirect = None
             if events:
                 self._answered(events, conn, session)
-                for request in (e for e in events if isinstance(e, Request)):
-                    await conn.reply_not_implemented(request)
+                redirect = await self._answer_requests(events, conn)
             if media:
                 last_media = now
             if bye:
                 ended = "the server ended the stream (RTCP BYE)"
-            if ended:  # what was complete before the end still counts
+            if ended or redirect:  # what was complete before the end still counts
                 for track in session.tracks:
                     track.flush(batch)
             if not synced and ready_to_sync(session.tracks):
@@ -288,7 +307,7 @@ class RtspOpener:
                     infos = tuple(t.info() for t in session.tracks)
                     _start_at_last_change(batch, session, conn.shown_url)
                     sink.opened(infos)
-                elif not ended and now - started > MAX_PENDING_SECONDS:
+                elif not (ended or redirect) and now - started > MAX_PENDING_SECONDS:
                     raise UnsupportedSource(
                         f"no parameter sets (SPS/PPS) in the SDP or stream of {conn.shown_url}",
                         reason="codec",
@@ -296,6 +315,10 @@ class RtspOpener:
             if infos is not None and batch:
                 infos = self._hand_over(batch, infos, session, sink, conn.shown_url)
                 batch = []
+            if redirect is not None:  # `run()` follows it, after our TEARDOWN here
+                if infos is not None:
+                    redirect.played_s = now - started
+                raise redirect
             if ended:
                 raise SourceEnded(f"{ended} at {conn.shown_url}")
             if conn.last_read_full:  # a fast camera (> ~5 Mbit/s): keep reading
@@ -341,6 +364,34 @@ class RtspOpener:
         tracks = {channel: track.rtp for channel, track in session.rtcp_channels.items()}
         for channel, packet in session.reports.packets(tracks, now):
             await conn.send_interleaved(channel, packet)
+
+    async def _answer_requests(self, events: list[Event], conn: RtspConnection
+                               ) -> Redirected | None:
+        """Answer each of the server's requests among `events`; return the REDIRECT we follow
+        (the last one, should there be several)."""
+        followed = None
+        for request in events:
+            if not isinstance(request, Request):
+                continue
+            if request.method.upper() != REDIRECT:
+                await conn.reply(request, 501, "Not Implemented")
+                continue
+            headers = request.headers
+            status, reason, redirect = answer_redirect(
+                headers, conn.session.id if conn.session else None, conn.shown_url)
+            log.info("rtsp.redirect_request url=%s cseq=%s location=%s range=%s answer=%d",
+                     conn.shown_url, headers.get("cseq", "-"),
+                     redact(headers.get("location", "")) or "-", headers.get("range") or "-",
+                     status)
+            if redirect is None:
+                await conn.reply(request, status, reason)
+                continue
+            try:
+                await conn.reply(request, status, reason)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass  # a server may close as soon as it has moved us: we follow all the same
+            followed = redirect
+        return followed
 
     def _answered(self, events: list[Event], conn: RtspConnection, session: Session) -> None:
         """Take the responses to our keep-alives: a lost session, a stale nonce, a refused
@@ -413,11 +464,14 @@ class _Running:
 
     conn: RtspConnection
     session: Session | None = None
-    redirected: bool = False  # a hop to another URL, not a session of its own
+    redirected: bool = False  # ended by a redirect we follow: a hop to another URL
 
     def counts(self) -> Counter[str]:
         conn, session = self.conn, self.session
-        counts = Counter(sessions=int(not self.redirected), redirects=int(self.redirected),
+        # A hop answered before PLAY is not a session of its own; one the server sent while we
+        # played (a REDIRECT request) ends a session that was.
+        played = session is not None or not self.redirected
+        counts = Counter(sessions=int(played), redirects=int(self.redirected),
                          bytes_received=conn.bytes_received,
                          skipped_bytes=conn.framer.skipped_bytes)
         if session is not None:

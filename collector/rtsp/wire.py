@@ -5,7 +5,8 @@ mixed together. `Framer.feed()` takes whatever `receive_some` returned; `Framer.
 back complete `Response`, `Request` (a server may ask us things) and `Interleaved` events (while
 playing, `reads.route()` walks the buffer itself and asks `next_event()` only for what is not
 `$`-framed). Bytes that are neither are skipped up to the next plausible frame and counted: some
-cameras send junk. Our own RTCP goes the other way `$`-framed too (`encode_interleaved`).
+cameras send junk. Our own RTCP goes the other way `$`-framed too (`encode_interleaved`), between
+our requests and our answers to the server's (`encode_response`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ Event = Response | Request | Interleaved
 
 def encode_request(method: str, url: str, headers: dict[str, str]) -> bytes:
     lines = [f"{method} {url} RTSP/1.0"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def encode_response(status: int, reason: str, headers: dict[str, str]) -> bytes:
+    """Our answer to a server's request (RFC 2326 7)."""
+    lines = [f"RTSP/1.0 {status} {reason}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 

@@ -3,10 +3,11 @@
 It answers OPTIONS/DESCRIBE/SETUP/PLAY/GET_PARAMETER/TEARDOWN like a camera, optionally demanding
 Digest authentication (with nonces that go stale on chosen methods), optionally answering a chosen
 method with a chosen status or redirecting it; after PLAY it runs `after_play(stream)` to send
-whatever the test wants (media, RTCP only, garbage, a half frame). Every request it receives is
-recorded with its arrival time and path, and every status it answered with, and so is every
-interleaved packet (our RTCP) with its channel. Given a server `ssl.SSLContext` it speaks rtsps://
-(TLS from the first byte).
+whatever the test wants (media, RTCP only, garbage, a half frame, a request of its own such as
+REDIRECT: `server_request`). Every request it receives is recorded with its arrival time and path,
+and every status it answered with, and so is every interleaved packet (our RTCP) with its channel;
+the client's answers to its own requests are recorded among the requests (`client_answers`).
+Given a server `ssl.SSLContext` it speaks rtsps:// (TLS from the first byte).
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def frame_bytes(channel: int, payload: bytes) -> bytes:
 
 
 def video_frames(count: int, *, seq: int = 0, ts: int = 0, gop: int = 5, sps: bytes = SPS,
-                 pps: bytes = PPS) -> list[bytes]:
-    """`count` H.264 frames at 25 fps as interleaved channel-0 frames (in-band SPS/PPS)."""
+                 pps: bytes = PPS, fill: int = 0) -> list[bytes]:
+    """`count` H.264 frames at 25 fps as interleaved channel-0 frames (in-band SPS/PPS); the
+    n-th frame's slice is filled with the byte `fill + n` (its access unit's last byte)."""
     out = []
     for n in range(count):
-        fill = n % 256
-        nals = [sps, pps, slice_nal(5, 3000, fill)] if n % gop == 0 else [slice_nal(1, 700, fill)]
+        fill_byte = (fill + n) % 256
+        nals = ([sps, pps, slice_nal(5, 3000, fill_byte)] if n % gop == 0
+                else [slice_nal(1, 700, fill_byte)])
         for pkt in h264_frame(nals, seq, ts + 3600 * n, mtu=1000):
             seq += 1
             raw = rtp(pkt.sequence, pkt.timestamp, pkt.payload, marker=pkt.marker)
@@ -82,6 +85,12 @@ def clip_video_frames(path: Path, count: int, *, channel: int = 0) -> list[bytes
 
 
 RTCP_SENDER_REPORT = bytes([0x80, 200, 0, 6]) + bytes(24)
+
+
+def server_request(method: str, target: str, headers: dict[str, str]) -> bytes:
+    """A request from the server to the client (`REDIRECT rtsp://... RTSP/1.0`, RFC 2326 10.15)."""
+    lines = [f"{method} {target} RTSP/1.0", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def _complete(buf: bytes) -> bool:
@@ -127,7 +136,9 @@ class FakeCamera:
     ssrc: int | None = None  # announced in every SETUP answer's Transport
     port: int = 0
     nonce: str = NONCE  # the current one; older ones are stale
+    playing: str = ""  # the path of the last PLAY answered 200 (what `after_play` plays)
     _arrival: trio.Event = field(default_factory=trio.Event)  # set at each interleaved packet
+    _request: trio.Event = field(default_factory=trio.Event)  # set at each request
 
     async def serve(self, task_status: trio.TaskStatus[FakeCamera] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -149,8 +160,19 @@ class FakeCamera:
         while len(self.interleaved) < count:
             await self._arrival.wait()
 
+    async def wait_requests(self, count: int) -> None:
+        """Until `count` requests (or answers to ours: `client_answers`) have come in all."""
+        while len(self.requests) < count:
+            await self._request.wait()
+
     def methods(self) -> list[str]:
         return [method for _, method, _ in self.requests]
+
+    def client_answers(self) -> list[tuple[int, dict[str, str]]]:
+        """The client's answers to our own requests: (status, headers), in order."""
+        return [(int(status), headers)
+                for (_, method, headers), status in zip(self.requests, self.targets, strict=True)
+                if method == "RTSP/1.0"]
 
     def setup_channels(self) -> dict[str, int]:
         """The RTP channel of each track the client set up, by the last part of its path
@@ -187,6 +209,8 @@ class FakeCamera:
                            for k, _, v in (line.partition(":") for line in lines[1:])}
                 self.requests.append((trio.current_time(), method, headers))
                 self.targets.append(urlsplit(target).path)
+                self._request.set()
+                self._request = trio.Event()
                 if method in self.silent:
                     continue
                 reply = self._answer(method, target, headers)
@@ -195,6 +219,7 @@ class FakeCamera:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
                 if method == "PLAY" and reply.startswith(b"RTSP/1.0 200") and self.after_play:
+                    self.playing = urlsplit(target).path
                     nursery.start_soon(self._play, locked)
 
     async def _play(self, stream: LockedStream) -> None:

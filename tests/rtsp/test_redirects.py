@@ -8,7 +8,13 @@ import trio
 
 from collector.errors import SourceEnded, SourceUnavailable
 from collector.rtsp.opener import RtspOpener
-from collector.rtsp.redirects import MAX_REDIRECTS, Redirected, next_url, redirected
+from collector.rtsp.redirects import (
+    MAX_REDIRECTS,
+    Redirected,
+    answer_redirect,
+    next_url,
+    redirected,
+)
 from tests.rtsp.fake_camera import FakeCamera, video_frames
 from tests.rtsp.test_protocol import CEILING, Sink, send
 
@@ -68,6 +74,21 @@ def test_which_answers_are_followable():
     assert not redirected("SETUP", 302, "x", "rtsp://b/").followable
     assert not redirected("DESCRIBE", 302, "x", "").followable
     assert isinstance(proxy, SourceUnavailable) and proxy.reason == "redirect"
+
+
+def test_how_a_redirect_request_is_answered():
+    """A server's REDIRECT: 200 and followable with a Location (our session named or not, its
+    timeout parameter ignored), 400 without one, 454 naming another session; the Location is
+    shown redacted."""
+    status, reason, moved = answer_redirect(
+        {"session": "F00D;timeout=60", "location": "rtsp://u:pw@b/x"}, "F00D", "rtsp://a/")
+    assert (status, reason) == (200, "OK")
+    assert moved is not None and moved.followable and moved.location == "rtsp://u:pw@b/x"
+    assert str(moved) == "redirect: the server at rtsp://a/ sent REDIRECT to rtsp://***@b/x"
+    assert answer_redirect({"location": "/b"}, "F00D", "x")[0] == 200
+    assert answer_redirect({"location": " "}, "F00D", "x") == (400, "Bad Request", None)
+    assert answer_redirect({"session": "BEEF", "location": "/b"}, "F00D", "x") == (
+        454, "Session Not Found", None)
 
 
 async def test_describe_redirect_on_the_same_host_keeps_credentials():
