@@ -1,6 +1,6 @@
 """Recording N RTSP cameras: the collector (one process) vs one `ffmpeg -c copy` process per camera.
 
-    .venv/bin/python bench/cameras.py [--cameras 10] [--seconds 20] [--segment-seconds 10]
+    .venv/bin/python bench/cameras.py [--cameras 10] [--seconds 40] [--segment-seconds 10]
                                       [--probe packets|frames]
 
 One run, the same streams and the same duration for both sides, run one after the other (on a
@@ -27,8 +27,13 @@ segment (open, close, fsync, database rows, a progress event), so `--segment-sec
 setting until 2026-11-26) costs it ~15 % more per camera and ffmpeg next to nothing.
 
 CPU is the utime+stime delta (/proc/<pid>/stat, all threads) over the same steady-state window of
-each side ([warm-up, D] seconds after the job is posted / the processes are spawned), per camera
-and per minute of wall clock; PSS is read from /proc/<pid>/smaps_rollup at the end of that window.
+each side ([warm-up, D] seconds after the job is posted / the processes are spawned, by default
+[D/2, D] = [20, 40] s), per camera and per minute of wall clock. The window starts late because
+ffmpeg's start-up (probing the stream) is dear and slow with many processes on 2 cores: 50 of
+them spent 2.00, 0.84 and 0.53 s per camera-minute in their first three 5 s intervals and
+0.44-0.48 from 15 s on (2026-11-27); the collector is flat from its first read. Until 2026-11-27
+the default was D = 20 s and a window from 5 s, which counted part of ffmpeg's start-up (its
+figure read ~0.6 instead of ~0.47) and so flattered the collector's ratio by ~25 %; PSS is read from /proc/<pid>/smaps_rollup at the end of that window.
 Frames written are counted with ffprobe on every output file, against D * 25 per camera.
 """
 
@@ -323,7 +328,7 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                 await prober.get("/")
 
                 # 1. the PSS base: `small` cameras, sampled while they record
-                small_s = max(warmup + 2, 6.0)
+                small_s = max(min(warmup, 8.0) + 2, 6.0)
                 r = await client.post("/collect",
                                       json=collect_body(urls[:small], small_s, segment_s))
                 r.raise_for_status()
@@ -545,9 +550,9 @@ async def main(args: argparse.Namespace) -> None:
 def add_common_args(parser: argparse.ArgumentParser, cameras: int, help_cameras: str = "") -> None:
     """The options every camera benchmark takes (this one, opencv_baseline.py)."""
     parser.add_argument("--cameras", type=int, default=cameras, help=help_cameras or None)
-    parser.add_argument("--seconds", type=float, default=20, help="D: video per camera")
+    parser.add_argument("--seconds", type=float, default=40, help="D: video per camera")
     parser.add_argument("--warmup", type=float, default=None,
-                        help="start of the CPU window after posting/spawning (default max(4, D/4))")
+                        help="start of the CPU window after posting/spawning (default max(4, D/2))")
     parser.add_argument("--servers", type=int, default=10, help="rtsp_server.py processes")
     parser.add_argument("--segment-seconds", type=float, default=SEGMENT_S,
                         help="S: segment length of both sides (default: Frigate's 10 s)")
@@ -557,7 +562,7 @@ def add_common_args(parser: argparse.ArgumentParser, cameras: int, help_cameras:
 
 def check_common_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.warmup is None:
-        args.warmup = max(4.0, args.seconds / 4)
+        args.warmup = max(4.0, args.seconds / 2)
     if not 0 < args.warmup < args.seconds - 2:
         parser.error("--seconds must exceed the warm-up by more than 2 s")
     if args.cameras < 1:

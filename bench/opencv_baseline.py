@@ -1,7 +1,7 @@
 """Issue 7's optional baseline (c): an OpenCV VideoCapture/VideoWriter recorder per camera, beside
 (b) one `ffmpeg -c copy` per camera, on the same streams in the same run.
 
-    .venv/bin/python bench/opencv_baseline.py [--cameras 3] [--seconds 20] [--probe packets|frames]
+    .venv/bin/python bench/opencv_baseline.py [--cameras 3] [--seconds 40] [--probe packets|frames]
 
 Needs OpenCV (`pip install -e '.[bench]'`, i.e. opencv-python-headless); says so and exits 2 if
 `import cv2` fails.
