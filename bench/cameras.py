@@ -33,7 +33,8 @@ ffmpeg's start-up (probing the stream) is dear and slow with many processes on 2
 them spent 2.00, 0.84 and 0.53 s per camera-minute in their first three 5 s intervals and
 0.44-0.48 from 15 s on (2026-11-27); the collector is flat from its first read. Until 2026-11-27
 the default was D = 20 s and a window from 5 s, which counted part of ffmpeg's start-up (its
-figure read ~0.6 instead of ~0.47) and so flattered the collector's ratio by ~25 %; PSS is read from /proc/<pid>/smaps_rollup at the end of that window.
+figure read ~0.6 instead of ~0.47) and so flattered the collector's ratio by ~25 %. PSS is
+read from /proc/<pid>/smaps_rollup at the end of that window.
 Frames written are counted with ffprobe on every output file, against D * 25 per camera.
 """
 
@@ -512,7 +513,9 @@ async def beside_ffmpeg(args: argparse.Namespace, tmp: Path,
           flush=True)
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(serve_cameras, clip, args.cameras, args.servers)
-        with trio.fail_after(3 * args.seconds + 240):
+        # each side's files are ffprobe'd too: ~0.25 s a file, 4 at a time, on a busy 2-core box
+        files = args.cameras * math.ceil(args.seconds / args.segment_seconds)
+        with trio.fail_after(3 * args.seconds + 240 + files / 4):
             side = await run_side(urls)
             await trio.sleep(2)  # let the servers' pipelines and page cache settle
             ff = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe,
