@@ -110,3 +110,28 @@ def test_aac_channel_configuration_seven_is_eight_channels():
         return AacConfig(config=asc.to_bytes(2, "big")).channels()
 
     assert [channels(c) for c in (1, 2, 6, 7, 8, 15, 0)] == [1, 2, 6, 8, 0, 0, 0]
+
+
+def test_segment_files_start_writeback_each_mib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Every MiB written, the file asks the kernel to write its dirty pages back now (advice for
+    the whole file: muxers seek back), so the fsync at close has at most a MiB left; the advice
+    failing changes nothing, and the file holds exactly what was written."""
+    from collector.media import segments
+
+    advice: list[tuple[int, int, int, int]] = []
+
+    def advise(fd: int, offset: int, length: int, how: int) -> None:
+        advice.append((fd, offset, length, how))
+        if len(advice) == 2:
+            raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(segments.os, "posix_fadvise", advise)
+    data = bytes(range(256)) * (14 * 1024)  # 3.5 MiB
+    path = tmp_path / "segment.mp4"
+    with segments.SegmentFile(path, "wb") as f:
+        for start in range(0, len(data), 32 * 1024):
+            assert f.write(data[start:start + 32 * 1024]) == min(32 * 1024, len(data) - start)
+            assert len(advice) == (start + 32 * 1024) // (1 << 20)
+        fd = f.fileno()
+    assert advice == [(fd, 0, 0, segments.os.POSIX_FADV_DONTNEED)] * 3
+    assert path.read_bytes() == data

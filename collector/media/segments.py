@@ -67,20 +67,41 @@ class SegmentResult:
 
 
 class SegmentFile(io.FileIO):
-    """An unbuffered segment file whose `write` writes everything or raises.
+    """An unbuffered segment file whose `write` writes everything or raises, and whose data the
+    kernel starts writing to disk each `WRITEBACK_BYTES`.
 
     PyAV hands FFmpeg what a Python file's `write` returns, and FFmpeg ignores a short count: on a
     full disk the first, partial, write would leave a hole and pass silently (and a partial last
     write would make a truncated file look complete). Looping makes the next write raise ENOSPC,
     which PyAV re-raises from `mux` or `close`. Unbuffered, so `flush_packets` still means the
     kernel has every packet.
+
+    Writeback: a closed segment is fsync'ed before its step is announced (`make_durable`). Left
+    to the kernel, a 10 s segment's 2.6 MB are all still dirty then (writeback starts after
+    30 s), and when 100 cameras cut at once their fsyncs wait for 260 MB: 262 ms p50, 544 ms p99
+    from the cut to the announcement, measured. `POSIX_FADV_DONTNEED` on what was just written
+    starts its writeback without waiting for it (and drops the pages once clean: nobody reads a
+    segment back soon), so the fsync finds at most the last MiB dirty.
     """
+
+    WRITEBACK_BYTES = 1 << 20
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._written = self._kicked = 0  # bytes written; when writeback was last started
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         size = len(view)
         while view:
             view = view[super().write(view) or 0 :]
+        self._written += size
+        if self._written - self._kicked >= self.WRITEBACK_BYTES:
+            try:  # the whole file: muxers seek back now and then (to patch sizes, say)
+                os.posix_fadvise(self.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:  # only advice: the fsync at close still makes the file durable
+                pass
+            self._kicked = self._written
         return size
 
 
