@@ -513,7 +513,7 @@ async def beside_ffmpeg(args: argparse.Namespace, tmp: Path,
           flush=True)
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(serve_cameras, clip, args.cameras, args.servers)
-        # each side's files are ffprobe'd too: ~0.25 s a file, 4 at a time, on a busy 2-core box
+        # each side's files are ffprobe'd too, 4 at a time: allow ~1 s each on a busy 2-core box
         files = args.cameras * math.ceil(args.seconds / args.segment_seconds)
         with trio.fail_after(3 * args.seconds + 240 + files / 4):
             side = await run_side(urls)

@@ -383,14 +383,13 @@ class RtspOpener:
                      conn.shown_url, headers.get("cseq", "-"),
                      redact(headers.get("location", "")) or "-", headers.get("range") or "-",
                      status)
-            if redirect is None:
-                await conn.reply(request, status, reason)
-                continue
             try:
                 await conn.reply(request, status, reason)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass  # a server may close as soon as it has moved us: we follow all the same
-            followed = redirect
+                if redirect is None:
+                    raise
+                # a server may close as soon as it has moved us: we follow all the same
+            followed = redirect or followed
         return followed
 
     def _answered(self, events: list[Event], conn: RtspConnection, session: Session) -> None:

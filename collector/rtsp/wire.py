@@ -55,15 +55,16 @@ Event = Response | Request | Interleaved
 
 
 def encode_request(method: str, url: str, headers: dict[str, str]) -> bytes:
-    lines = [f"{method} {url} RTSP/1.0"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    return _encode(f"{method} {url} RTSP/1.0", headers)
 
 
 def encode_response(status: int, reason: str, headers: dict[str, str]) -> bytes:
     """Our answer to a server's request (RFC 2326 7)."""
-    lines = [f"RTSP/1.0 {status} {reason}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return _encode(f"RTSP/1.0 {status} {reason}", headers)
+
+
+def _encode(start_line: str, headers: dict[str, str]) -> bytes:
+    lines = [start_line, *(f"{name}: {value}" for name, value in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 

@@ -25,6 +25,7 @@ import trio
 from collector.errors import SourceError
 from collector.rtsp.auth import parse_challenge
 from collector.rtsp.session import interleaved_channels
+from collector.rtsp.wire import encode_request
 from tests.media.access_units import split_length_prefixed
 from tests.rtsp.packets import PPS, SPS, h264_frame, rtp, slice_nal
 
@@ -88,9 +89,9 @@ RTCP_SENDER_REPORT = bytes([0x80, 200, 0, 6]) + bytes(24)
 
 
 def server_request(method: str, target: str, headers: dict[str, str]) -> bytes:
-    """A request from the server to the client (`REDIRECT rtsp://... RTSP/1.0`, RFC 2326 10.15)."""
-    lines = [f"{method} {target} RTSP/1.0", *(f"{k}: {v}" for k, v in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    """A request from the server to the client (`REDIRECT rtsp://... RTSP/1.0`, RFC 2326 10.15):
+    framed as a client's, which is what RTSP asks."""
+    return encode_request(method, target, headers)
 
 
 def _complete(buf: bytes) -> bool:
