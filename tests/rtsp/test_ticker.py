@@ -46,4 +46,21 @@ async def test_a_cancelled_sleeper_hands_its_phase_on(autojump_clock):
                 nursery.start_soon(follower)
                 await trio.sleep_forever()
     assert [round(t, 6) for t in woke] == [0.3, 1.0]
-    assert [ticker.phase() for _ in range(3)] == [1, 0, 1]  # new sessions: round robin
+
+
+def test_sessions_fill_a_phase_before_the_next_which_is_spread_out() -> None:
+    """Few wake-ups (a phase holds `per_phase` sessions), used phases spread over the period,
+    and once every phase is full, the emptiest; a session that leaves makes room."""
+    ticker = Ticker(0.4, phases=8, per_phase=2)
+    assert [ticker.join() for _ in range(6)] == [0, 0, 4, 4, 2, 2]
+    assert [ticker.join() for _ in range(10)] == [6, 6, 1, 1, 5, 5, 3, 3, 7, 7]
+    assert [ticker.join() for _ in range(3)] == [0, 4, 2]  # all full: the emptiest, in order
+    ticker.leave(6)
+    ticker.leave(6)
+    ticker.leave(0)
+    assert [ticker.join() for _ in range(3)] == [6, 6, 0]
+
+
+def test_one_phase_per_session_with_room_for_one() -> None:
+    ticker = Ticker(0.2, phases=4)  # per_phase=1: one session a phase, as before
+    assert [ticker.join() for _ in range(5)] == [0, 2, 1, 3, 0]
