@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from collector.rtsp.opener import Ticker
+from collector.rtsp.ticker import Ticker
 
 
 async def test_waiters_of_a_phase_wake_together_at_their_offset(autojump_clock):
