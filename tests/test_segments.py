@@ -3,6 +3,7 @@ made, and audio templates for what a camera's SDP may announce."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,24 +115,58 @@ def test_aac_channel_configuration_seven_is_eight_channels():
 
 def test_segment_files_start_writeback_each_mib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Every MiB written, the file asks the kernel to write its dirty pages back now (advice for
-    the whole file: muxers seek back), so the fsync at close has at most a MiB left; the advice
-    failing changes nothing, and the file holds exactly what was written."""
-    from collector.media import segments
+    the whole file: muxers seek back), so the fsync at close has at most a MiB left. The advice
+    is given in the writeback thread, never the writer's (it can block on the journal), on a
+    duplicate of the file's descriptor; its failing changes nothing, and the file holds exactly
+    what was written."""
+    import threading
 
-    advice: list[tuple[int, int, int, int]] = []
+    from collector.media import segments, writeback
+
+    advice: list[tuple[int, int, int, int, str]] = []
 
     def advise(fd: int, offset: int, length: int, how: int) -> None:
-        advice.append((fd, offset, length, how))
+        advice.append((os.fstat(fd).st_ino, offset, length, how, threading.current_thread().name))
         if len(advice) == 2:
             raise OSError(22, "Invalid argument")
 
-    monkeypatch.setattr(segments.os, "posix_fadvise", advise)
+    monkeypatch.setattr(writeback.os, "posix_fadvise", advise)
     data = bytes(range(256)) * (14 * 1024)  # 3.5 MiB
     path = tmp_path / "segment.mp4"
     with segments.SegmentFile(path, "wb") as f:
         for start in range(0, len(data), 32 * 1024):
             assert f.write(data[start:start + 32 * 1024]) == min(32 * 1024, len(data) - start)
+            writeback.WRITEBACK.drain()
             assert len(advice) == (start + 32 * 1024) // (1 << 20)
-        fd = f.fileno()
-    assert advice == [(fd, 0, 0, segments.os.POSIX_FADV_DONTNEED)] * 3
+        inode = os.fstat(f.fileno()).st_ino
+    assert advice == [(inode, 0, 0, os.POSIX_FADV_DONTNEED, "segment-writeback")] * 3
     assert path.read_bytes() == data
+
+
+def test_a_file_has_one_writeback_kick_waiting_at_most(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    """A slow disk cannot pile up descriptors: while a file's kick waits, further MiBs ask for
+    none; once it is given, the next MiB asks again. The duplicates are closed."""
+    import threading
+
+    from collector.media import segments, writeback
+
+    release, given = threading.Event(), []
+
+    def advise(fd: int, offset: int, length: int, how: int) -> None:
+        release.wait(10)
+        given.append(fd)
+
+    monkeypatch.setattr(writeback.os, "posix_fadvise", advise)
+    mib = bytes(1 << 20)
+    with segments.SegmentFile(tmp_path / "segment.ts", "wb") as f:
+        for _ in range(4):  # the first kick blocks in the thread: the next three ask for none
+            f.write(mib)
+        release.set()
+        writeback.WRITEBACK.drain()
+        f.write(mib)
+        writeback.WRITEBACK.drain()
+    assert len(given) == 2
+    for fd in given:  # closed by the thread
+        with pytest.raises(OSError):
+            os.fstat(fd)

@@ -33,6 +33,7 @@ import av.error
 
 from collector.errors import SegmentError
 from collector.media.packets import MediaPacket, StreamInfo
+from collector.media.writeback import WRITEBACK, Pending
 
 # format name -> (FFmpeg muxer, file extension, muxer options)
 FORMATS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -79,16 +80,19 @@ class SegmentFile(io.FileIO):
     Writeback: a closed segment is fsync'ed before its step is announced (`make_durable`). Left
     to the kernel, a 10 s segment's 2.6 MB are all still dirty then (writeback starts after
     30 s), and when 100 cameras cut at once their fsyncs wait for 260 MB: 262 ms p50, 544 ms p99
-    from the cut to the announcement, measured. `POSIX_FADV_DONTNEED` on what was just written
+    from the cut to the announcement, measured. `POSIX_FADV_DONTNEED` on what was written
     starts its writeback without waiting for it (and drops the pages once clean: nobody reads a
-    segment back soon), so the fsync finds at most the last MiB dirty.
+    segment back soon), so the fsync finds at most the last MiB dirty. The advice can block on
+    the filesystem's journal, so it is given in a thread of its own (`writeback`), never in the
+    writer's, which is often the event loop's.
     """
 
     WRITEBACK_BYTES = 1 << 20
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._written = self._kicked = 0  # bytes written; when writeback was last started
+        self._written = self._kicked = 0  # bytes written; when writeback was last asked for
+        self._pending = Pending()
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
@@ -97,10 +101,7 @@ class SegmentFile(io.FileIO):
             view = view[super().write(view) or 0 :]
         self._written += size
         if self._written - self._kicked >= self.WRITEBACK_BYTES:
-            try:  # the whole file: muxers seek back now and then (to patch sizes, say)
-                os.posix_fadvise(self.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-            except OSError:  # only advice: the fsync at close still makes the file durable
-                pass
+            WRITEBACK.kick(self.fileno(), self._pending)
             self._kicked = self._written
         return size
 
