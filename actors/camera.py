@@ -74,6 +74,7 @@ class Camera:
         self._lending = _Lending(loans=(), everyone=True)
         self._session: SessionInfo | None = None
         self._sessions = self._failures = self._packets = self._bytes = self._dropped = 0
+        self._descriptions = 0  # sessions and their new descriptions: SessionInfo.session
         self._got_video = False
         self._delivering = False  # waiting for a job to take a paced batch (not a stall)
         self._paced = False  # the current session's source waits for its jobs (packets_paced)
@@ -194,13 +195,18 @@ class Camera:
             await trio.sleep_until(deadline)
 
     # PacketSink, through _SessionSink: called by the opener in the trio thread
-    def opened(self, streams: tuple[StreamInfo, ...]) -> int:
-        self._sessions += 1
-        self._session = SessionInfo(session=self._sessions, streams=streams)
-        log.info("camera.open url=%s session=%d streams=%s", redact(self.url), self._sessions,
-                 ",".join(f"{s.kind}:{s.codec}" for s in streams))
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> int:
+        """A session's description: a new one numbers it anew for the subscribers (they close
+        their segments), but only a new connection counts in `sessions`."""
+        self._descriptions += 1
+        if not reconfigured:
+            self._sessions += 1
+        self._session = SessionInfo(session=self._descriptions, streams=streams,
+                                    reconfigured=reconfigured)
+        log.info("camera.open url=%s session=%d reconfigured=%s streams=%s", redact(self.url),
+                 self._descriptions, reconfigured, ",".join(f"{s.kind}:{s.codec}" for s in streams))
         self._broadcast(self._session)
-        return self._sessions
+        return self._descriptions
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         if self._count(len(batch), sum(len(p.data) for p in batch)):
@@ -304,9 +310,9 @@ class _SessionSink:
         self.camera, self.active = camera, True
         self.session: int | None = None
 
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         if self.active:
-            self.session = self.camera.opened(streams)
+            self.session = self.camera.opened(streams, reconfigured)
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         if self.active:

@@ -214,9 +214,10 @@ class Job:
         recorder = loan.recorder
         match event:
             case SessionInfo():
-                src.attempts += 1
-                if src.gaps and src.gaps[-1]["end"] is None:
-                    src.gaps[-1]["end"] = time.time()
+                if not event.reconfigured:  # a new connection, not new codec parameters
+                    src.attempts += 1
+                    if src.gaps and src.gaps[-1]["end"] is None:
+                        src.gaps[-1]["end"] = time.time()
                 progress = self._recorded(recorder.new_session, event)
             case Packets():
                 progress = self._recorded(recorder.write, event.batch)

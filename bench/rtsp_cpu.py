@@ -38,7 +38,7 @@ class CountingSink:
         self.count = 0
         self.batches = 0
 
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         pass
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:

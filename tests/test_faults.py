@@ -45,7 +45,7 @@ class _S:
         self.sessions = 0
         self.count = 0
 
-    def opened(self, streams) -> None:
+    def opened(self, streams, reconfigured=False) -> None:  # type: ignore[no-untyped-def]
         self.sessions += 1
 
     def packets(self, batch) -> None:

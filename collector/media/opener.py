@@ -33,8 +33,10 @@ class Written:
 
 
 class PacketSink(Protocol):
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
-        """A session is up; called once per session, before its first packets."""
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
+        """A session is up; called once per session, before its first packets, and again with
+        `reconfigured` when the source describes the same session anew (new codec parameters
+        from the next packet on)."""
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         """A batch of packets, in demux order (a live source: a subscriber that lags is dropped)."""

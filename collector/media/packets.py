@@ -51,10 +51,12 @@ class MediaPacket(NamedTuple):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionInfo:
-    """A connected session: what a camera hands its subscribers before any packet."""
+    """A connected session: what a camera hands its subscribers before any packet, and again
+    when the camera describes the same session anew (`reconfigured`: new codec parameters)."""
 
-    session: int  # increases with every (re)connection of the camera
+    session: int  # increases with every (re)connection of the camera and every new description
     streams: tuple[StreamInfo, ...]
+    reconfigured: bool = False  # the same connection described anew, not another attempt
 
     def reference(self) -> StreamInfo:
         """The stream that paces segments: the first video stream, else the first stream."""

@@ -362,7 +362,7 @@ class RtspOpener:
             log.info("rtsp.parameters url=%s stream=%d size=%dx%d was=%dx%d", shown, info.index,
                      info.width, info.height, old.width, old.height)
             if i + 1 == len(changes) or changes[i + 1][0] != position:
-                sink.opened(infos)
+                sink.opened(infos, reconfigured=True)
         if start < len(batch):
             sink.packets(batch[start:])
         return infos

@@ -93,12 +93,13 @@ async def test_job_cuts_a_segment_where_the_camera_changes_size(native_rtsp, col
     segments = source["segments"]
     assert [(s["frames"], s["end_reason"]) for s in segments] == [(100, "discontinuity"),
                                                                   (50, "end")]
-    assert source["attempts"] == 2  # a new description counts as a session
+    assert source["attempts"] == 1  # new codec parameters on the same connection: no attempt
     for seg, size in zip(segments, [(320, 240), (480, 360)], strict=True):
         path = Path(seg["path"])
         assert frame_sizes(path) == [size] * seg["frames"]
         assert decode_errors(path) == ""
     assert native_rtsp[0].statistics().sessions == 1  # one connection, described twice
+    assert collector.supervisor.statistics().sessions_opened == 1  # the camera actor's count
 
 
 async def test_job_records_video_only_from_a_camera_whose_audio_no_muxer_takes(

@@ -22,10 +22,12 @@ class Calls:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
+        self.reconfigured: list[bool] = []  # per `opened`
         self.got_packets = trio.Event()
 
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         self.calls.append(("opened", streams))
+        self.reconfigured.append(reconfigured)
 
     def packets(self, batch) -> None:  # type: ignore[no-untyped-def]
         self.calls.append(("packets", list(batch)))
@@ -70,10 +72,12 @@ async def test_new_sps_mid_stream_describes_the_session_anew():
     """Two GOPs at 320x240, then the camera switches to 480x360: `opened` comes again, right
     before the key frame that carries the new SPS, with the new size and extradata; every frame
     before it went out under the old description (the last one with its full duration), and the
-    same SPS repeated at each key frame opened nothing."""
+    same SPS repeated at each key frame opened nothing. The second description says it is one
+    (`reconfigured`: the same connection, not another attempt)."""
     sink = Calls()
     await record(sink, wait=True)
     (old, before), (new, after) = sink.runs()
+    assert sink.reconfigured == [False, True]
     assert (old.width, old.height, old.extradata) == (320, 240, SC + SPS + SC + PPS)
     assert (new.width, new.height, new.extradata) == (480, 360, SC + SPS_480 + SC + PPS_480)
     assert [p.pts for p in before] == [3600 * n for n in range(10)]
@@ -89,6 +93,7 @@ async def test_a_change_before_the_session_is_described_starts_it_there():
     sink = Calls()
     await record(sink, wait=False)
     ((info, packets),) = sink.runs()
+    assert sink.reconfigured == [False]
     assert (info.width, info.height) == (480, 360)
     assert [p.pts for p in packets] == [3600 * n for n in range(10, 20)]
     assert packets[0].keyframe and packets[0].data.startswith(SC + SPS_480)

@@ -29,7 +29,7 @@ class SessionSink:
         self.sessions: list[list[MediaPacket]] = []
         self._changed = trio.Event()
 
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         self.sessions.append([])
 
     def packets(self, batch) -> None:  # type: ignore[no-untyped-def]

@@ -26,7 +26,7 @@ class Sink:
         self.batches: list[list[MediaPacket]] = []
         self.got_packets = trio.Event()
 
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         self.streams.append(streams)
 
     def packets(self, batch) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ class Sink:
         self.packets_: list[MediaPacket] = []
         self.batches = 0
 
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         assert not self.streams, "opened twice in one session"
         self.streams = streams
 

@@ -83,7 +83,7 @@ class Recorders:
         self.sessions = 0
         self.results: dict[str, list] = {fmt: [] for fmt in FORMATS}
 
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         self.sessions += 1
         for fmt, recorder in self.recorders.items():
             progress = recorder.new_session(SessionInfo(session=self.sessions, streams=streams))

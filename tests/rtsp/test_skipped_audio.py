@@ -104,8 +104,8 @@ class RecordingSink(Sink):
         super().__init__()
         self.recorders = Recorders(folder)
 
-    def opened(self, streams: tuple[StreamInfo, ...]) -> None:
-        super().opened(streams)
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
+        super().opened(streams, reconfigured)
         self.recorders.opened(streams)
 
     def packets(self, batch: list[MediaPacket]) -> None:  # type: ignore[override]
