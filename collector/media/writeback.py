@@ -33,6 +33,8 @@ class Pending:
 
 
 class Writeback:
+    """One daemon thread, started with the first kick, that gives each queued advice."""
+
     def __init__(self) -> None:
         self._queue: queue.Queue[tuple[int, Pending]] = queue.Queue()
         self._lock = threading.Lock()

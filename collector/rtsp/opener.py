@@ -5,11 +5,11 @@ redirect answered to OPTIONS or DESCRIBE is followed on a new connection, see `r
 read in large batches at a modest rate: one `receive_some` of whatever the kernel buffered,
 depacketize, hand the batch to the sink, wait for the session's tick of the shared `Ticker`
 (`ticker`: sessions wake up to ten at a time). A camera costs ~2.5 reads a second whatever its
-bitrate (a read that fills the whole 256 KiB
-buffer is followed by another at once, so a camera above ~5 Mbit/s is drained rather than
-throttled by TCP flow control). Each wake-up costs ~0.15 ms of CPU (task switches to the camera
-and its jobs, the read, a batch per job): reading every 0.4 s instead of 0.2 s cut the CPU per
-camera by ~12 % at 50 cameras; recording does not mind the extra few hundred ms of latency.
+bitrate (a read that fills the whole 256 KiB buffer is followed by another at once, so a camera
+above ~5 Mbit/s is drained rather than throttled by TCP flow control). Each read costs ~0.15 ms
+of CPU besides its packets (task switches to the camera and its jobs, the read, a batch per
+job): reading every 0.4 s instead of 0.2 s cut the CPU per camera by ~12 % at 50 cameras;
+recording does not mind the extra few hundred ms of latency.
 
 Timeouts live here, at the edge: connecting and every response are bounded by `io_timeout_s`; no
 media packet for `stall_timeout_s` raises `SourceUnavailable(reason="stall")` even while the server

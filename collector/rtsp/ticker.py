@@ -19,8 +19,8 @@ class Ticker:
     have since filled (measured at 50 cameras, paired: phases of ~10 sessions used 0.87x the CPU
     of 20 phases of 2-3). `per_phase` bounds the burst instead: a hundred cameras do not all wake
     in the same scheduler pass, where an HTTP request waiting behind them would wait for all of
-    their depacketizing and muxing (~0.8 ms a session per read). Phases are taken in an order
-    that spreads the ones in use evenly over the period (0, 1/2, 1/4, 3/4, ... of it).
+    their depacketizing and muxing (~0.8 ms a session per read). Phases are taken in
+    bit-reversed order, which spreads the ones in use about evenly over the period.
     """
 
     def __init__(self, period: float, phases: int = 10, per_phase: int = 1) -> None:
