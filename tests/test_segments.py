@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import av
 import pytest
 
 from collector.errors import SegmentError, UnsupportedSource
+from collector.media import segments, writeback
 from collector.media.pyav_source import describe_streams
 from collector.media.segments import SegmentWriter
 from collector.rtsp import templates
@@ -119,10 +121,6 @@ def test_segment_files_start_writeback_each_mib(tmp_path: Path, monkeypatch: pyt
     is given in the writeback thread, never the writer's (it can block on the journal), on a
     duplicate of the file's descriptor; its failing changes nothing, and the file holds exactly
     what was written."""
-    import threading
-
-    from collector.media import segments, writeback
-
     advice: list[tuple[int, int, int, int, str]] = []
 
     def advise(fd: int, offset: int, length: int, how: int) -> None:
@@ -147,10 +145,6 @@ def test_a_file_has_one_writeback_kick_waiting_at_most(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch):
     """A slow disk cannot pile up descriptors: while a file's kick waits, further MiBs ask for
     none; once it is given, the next MiB asks again. The duplicates are closed."""
-    import threading
-
-    from collector.media import segments, writeback
-
     release, given = threading.Event(), []
 
     def advise(fd: int, offset: int, length: int, how: int) -> None:

@@ -4,10 +4,11 @@ It answers OPTIONS/DESCRIBE/SETUP/PLAY/GET_PARAMETER/TEARDOWN like a camera, opt
 Digest authentication (with nonces that go stale on chosen methods), optionally answering a chosen
 method with a chosen status or redirecting it; after PLAY it runs `after_play(stream)` to send
 whatever the test wants (media, RTCP only, garbage, a half frame, a request of its own such as
-REDIRECT: `server_request`). Every request it receives is recorded with its arrival time and path,
-and every status it answered with, and so is every interleaved packet (our RTCP) with its channel;
-the client's answers to its own requests are recorded among the requests (`client_answers`).
-Given a server `ssl.SSLContext` it speaks rtsps:// (TLS from the first byte).
+REDIRECT, framed like a client's: `wire.encode_request`). Every request it receives is recorded
+with its arrival time and path, and every status it answered with, and so is every interleaved
+packet (our RTCP) with its channel; the client's answers to its own requests are recorded among
+the requests (`client_answers`). Given a server `ssl.SSLContext` it speaks rtsps:// (TLS from
+the first byte).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import trio
 from collector.errors import SourceError
 from collector.rtsp.auth import parse_challenge
 from collector.rtsp.session import interleaved_channels
-from collector.rtsp.wire import encode_request
 from tests.media.access_units import split_length_prefixed
 from tests.rtsp.packets import PPS, SPS, h264_frame, rtp, slice_nal
 
@@ -86,12 +86,6 @@ def clip_video_frames(path: Path, count: int, *, channel: int = 0) -> list[bytes
 
 
 RTCP_SENDER_REPORT = bytes([0x80, 200, 0, 6]) + bytes(24)
-
-
-def server_request(method: str, target: str, headers: dict[str, str]) -> bytes:
-    """A request from the server to the client (`REDIRECT rtsp://... RTSP/1.0`, RFC 2326 10.15):
-    framed as a client's, which is what RTSP asks."""
-    return encode_request(method, target, headers)
 
 
 def _complete(buf: bytes) -> bool:

@@ -16,7 +16,8 @@ from collector.errors import SourceEnded, SourceError, SourceUnavailable
 from collector.media.packets import MediaPacket, SessionInfo, StreamInfo
 from collector.rtsp.opener import RtspOpener
 from collector.rtsp.redirects import MAX_REDIRECTS
-from tests.rtsp.fake_camera import FakeCamera, LockedStream, server_request, video_frames
+from collector.rtsp.wire import encode_request
+from tests.rtsp.fake_camera import FakeCamera, LockedStream, video_frames
 from tests.rtsp.test_protocol import CEILING, Sink, send
 
 SECRETS = ("s3cret", "hunter2", "evil")
@@ -50,7 +51,7 @@ def fills(packets: list[MediaPacket]) -> list[int]:
 def redirect(location: str | None, cseq: int = 9, **headers: str) -> bytes:
     if location is not None:
         headers["Location"] = location
-    return server_request("REDIRECT", "rtsp://127.0.0.1/live", {"CSeq": str(cseq), **headers})
+    return encode_request("REDIRECT", "rtsp://127.0.0.1/live", {"CSeq": str(cseq), **headers})
 
 
 def redirecting(camera: FakeCamera, locations: dict[str, str], frames: int = 2):  # type: ignore[no-untyped-def]
@@ -146,7 +147,7 @@ async def test_unusable_redirect_is_refused_and_play_goes_on(headers: dict[str, 
     CSeq echoed) and changes nothing: the frames before and after it arrive in one session, on
     one connection, until the server closes."""
     frames = video_frames(6)
-    request = server_request("REDIRECT", "rtsp://127.0.0.1/live", {"CSeq": "5", **headers})
+    request = encode_request("REDIRECT", "rtsp://127.0.0.1/live", {"CSeq": "5", **headers})
 
     async def after_play(stream: LockedStream) -> None:
         asked = len(camera.requests)
