@@ -21,6 +21,7 @@ class H264Depacketizer(NalDepacketizer):
     PARAMETER_SETS = (NAL_SPS, NAL_PPS)
     SPS, PPS = NAL_SPS, NAL_PPS
     KEY = frozenset({NAL_IDR})
+    KIND_SHIFT, KIND_MASK = 0, 0x1F
 
     @classmethod
     def from_fmtp(cls, fmtp: dict[str, str]) -> H264Depacketizer:

@@ -20,6 +20,7 @@ class H265Depacketizer(NalDepacketizer):
     PARAMETER_SETS = (NAL_VPS, NAL_SPS, NAL_PPS)
     SPS, PPS, HEADER_BYTES = NAL_SPS, NAL_PPS, 2
     KEY = IRAP
+    KIND_SHIFT, KIND_MASK = 1, 0x3F
 
     @classmethod
     def from_fmtp(cls, fmtp: dict[str, str]) -> H265Depacketizer:

@@ -41,6 +41,7 @@ class NalDepacketizer:
     SPS = PPS = 0  # the NAL types of sequence and picture parameter sets (PPS: several, by id)
     HEADER_BYTES = 1  # NAL unit header size
     KEY: frozenset[int] = frozenset()  # NAL types that make a unit a key frame
+    KIND_SHIFT, KIND_MASK = 0, 0xFF  # a NAL unit's type is (nal[0] >> KIND_SHIFT) & KIND_MASK
 
     def __init__(self, parameter_sets: list[bytes] | None = None) -> None:
         self.parameter_sets: dict[int, bytes] = {}  # the latest of each type
@@ -51,7 +52,9 @@ class NalDepacketizer:
         self._nals: list[bytes] = []
         self._size = 0
         self._ts: int | None = None
-        self._fu: bytearray | None = None
+        # The pieces of the NAL unit being defragmented and their size (reads.route adds to them)
+        self._fu: list[bytes | memoryview] | None = None
+        self._fu_size = 0
         self._damaged = False
         for nal in parameter_sets or []:
             self._remember(nal)
@@ -105,21 +108,26 @@ class NalDepacketizer:
         return b"".join([*(START_CODE + sets[k] for k in self.PARAMETER_SETS if k != self.PPS),
                          *(START_CODE + self._pps[i] for i in sorted(self._pps))])
 
-    def _fragment(self, header: bytes | None, chunk: bytes, end: bool) -> None:
-        """One fragment of a NAL unit: `header` (the rebuilt NAL header) only on the first."""
+    def _fragment(self, header: bytes | None, chunk: bytes | memoryview, end: bool) -> None:
+        """One fragment of a NAL unit: `header` (the rebuilt NAL header) only on the first.
+
+        The pieces are kept as they came and joined once, when the NAL unit is whole: growing
+        one buffer piece by piece copied a big key frame over and over as it grew."""
         if header is not None:
             if self._fu is not None:
                 self._damaged = True  # the previous fragment never ended
-            self._fu = bytearray(header)
+            self._fu, self._fu_size = [header], len(header)
         elif self._fu is None:
             self._damaged = True  # a continuation whose start we never saw
             return
-        self._fu += chunk
-        if len(self._fu) > MAX_ACCESS_UNIT_BYTES:  # a fragment that never ends
+        self._fu.append(chunk)
+        self._fu_size += len(chunk)
+        if self._fu_size > MAX_ACCESS_UNIT_BYTES:  # a fragment that never ends
             self._fu, self._damaged = None, True
             return
         if end:
-            nal, self._fu = bytes(self._fu), None
+            nal = b"".join(self._fu)
+            self._fu = None
             self._add(nal)
 
     def _aggregate(self, payload: bytes, pos: int) -> None:
@@ -171,21 +179,21 @@ class NalDepacketizer:
             self.dropped_units += 1
         if damaged or not nals or ts is None:
             return
-        kind = self.kind
-        kinds = {kind(n) for n in nals}
+        shift, mask = self.KIND_SHIFT, self.KIND_MASK  # `kind()`, without a call per NAL unit
+        kinds = {(n[0] >> shift) & mask for n in nals}
         keyframe = not kinds.isdisjoint(self.KEY)
-        if kinds.isdisjoint(self._parameter_kinds):  # nearly every unit
+        if kinds.isdisjoint(self._parameter_kinds):  # nearly every unit: one copy of its bytes
             if keyframe and (extra := self.extradata):
-                out.append(AccessUnit(ts, extra + START_CODE + START_CODE.join(nals), True))
+                out.append(AccessUnit(ts, START_CODE.join([extra, *nals]), True))
                 return
-            out.append(AccessUnit(ts, START_CODE + START_CODE.join(nals), keyframe))
+            out.append(AccessUnit(ts, START_CODE.join([b"", *nals]), keyframe))
             return
         changed = False
         for nal in nals:
             changed = self._remember(nal) or changed
         nals = self._without_late_parameter_sets(nals)
         unit = ParameterChange if changed else AccessUnit
-        out.append(unit(ts, START_CODE + START_CODE.join(nals), keyframe))
+        out.append(unit(ts, START_CODE.join([b"", *nals]), keyframe))
 
     def _without_late_parameter_sets(self, nals: list[bytes]) -> list[bytes]:
         """Drop parameter sets that follow the unit's first slice.

@@ -6,13 +6,20 @@ server's requests) back to the caller as events. It is the only code that runs f
 packet, a few hundred a second per camera, so it avoids what the general path pays per packet
 (an event tuple, a slice of the packet, five calls).
 
-About two thirds of a video's packets are the middles of fragmented NAL units (H.264 FU-A, H.265
-FU: one 1.4 KB piece of a frame each; 3572 of 5466 in a captured 720p 2 Mbit/s session). Such a
-packet is appended to the unit in progress right here when nothing about it needs the general path:
-the next sequence number, the same RTP timestamp, no marker, no padding or extension, and a
-fragment already started. Any other packet goes through `Track.push_rtp`, which would have done the
-same with these; the fast path changes the cost, never the result (tests/rtsp/test_reads.py feeds
-the same bytes through both).
+Most packets take a shortcut here that does what `Track.push_rtp` would, without its calls and
+slices, whenever nothing about the packet needs the general path (the next sequence number, a
+12-byte header without padding or extension, the track's payload type):
+
+- Fragments of NAL units (H.264 FU-A, H.265 FU), nearly all of a video's packets (a captured 720p
+  2 Mbit/s session: per frame an access unit delimiter, then a first fragment, ~6 middles and a
+  last one; 7086 of 7866 packets were fragments). A first one starts the NAL unit, a middle adds
+  to it, a last one finishes it (and the access unit, when marked). Pieces are kept as memoryview
+  slices of the read and joined once, when the NAL unit is whole.
+- AAC packets of one whole frame behind one 13+3-bit AU header, the usual RFC 3640 packet.
+
+Any other packet goes through `Track.push_rtp`, which would have done the same with these; the
+shortcuts change the cost, never the result (tests/rtsp/test_reads.py feeds the same bytes
+through both, reads cut anywhere).
 """
 
 from __future__ import annotations
@@ -20,10 +27,17 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from collector.media.packets import MediaPacket
+from collector.rtsp.aac import AacDepacketizer
 from collector.rtsp.h264 import FU_A, H264Depacketizer
 from collector.rtsp.h265 import FU, H265Depacketizer
 from collector.rtsp.nal_units import MAX_ACCESS_UNIT_BYTES, NalDepacketizer
-from collector.rtsp.rtp import SEQUENCE_AND_TIMESTAMP, RtpTrack, parse_sender_report, rtcp_has_bye
+from collector.rtsp.rtp import (
+    SEQUENCE_AND_TIMESTAMP,
+    AccessUnit,
+    RtpTrack,
+    parse_sender_report,
+    rtcp_has_bye,
+)
 from collector.rtsp.session import Session
 from collector.rtsp.tracks import Track
 from collector.rtsp.wire import Event, Framer, Interleaved
@@ -36,32 +50,47 @@ class Routed(NamedTuple):
 
 
 class _Fragments(NamedTuple):
-    """How a video track's fragment middles look: the second RTP header byte (no marker, the
-    payload type), and where in the payload the fragment header and the fragment start."""
+    """How a video track's fragments look: the payload type, and where in the payload the
+    fragment header and the fragment start."""
 
+    track: Track
     rtp: RtpTrack
     depacketizer: NalDepacketizer
-    header_byte: int
+    payload_type: int
     type_shift: int  # the payload's NAL type is (payload[0] >> type_shift) & type_mask
     type_mask: int
     fragment_type: int
     fu_header: int  # offset of the FU header (start and end bits) in the payload
 
 
-def fragment_paths(session: Session) -> dict[int, _Fragments]:
-    """The fast path of each NAL-unit video track, by RTP channel."""
-    paths = {}
+class _AacFrames(NamedTuple):
+    """An AAC track whose packets usually hold one whole frame behind one 16-bit AU header."""
+
+    track: Track
+    rtp: RtpTrack
+    depacketizer: AacDepacketizer
+    marked: int  # the second RTP header byte of such a packet: marker and payload type
+
+
+def fragment_paths(session: Session) -> dict[int, _Fragments | _AacFrames]:
+    """The fast path of each NAL-unit video track and each usual AAC track, by RTP channel."""
+    paths: dict[int, _Fragments | _AacFrames] = {}
     for channel, track in session.rtp_channels.items():
         dep, pt = track.depacketizer, track.media.payload_type
+        if type(track) is not Track:  # G.711 (SampleTrack) takes the general path
+            continue
         if isinstance(dep, H264Depacketizer):
-            paths[channel] = _Fragments(track.rtp, dep, pt, 0, 0x1F, FU_A, 1)
+            paths[channel] = _Fragments(track, track.rtp, dep, pt, 0, 0x1F, FU_A, 1)
         elif isinstance(dep, H265Depacketizer):
-            paths[channel] = _Fragments(track.rtp, dep, pt, 1, 0x3F, FU, 2)
+            paths[channel] = _Fragments(track, track.rtp, dep, pt, 1, 0x3F, FU, 2)
+        elif (isinstance(dep, AacDepacketizer) and dep.config.size_length == 13
+              and dep.config.index_length == 3):
+            paths[channel] = _AacFrames(track, track.rtp, dep, 0x80 | pt)
     return paths
 
 
-def route(framer: Framer, session: Session, paths: dict[int, _Fragments], early: list[Event],
-          batch: list[MediaPacket], now: float) -> Routed:
+def route(framer: Framer, session: Session, paths: dict[int, _Fragments | _AacFrames],
+          early: list[Event], batch: list[MediaPacket], now: float) -> Routed:
     """Route `early` (events kept from before PLAY), then everything complete in `framer`;
     media packets are appended to `batch`. `paths` is the session's `fragment_paths()`."""
     events: list[Event] = []
@@ -98,21 +127,72 @@ def route(framer: Framer, session: Session, paths: dict[int, _Fragments], early:
             break
         channel = buf[pos + 1]
         path = paths.get(channel)
-        if path is not None and buf[pos + 4] == 0x80 and buf[pos + 5] == path.header_byte:
-            # An RTP header of 12 bytes without marker; the payload starts at pos + 16.
-            rtp, dep = path.rtp, path.depacketizer
-            fu = dep._fu
-            header = pos + 16 + path.fu_header
-            if fu is not None and header < end - 1:
-                sequence, timestamp = unpack(buf, pos + 6)
-                if (sequence == rtp._next_seq and timestamp == rtp._last_ts
+        if path is not None and buf[pos + 4] == 0x80 and end > pos + 20:
+            # An RTP header of 12 bytes (no padding, extension or CSRCs): the payload is at
+            # pos + 16. Each shortcut below does what `Track.push_rtp` would, for the next
+            # sequence number only; anything else goes the general way.
+            rtp = path.rtp
+            sequence, timestamp = unpack(buf, pos + 6)
+            if sequence != rtp._next_seq:
+                pass
+            elif type(path) is _Fragments:
+                b1 = buf[pos + 5]
+                header = pos + 16 + path.fu_header
+                if (timestamp == rtp._last_ts and b1 & 0x7F == path.payload_type
+                        and header < end - 1
                         and (buf[pos + 16] >> path.type_shift) & path.type_mask
-                        == path.fragment_type
-                        and not buf[header] & 0xC0  # neither the first nor the last fragment
-                        and len(fu) < MAX_ACCESS_UNIT_BYTES):
-                    fu += view[header + 1 : end]
+                        == path.fragment_type):
+                    dep = path.depacketizer
+                    fu = dep._fu
+                    bits = buf[header] & 0xC0
+                    taken = True
+                    if fu is None:
+                        if bits == 0x80 and b1 < 0x80:  # a first fragment, unmarked
+                            first = _nal_header(buf, pos + 16, header)
+                            grown = len(first) + end - header - 1
+                            taken = grown <= MAX_ACCESS_UNIT_BYTES
+                            if taken:
+                                dep._fu, dep._fu_size = [first, view[header + 1 : end]], grown
+                        else:
+                            taken = False
+                    elif bits == 0 and b1 < 0x80:  # a middle
+                        grown = dep._fu_size + end - header - 1
+                        taken = grown <= MAX_ACCESS_UNIT_BYTES
+                        if taken:
+                            fu.append(view[header + 1 : end])
+                            dep._fu_size = grown
+                    elif (bits == 0x40
+                          and dep._fu_size + end - header - 1 <= MAX_ACCESS_UNIT_BYTES):
+                        fu.append(view[header + 1 : end])  # the last fragment: the NAL is whole
+                        dep._fu = None
+                        dep._add(b"".join(fu))
+                        if b1 >= 0x80:  # and the unit
+                            units: list[AccessUnit] = []
+                            dep._finish(units)
+                            emit = path.track._emit
+                            for unit in units:
+                                emit(unit, batch)
+                    else:
+                        taken = False
+                    if taken:
+                        rtp._next_seq = (sequence + 1) & 0xFFFF
+                        rtp.received += 1
+                        media = True
+                        pos = end
+                        continue
+            elif (buf[pos + 5] == path.marked and buf[pos + 16] == 0 and buf[pos + 17] == 16
+                  and (buf[pos + 18] << 5) | (buf[pos + 19] >> 3) == end - pos - 20):
+                # AAC: one whole frame, marked, behind one AU header of 13 + 3 bits
+                dep, track = path.depacketizer, path.track
+                last = rtp._last_ts
+                if (dep._fragment is None and dep._skip_ts is None and last is not None
+                        and track._first is not None
+                        and (timestamp - last) & 0xFFFFFFFF < 0x80000000):
                     rtp._next_seq = (sequence + 1) & 0xFFFF
                     rtp.received += 1
+                    rtp._ext_ts += (timestamp - last) & 0xFFFFFFFF
+                    rtp._last_ts = timestamp
+                    track._emit(AccessUnit(rtp._ext_ts, buf[pos + 20 : end], True), batch)
                     media = True
                     pos = end
                     continue
@@ -125,6 +205,14 @@ def route(framer: Framer, session: Session, paths: dict[int, _Fragments], early:
         pos = end
     framer._pos = pos
     return Routed(events, media, bye)
+
+
+def _nal_header(buf: bytes, payload: int, fu_header: int) -> bytes:
+    """The header of the NAL unit a first fragment starts (H.264 FU-A: 1 byte; H.265 FU: 2)."""
+    fu = buf[fu_header]
+    if fu_header == payload + 1:  # H.264
+        return bytes(((buf[payload] & 0xE0) | (fu & 0x1F),))
+    return bytes(((buf[payload] & 0x81) | ((fu & 0x3F) << 1), buf[payload + 1]))
 
 
 def interleaved(session: Session, channel: int, payload: bytes, batch: list[MediaPacket],
