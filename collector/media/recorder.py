@@ -45,12 +45,17 @@ class Recorder:
 
     def write(self, batch: Sequence[MediaPacket]) -> Progress:
         closed: list[SegmentResult] = []
-        decide, timestamps = self.plan.decide, self.plan.out_timestamps
+        place, decide = self.plan.place, self.plan.decide
         for pkt in batch:
-            decision = decide(pkt)
-            if decision is _WRITE:  # nearly every packet: straight to the open segment
+            placed = place(pkt)
+            if placed is not None:  # nearly every packet: straight to the open segment
                 assert self._writer is not None
-                pts, dts = timestamps(pkt)
+                self._writer.write(pkt, placed[0], placed[1])
+                continue
+            decision = decide(pkt)
+            if decision is _WRITE:
+                assert self._writer is not None
+                pts, dts = self.plan.out_timestamps(pkt)
                 self._writer.write(pkt, pts, dts)
                 continue
             if decision is Decision.RESTART:

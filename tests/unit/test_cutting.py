@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from fractions import Fraction
 
 from collector.media.cutting import CutPlan, Decision, planned_steps
@@ -98,3 +99,37 @@ def test_new_session_needs_a_key_frame():
     plan.end_run()
     assert plan.decide(video(0.0)) is Decision.SKIP
     assert plan.decide(video(0.04, key=True)) is Decision.START
+
+
+def test_place_is_decide_and_out_timestamps_for_written_packets():
+    """`place` (the recorder's per-packet shortcut) gives the timestamps of every packet `decide`
+    would write, and for any other packet None without changing the plan: a stream with key
+    frames, audio before and after the first video, a backward step, a jump, late audio and the
+    end, planned both ways, decides and times every packet alike."""
+    rng = random.Random(7)
+    packets, t = [], 50.0
+    for i in range(1500):
+        t += rng.choice([0.04] * 30 + [-0.3, -0.8, 6.0, 0.0])
+        packets.append(video(t, key=i % 37 == 0 or rng.random() < 0.02))
+        packets += [audio(t + rng.uniform(-0.6, 0.1)) for _ in range(rng.randint(0, 3))]
+    packets.append(MediaPacket(stream=1, data=b"", pts=None, dts=5, duration=1, keyframe=True,
+                               time_base=TB))
+
+    def outcomes(use_place: bool) -> list[tuple[Decision, tuple[int, int | None] | None]]:
+        plan, out = CutPlan(duration=20, segment_seconds=4), []
+        for p in packets:
+            placed = plan.place(p) if use_place else None
+            if placed is not None:
+                out.append((Decision.WRITE, placed))
+                continue
+            d = plan.decide(p)
+            writes = d in (Decision.WRITE, Decision.START, Decision.CUT)
+            out.append((d, plan.out_timestamps(p) if writes else None))
+        return out
+
+    plain, placed = outcomes(False), outcomes(True)
+    assert plain == placed
+    decisions = {d for d, _ in plain}
+    assert {Decision.START, Decision.CUT, Decision.RESTART, Decision.SKIP, Decision.WRITE,
+            Decision.FINISH} <= decisions
+    assert sum(d is Decision.WRITE for d, _ in plain) > 1000
