@@ -103,6 +103,19 @@ def route(framer: Framer, session: Session, paths: dict[int, _Fragments | _AacFr
             events.append(event)
     rtp_channels = session.rtp_channels
     unpack = SEQUENCE_AND_TIMESTAMP.unpack_from
+    most = MAX_ACCESS_UNIT_BYTES
+    # The shortcuts' tracks, their fields in locals (the loop runs per packet): the first
+    # NAL-unit video track and the first AAC track; any other goes the general way.
+    v_channel = a_channel = -1
+    for channel, path in paths.items():
+        if type(path) is _Fragments and v_channel < 0:
+            v_channel, v_rtp, v_dep, v_track = channel, path.rtp, path.depacketizer, path.track
+            v_pt, v_shift, v_mask, v_type = (path.payload_type, path.type_shift, path.type_mask,
+                                             path.fragment_type)
+            v_header = 16 + path.fu_header  # the FU header's offset from the '$'
+        elif type(path) is _AacFrames and a_channel < 0:
+            a_channel, a_rtp, a_dep, a_track, a_marked = (channel, path.rtp, path.depacketizer,
+                                                          path.track, path.marked)
     buf, pos = framer._buf, framer._pos
     size = len(buf)
     view = memoryview(buf)  # fragments are copied out of it without a slice of their own
@@ -126,76 +139,69 @@ def route(framer: Framer, session: Session, paths: dict[int, _Fragments | _AacFr
         if end > size:
             break
         channel = buf[pos + 1]
-        path = paths.get(channel)
-        if path is not None and buf[pos + 4] == 0x80 and end > pos + 20:
-            # An RTP header of 12 bytes (no padding, extension or CSRCs): the payload is at
-            # pos + 16. Each shortcut below does what `Track.push_rtp` would, for the next
-            # sequence number only; anything else goes the general way.
-            rtp = path.rtp
+        # Each shortcut below does what `Track.push_rtp` would, for a 12-byte RTP header (no
+        # padding, extension or CSRCs: the payload is at pos + 16) of the next sequence number
+        # only; anything else goes the general way.
+        if channel == v_channel and buf[pos + 4] == 0x80 and end > pos + 20:
             sequence, timestamp = unpack(buf, pos + 6)
-            if sequence != rtp._next_seq:
-                pass
-            elif type(path) is _Fragments:
-                b1 = buf[pos + 5]
-                header = pos + 16 + path.fu_header
-                if (timestamp == rtp._last_ts and b1 & 0x7F == path.payload_type
-                        and header < end - 1
-                        and (buf[pos + 16] >> path.type_shift) & path.type_mask
-                        == path.fragment_type):
-                    dep = path.depacketizer
-                    fu = dep._fu
-                    bits = buf[header] & 0xC0
-                    taken = True
-                    if fu is None:
-                        if bits == 0x80 and b1 < 0x80:  # a first fragment, unmarked
-                            first = _nal_header(buf, pos + 16, header)
-                            grown = len(first) + end - header - 1
-                            taken = grown <= MAX_ACCESS_UNIT_BYTES
-                            if taken:
-                                dep._fu, dep._fu_size = [first, view[header + 1 : end]], grown
-                        else:
-                            taken = False
-                    elif bits == 0 and b1 < 0x80:  # a middle
-                        grown = dep._fu_size + end - header - 1
-                        taken = grown <= MAX_ACCESS_UNIT_BYTES
+            b1 = buf[pos + 5]
+            header = pos + v_header
+            if (sequence == v_rtp._next_seq and timestamp == v_rtp._last_ts
+                    and b1 & 0x7F == v_pt and header < end - 1
+                    and (buf[pos + 16] >> v_shift) & v_mask == v_type):
+                fu = v_dep._fu
+                bits = buf[header] & 0xC0
+                taken = True
+                if fu is None:
+                    if bits == 0x80 and b1 < 0x80:  # a first fragment, unmarked
+                        first = _nal_header(buf, pos + 16, header)
+                        grown = len(first) + end - header - 1
+                        taken = grown <= most
                         if taken:
-                            fu.append(view[header + 1 : end])
-                            dep._fu_size = grown
-                    elif (bits == 0x40
-                          and dep._fu_size + end - header - 1 <= MAX_ACCESS_UNIT_BYTES):
-                        fu.append(view[header + 1 : end])  # the last fragment: the NAL is whole
-                        dep._fu = None
-                        dep._add(b"".join(fu))
-                        if b1 >= 0x80:  # and the unit
-                            units: list[AccessUnit] = []
-                            dep._finish(units)
-                            emit = path.track._emit
-                            for unit in units:
-                                emit(unit, batch)
+                            v_dep._fu, v_dep._fu_size = [first, view[header + 1 : end]], grown
                     else:
                         taken = False
+                elif bits == 0 and b1 < 0x80:  # a middle
+                    grown = v_dep._fu_size + end - header - 1
+                    taken = grown <= most
                     if taken:
-                        rtp._next_seq = (sequence + 1) & 0xFFFF
-                        rtp.received += 1
-                        media = True
-                        pos = end
-                        continue
-            elif (buf[pos + 5] == path.marked and buf[pos + 16] == 0 and buf[pos + 17] == 16
-                  and (buf[pos + 18] << 5) | (buf[pos + 19] >> 3) == end - pos - 20):
-                # AAC: one whole frame, marked, behind one AU header of 13 + 3 bits
-                dep, track = path.depacketizer, path.track
-                last = rtp._last_ts
-                if (dep._fragment is None and dep._skip_ts is None and last is not None
-                        and track._first is not None
-                        and (timestamp - last) & 0xFFFFFFFF < 0x80000000):
-                    rtp._next_seq = (sequence + 1) & 0xFFFF
-                    rtp.received += 1
-                    rtp._ext_ts += (timestamp - last) & 0xFFFFFFFF
-                    rtp._last_ts = timestamp
-                    track._emit(AccessUnit(rtp._ext_ts, buf[pos + 20 : end], True), batch)
+                        fu.append(view[header + 1 : end])
+                        v_dep._fu_size = grown
+                elif bits == 0x40 and v_dep._fu_size + end - header - 1 <= most:
+                    fu.append(view[header + 1 : end])  # the last fragment: the NAL is whole
+                    v_dep._fu = None
+                    v_dep._add(b"".join(fu))
+                    if b1 >= 0x80:  # and the unit
+                        units: list[AccessUnit] = []
+                        v_dep._finish(units)
+                        for unit in units:
+                            v_track._emit(unit, batch)
+                else:
+                    taken = False
+                if taken:
+                    v_rtp._next_seq = (sequence + 1) & 0xFFFF
+                    v_rtp.received += 1
                     media = True
                     pos = end
                     continue
+        elif (channel == a_channel and buf[pos + 4] == 0x80 and end > pos + 20
+              and buf[pos + 5] == a_marked and buf[pos + 16] == 0 and buf[pos + 17] == 16
+              and (buf[pos + 18] << 5) | (buf[pos + 19] >> 3) == end - pos - 20):
+            # AAC: one whole frame, marked, behind one AU header of 13 + 3 bits
+            sequence, timestamp = unpack(buf, pos + 6)
+            last = a_rtp._last_ts
+            if (sequence == a_rtp._next_seq and a_dep._fragment is None
+                    and a_dep._skip_ts is None and last is not None
+                    and a_track._first is not None
+                    and (timestamp - last) & 0xFFFFFFFF < 0x80000000):
+                a_rtp._next_seq = (sequence + 1) & 0xFFFF
+                a_rtp.received += 1
+                a_rtp._ext_ts += (timestamp - last) & 0xFFFFFFFF
+                a_rtp._last_ts = timestamp
+                a_track._emit(AccessUnit(a_rtp._ext_ts, buf[pos + 20 : end], True), batch)
+                media = True
+                pos = end
+                continue
         track = rtp_channels.get(channel)
         if track is not None:
             if track.push_rtp(buf[pos + 4 : end], batch):
