@@ -11,7 +11,9 @@ the requests, `reply()` our answers to the server's own requests.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from dataclasses import dataclass
 
 import trio
@@ -141,6 +143,35 @@ class RtspConnection:
                                else len(data) == RECEIVE_BYTES)
         self.bytes_received += len(data)
         self.framer.feed(data)
+
+    def receive_now(self) -> bool:
+        """Read what the socket holds now, into `framer`, without a trip through trio: False when
+        it holds nothing (or events from before PLAY wait, or the stream is TLS), and then
+        `receive()` waits.
+
+        The playing loop calls it when its read timer wakes it, and then the bytes are nearly
+        always there. Through `receive_some` every read also yields to trio's scheduler once
+        it succeeded, so a phase's sessions would all read before any of them depacketized
+        its bytes, by which time the others' reads had pushed them out of the CPU's cache.
+        The loop's timer is its checkpoint. Errors are trio's, as `receive_some` raises them.
+        """
+        stream = self.stream
+        if self._early or type(stream) is not trio.SocketStream:
+            return False
+        try:
+            data = os.read(stream.socket.fileno(), RECEIVE_BYTES)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                raise trio.ClosedResourceError("this socket was already closed") from None
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        if not data:
+            raise EOFError
+        self.last_read_full = len(data) == RECEIVE_BYTES
+        self.bytes_received += len(data)
+        self.framer.feed(data)
+        return True
 
     async def receive(self) -> list[Event]:
         """The events kept from before PLAY, if any; else one large read into `framer`, whose

@@ -278,11 +278,16 @@ class RtspOpener:
                 await self._send_reports(conn, session, tick)
             early: list[Event] = []
             ended = None
-            with trio.move_on_at(last_media + self.stall_timeout_s):
-                try:
-                    early = await conn.receive()
-                except EOFError:
-                    ended = "connection closed by the server"
+            try:
+                read = conn.receive_now()  # nearly always: the timer waited for the bytes
+            except EOFError:
+                read, ended = True, "connection closed by the server"
+            if not read:
+                with trio.move_on_at(last_media + self.stall_timeout_s):
+                    try:
+                        early = await conn.receive()
+                    except EOFError:
+                        ended = "connection closed by the server"
             now = trio.current_time()
             if ended is None and now >= last_media + self.stall_timeout_s:
                 if infos is not None:  # the frames held back for their duration are complete
