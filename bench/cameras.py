@@ -76,7 +76,7 @@ SEGMENT_S = 10  # Frigate's record segments (see the docstring)
 CLIP_SECONDS = 10
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 OPTIONS = {"rtsp_transport": "tcp"}
-PROBES = 20  # POST /collect timings per run
+PROBES = 20  # POST /collect timings per run (`--probes`)
 TERMINATE_GRACE_S = 5
 
 
@@ -316,11 +316,12 @@ def collect_body(urls: list[str], duration: float, segment_s: float, names: str 
 
 
 async def run_collector(urls: list[str], seconds: float, warmup: float, small: int,
-                        tmp: Path, probe: str, segment_s: float = SEGMENT_S) -> Side:
+                        tmp: Path, probe: str, segment_s: float = SEGMENT_S,
+                        probes: int = PROBES) -> Side:
     n = len(urls)
     side = Side("collector", n, frames_expected=int(seconds * FPS) * n)
     async with collector_process(
-        tmp, **camera_limits(n), COLLECTOR_MAX_CONCURRENT_JOBS=str(PROBES + 8),
+        tmp, **camera_limits(n), COLLECTOR_MAX_CONCURRENT_JOBS=str(probes + 8),
     ) as (proc, base, errors):
         async with trio.open_nursery() as nursery:
             async with httpx.AsyncClient(base_url=base, timeout=30) as client, \
@@ -350,8 +351,8 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                 t1 = posted + seconds
                 await trio.sleep_until(trio.current_time() + (t0 - time.monotonic()))
                 cpu0, w0 = cpu_seconds(proc.pid), time.monotonic()
-                step = (t1 - t0) / (PROBES + 1)
-                for i in range(PROBES):
+                step = (t1 - t0) / (probes + 1)
+                for i in range(probes):
                     await trio.sleep_until(trio.current_time() + (t0 + (i + 1) * step
                                                                   - time.monotonic()))
                     probe_body = collect_body([urls[i % n]], 0.5, segment_s, names="probe")
@@ -530,7 +531,7 @@ async def main(args: argparse.Namespace) -> None:
         tmp = Path(tmpname)
         coll, ff = await beside_ffmpeg(args, tmp, lambda urls: run_collector(
             urls, args.seconds, args.warmup, args.small_cameras, tmp, args.probe,
-            args.segment_seconds))
+            args.segment_seconds, args.probes))
         rows = [(coll, ff)]
         shutil.rmtree(tmp / "collector", ignore_errors=True)
     print(table(rows))
@@ -578,10 +579,15 @@ def parse_args() -> argparse.Namespace:
     add_common_args(parser, cameras=10)
     parser.add_argument("--small-cameras", type=int, default=1,
                         help="cameras of the collector's PSS base job")
+    parser.add_argument("--probes", type=int, default=PROBES,
+                        help="POST /collect timings in the CPU window (each a 0.5 s job of one "
+                             "camera already recorded, so p99 is the maximum below 100)")
     args = parser.parse_args()
     check_common_args(parser, args)
     if not 0 < args.small_cameras < args.cameras:
         parser.error("--small-cameras must be below --cameras")
+    if args.probes < 1:
+        parser.error("--probes must be at least 1")
     return args
 
 if __name__ == "__main__":
