@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import av
 import av.error
@@ -65,6 +65,16 @@ class SegmentResult:
     reason: str  # why it ended: "boundary", "end", "discontinuity", "stopped"
     format: str  # mp4 | mkv | ts
     codec: str  # the codecs of the streams in the file, e.g. "h264+aac"
+
+
+_Packet = av.Packet
+
+
+class _Rational(NamedTuple):
+    """A time base as PyAV reads it (`numerator`, `denominator`), without Fraction's properties."""
+
+    numerator: int
+    denominator: int
 
 
 class SegmentFile(io.FileIO):
@@ -127,6 +137,8 @@ class SegmentWriter:
         except OSError as exc:
             raise SegmentError(f"cannot create segment {path.name}: {exc}") from None
         self._streams: dict[int, av.stream.Stream] = {}
+        self._time_bases: dict[int, Fraction] = {}  # each stream's, as its packets carry it
+        self._rationals: dict[int, _Rational] = {}  # the same, for PyAV
         self._codecs: list[str] = []
         self._last_dts: dict[int, int] = {}
         self._video: int | None = None
@@ -165,6 +177,9 @@ class SegmentWriter:
             except ValueError:  # the container cannot hold this codec: leave the stream out
                 continue
             out.time_base = info.time_base
+            self._time_bases[info.index] = info.time_base
+            self._rationals[info.index] = _Rational(info.time_base.numerator,
+                                                    info.time_base.denominator)
             self._codecs.append(info.codec)
             if info.extradata is not None:
                 out.codec_context.extradata = info.extradata
@@ -173,6 +188,7 @@ class SegmentWriter:
                 self._video = info.index
         if self._video is None:
             raise SegmentError(f"the {self.format} format cannot hold this source's video")
+        self._mux = self._out.mux_one
 
     def write(self, pkt: MediaPacket, pts: int, dts: int | None) -> None:
         """Mux `pkt` with the given (already job-relative) timestamps, repaired to be monotonic.
@@ -193,15 +209,19 @@ class SegmentWriter:
         self._last_dts[index] = dts
         # References the payload (bytes, or a view of the demuxed packet) without copying it;
         # PyAV takes any buffer, though its stub says bytes.
-        packet = av.Packet(pkt.data)  # type: ignore[arg-type]
+        packet = _Packet(pkt.data)  # type: ignore[arg-type]
         packet.stream = stream
-        packet.time_base = pkt.time_base
+        time_base = pkt.time_base
+        # PyAV reads a time base's numerator and denominator, which a Fraction computes in
+        # Python: the stream's own, as plain numbers, when the packet's is that very object.
+        packet.time_base = (self._rationals[index] if time_base is self._time_bases[index]
+                            else time_base)
         packet.pts = pts
         packet.dts = dts
         packet.duration = pkt.duration
         packet.is_keyframe = pkt.keyframe
         try:
-            self._out.mux(packet)
+            self._mux(packet)
         except (av.error.FFmpegError, OSError) as exc:
             raise SegmentError(f"cannot write segment {self.path.name}: {exc}") from None
         if index == self._video:
