@@ -1,7 +1,7 @@
 """Two checkouts of the collector recording the same cameras at the same time: a paired A/B.
 
     .venv/bin/python bench/paired.py A_DIR B_DIR [--cameras 50] [--seconds 40]
-                                     [--segment-seconds 10] [--servers 10]
+                                     [--segment-seconds 10] [--servers 10] [--both-orders]
 
 A_DIR and B_DIR are two checkouts of this repository (e.g. `git worktree add --detach ../base
 HEAD~1`). Both run `python -m collector` from their own directory, are posted the same job of the
@@ -10,11 +10,16 @@ D - 4 s] after the post): whatever else the machine does falls on both, so B/A r
 of a few per cent that sequential runs of bench/cameras.py (whose ffmpeg side alone varies by
 ±20 % between runs) cannot. The servers serve 2N readers. Prints both CPU figures in s per
 camera-minute, B/A, and the frames each job recorded.
+
+One side can come out ~2 % cheaper for being second (measured 2026-11-27: two identical-cost
+builds gave B/A 0.977 and 0.979 with their places swapped). `--both-orders` runs the pair again
+with B started and posted first and prints the geometric mean of the two B/A.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -61,8 +66,9 @@ async def record(checkout: Path, urls: list[str], args: argparse.Namespace, tmp:
                                             for s in src["segments"])
 
 
-async def main(args: argparse.Namespace) -> None:
-    a, b = args.a.resolve(), args.b.resolve()
+async def pair(first: Path, second: Path, args: argparse.Namespace) -> dict[str, float]:
+    """One paired run: both checkouts record the same served cameras at the same time (`first`
+    is started and posted first)."""
     with tempfile.TemporaryDirectory(prefix="bench-paired-") as tmpname:
         tmp = Path(tmpname)
         clip = make_bench_clip(tmp / "clip.mkv")
@@ -72,15 +78,28 @@ async def main(args: argparse.Namespace) -> None:
             go = trio.Event()
             with trio.fail_after(3 * args.seconds + 120):
                 async with trio.open_nursery() as both:
-                    for checkout in (a, b):
+                    for checkout in (first, second):
                         await both.start(record, checkout, urls, args, tmp / checkout.name, out,
                                          go)
                     go.set()
             nursery.cancel_scope.cancel()
-    ca, cb = out[f"cpu {a}"], out[f"cpu {b}"]
-    print(f"{args.cameras} cameras, {args.seconds:g} s, segments of {args.segment_seconds:g} s: "
-          f"A {ca:.3f} B {cb:.3f} s CPU per camera-minute, B/A {cb / ca:.3f}; "
-          f"frames A {out[f'frames {a}']:.0f} B {out[f'frames {b}']:.0f}")
+    return out
+
+
+async def main(args: argparse.Namespace) -> None:
+    a, b = args.a.resolve(), args.b.resolve()
+    ratios = []
+    for first, second in ((a, b), (b, a)) if args.both_orders else ((a, b),):
+        out = await pair(first, second, args)
+        ca, cb = out[f"cpu {a}"], out[f"cpu {b}"]
+        ratios.append(cb / ca)
+        print(f"{args.cameras} cameras, {args.seconds:g} s, segments of "
+              f"{args.segment_seconds:g} s, {'A' if first == a else 'B'} started first: "
+              f"A {ca:.3f} B {cb:.3f} s CPU per camera-minute, B/A {cb / ca:.3f}; "
+              f"frames A {out[f'frames {a}']:.0f} B {out[f'frames {b}']:.0f}", flush=True)
+    if len(ratios) == 2:
+        print(f"B/A both orders: {ratios[0]:.3f}, {ratios[1]:.3f}; "
+              f"geometric mean {math.sqrt(ratios[0] * ratios[1]):.3f}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -92,6 +111,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=40, help="D: each job's duration")
     parser.add_argument("--segment-seconds", type=float, default=cameras.SEGMENT_S)
     parser.add_argument("--servers", type=int, default=10)
+    parser.add_argument("--both-orders", action="store_true",
+                        help="run the pair again with B started and posted first, and print the "
+                             "geometric mean of the two B/A (one side can be favoured by ~2 %%)")
     args = parser.parse_args()
     if args.seconds < SETTLE_S + TAIL_S + 5 or args.cameras < 1:
         parser.error(f"--seconds must be at least {SETTLE_S + TAIL_S + 5:g}")
