@@ -137,8 +137,8 @@ class SegmentWriter:
         except OSError as exc:
             raise SegmentError(f"cannot create segment {path.name}: {exc}") from None
         self._streams: dict[int, av.stream.Stream] = {}
-        self._time_bases: dict[int, Fraction] = {}  # each stream's, as its packets carry it
-        self._rationals: dict[int, _Rational] = {}  # the same, for PyAV
+        # Each stream's time base as its packets carry it, and the same as plain numbers for PyAV
+        self._time_bases: dict[int, tuple[Fraction, _Rational]] = {}
         self._codecs: list[str] = []
         self._last_dts: dict[int, int] = {}
         self._video: int | None = None
@@ -177,9 +177,8 @@ class SegmentWriter:
             except ValueError:  # the container cannot hold this codec: leave the stream out
                 continue
             out.time_base = info.time_base
-            self._time_bases[info.index] = info.time_base
-            self._rationals[info.index] = _Rational(info.time_base.numerator,
-                                                    info.time_base.denominator)
+            tb = info.time_base
+            self._time_bases[info.index] = (tb, _Rational(tb.numerator, tb.denominator))
             self._codecs.append(info.codec)
             if info.extradata is not None:
                 out.codec_context.extradata = info.extradata
@@ -211,11 +210,10 @@ class SegmentWriter:
         # PyAV takes any buffer, though its stub says bytes.
         packet = _Packet(pkt.data)  # type: ignore[arg-type]
         packet.stream = stream
-        time_base = pkt.time_base
         # PyAV reads a time base's numerator and denominator, which a Fraction computes in
         # Python: the stream's own, as plain numbers, when the packet's is that very object.
-        packet.time_base = (self._rationals[index] if time_base is self._time_bases[index]
-                            else time_base)
+        carried, plain = self._time_bases[index]
+        packet.time_base = plain if pkt.time_base is carried else pkt.time_base
         packet.pts = pts
         packet.dts = dts
         packet.duration = pkt.duration

@@ -2,14 +2,15 @@
 
 One session: connect (TCP, or TLS for `rtsps://`, see `tls`), set up (`session.start_session`; a
 redirect answered to OPTIONS or DESCRIBE is followed on a new connection, see `redirects`), then
-read in large batches at a modest rate: one `receive_some` of whatever the kernel buffered,
-depacketize, hand the batch to the sink, wait for the session's tick of the shared `Ticker`
-(`ticker`: sessions wake up to ten at a time). A camera costs ~2.5 reads a second whatever its
-bitrate (a read that fills the whole 256 KiB buffer is followed by another at once, so a camera
-above ~5 Mbit/s is drained rather than throttled by TCP flow control). Each read costs ~0.15 ms
-of CPU besides its packets (task switches to the camera and its jobs, the read, a batch per
-job): reading every 0.4 s instead of 0.2 s cut the CPU per camera by ~12 % at 50 cameras;
-recording does not mind the extra few hundred ms of latency.
+read in large batches at a modest rate: one read of whatever the kernel buffered
+(`RtspConnection.receive_now`, without a trip through trio's scheduler), depacketize, hand the
+batch to the sink, wait for the session's tick of the shared `Ticker` (`ticker`: sessions wake up
+to ten at a time). A camera costs ~2.5 reads a second whatever its bitrate (a read that fills the
+whole 256 KiB buffer is followed by another at once, so a camera above ~5 Mbit/s is drained rather
+than throttled by TCP flow control). Each read costs ~0.15 ms of CPU besides its packets (task
+switches to the camera and its jobs, the read, a batch per job): reading every 0.4 s instead of 0.2
+s cut the CPU per camera by ~12 % at 50 cameras; recording does not mind the extra few hundred ms
+of latency.
 
 Timeouts live here, at the edge: connecting and every response are bounded by `io_timeout_s`; no
 media packet for `stall_timeout_s` raises `SourceUnavailable(reason="stall")` even while the server
@@ -266,7 +267,7 @@ class RtspOpener:
         last_media = started = trio.current_time()
         keepalive_every = max((conn.session.timeout_s if conn.session else 60.0) / 2, 0.5)
         next_keepalive = started + keepalive_every
-        paths = reads.fragment_paths(session)
+        paths = reads.shortcuts(session)
         while True:
             tick = trio.current_time()
             # the loop wakes ~2.5 times a second: no task of its own
@@ -279,15 +280,11 @@ class RtspOpener:
             early: list[Event] = []
             ended = None
             try:
-                read = conn.receive_now()  # nearly always: the timer waited for the bytes
-            except EOFError:
-                read, ended = True, "connection closed by the server"
-            if not read:
-                with trio.move_on_at(last_media + self.stall_timeout_s):
-                    try:
+                if not conn.receive_now():  # nearly always read: the timer waited for the bytes
+                    with trio.move_on_at(last_media + self.stall_timeout_s):
                         early = await conn.receive()
-                    except EOFError:
-                        ended = "connection closed by the server"
+            except EOFError:
+                ended = "connection closed by the server"
             now = trio.current_time()
             if ended is None and now >= last_media + self.stall_timeout_s:
                 if infos is not None:  # the frames held back for their duration are complete

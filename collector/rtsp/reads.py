@@ -50,9 +50,10 @@ class Routed(NamedTuple):
 
 
 class _Fragments(NamedTuple):
-    """How a video track's fragments look: the payload type, and where in the payload the
+    """A video track's fragments: its channel, the payload type, and where in the payload the
     fragment header and the fragment start."""
 
+    channel: int
     track: Track
     rtp: RtpTrack
     depacketizer: NalDepacketizer
@@ -66,33 +67,45 @@ class _Fragments(NamedTuple):
 class _AacFrames(NamedTuple):
     """An AAC track whose packets usually hold one whole frame behind one 16-bit AU header."""
 
+    channel: int
     track: Track
     rtp: RtpTrack
     depacketizer: AacDepacketizer
     marked: int  # the second RTP header byte of such a packet: marker and payload type
 
 
-def fragment_paths(session: Session) -> dict[int, _Fragments | _AacFrames]:
-    """The fast path of each NAL-unit video track and each usual AAC track, by RTP channel."""
-    paths: dict[int, _Fragments | _AacFrames] = {}
+class Shortcuts(NamedTuple):
+    """The tracks `route()` takes by its shortcuts: the session's first NAL-unit video track and
+    its first usual AAC track (None: that kind, and any other track, goes the general way)."""
+
+    video: _Fragments | None
+    aac: _AacFrames | None
+
+
+NO_SHORTCUTS = Shortcuts(None, None)
+
+
+def shortcuts(session: Session) -> Shortcuts:
+    video: _Fragments | None = None
+    aac: _AacFrames | None = None
     for channel, track in session.rtp_channels.items():
         dep, pt = track.depacketizer, track.media.payload_type
         if type(track) is not Track:  # G.711 (SampleTrack) takes the general path
             continue
-        if isinstance(dep, H264Depacketizer):
-            paths[channel] = _Fragments(track, track.rtp, dep, pt, 0, 0x1F, FU_A, 1)
-        elif isinstance(dep, H265Depacketizer):
-            paths[channel] = _Fragments(track, track.rtp, dep, pt, 1, 0x3F, FU, 2)
-        elif (isinstance(dep, AacDepacketizer) and dep.config.size_length == 13
-              and dep.config.index_length == 3):
-            paths[channel] = _AacFrames(track, track.rtp, dep, 0x80 | pt)
-    return paths
+        if video is None and isinstance(dep, H264Depacketizer):
+            video = _Fragments(channel, track, track.rtp, dep, pt, 0, 0x1F, FU_A, 1)
+        elif video is None and isinstance(dep, H265Depacketizer):
+            video = _Fragments(channel, track, track.rtp, dep, pt, 1, 0x3F, FU, 2)
+        elif (aac is None and isinstance(dep, AacDepacketizer)
+              and dep.config.size_length == 13 and dep.config.index_length == 3):
+            aac = _AacFrames(channel, track, track.rtp, dep, 0x80 | pt)
+    return Shortcuts(video, aac)
 
 
-def route(framer: Framer, session: Session, paths: dict[int, _Fragments | _AacFrames],
-          early: list[Event], batch: list[MediaPacket], now: float) -> Routed:
+def route(framer: Framer, session: Session, paths: Shortcuts, early: list[Event],
+          batch: list[MediaPacket], now: float) -> Routed:
     """Route `early` (events kept from before PLAY), then everything complete in `framer`;
-    media packets are appended to `batch`. `paths` is the session's `fragment_paths()`."""
+    media packets are appended to `batch`. `paths` is the session's `shortcuts()`."""
     events: list[Event] = []
     media = bye = False
     for event in early:
@@ -104,18 +117,14 @@ def route(framer: Framer, session: Session, paths: dict[int, _Fragments | _AacFr
     rtp_channels = session.rtp_channels
     unpack = SEQUENCE_AND_TIMESTAMP.unpack_from
     most = MAX_ACCESS_UNIT_BYTES
-    # The shortcuts' tracks, their fields in locals (the loop runs per packet): the first
-    # NAL-unit video track and the first AAC track; any other goes the general way.
+    # The shortcuts' fields in locals: the loop below runs per packet.
     v_channel = a_channel = -1
-    for channel, path in paths.items():
-        if type(path) is _Fragments and v_channel < 0:
-            v_channel, v_rtp, v_dep, v_track = channel, path.rtp, path.depacketizer, path.track
-            v_pt, v_shift, v_mask, v_type = (path.payload_type, path.type_shift, path.type_mask,
-                                             path.fragment_type)
-            v_header = 16 + path.fu_header  # the FU header's offset from the '$'
-        elif type(path) is _AacFrames and a_channel < 0:
-            a_channel, a_rtp, a_dep, a_track, a_marked = (channel, path.rtp, path.depacketizer,
-                                                          path.track, path.marked)
+    if paths.video is not None:
+        (v_channel, v_track, v_rtp, v_dep, v_pt, v_shift, v_mask, v_type,
+         fu_header) = paths.video
+        v_header = 16 + fu_header  # the FU header's offset from the '$'
+    if paths.aac is not None:
+        a_channel, a_track, a_rtp, a_dep, a_marked = paths.aac
     buf, pos = framer._buf, framer._pos
     size = len(buf)
     view = memoryview(buf)  # fragments are copied out of it without a slice of their own

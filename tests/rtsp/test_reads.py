@@ -89,7 +89,7 @@ def record(sdp: str, packets: list[bytes], cuts: list[int], fast: bool
     """Feed `packets` as reads cut at `cuts` (byte offsets); (packets, per-track RTP counters,
     responses seen)."""
     session = session_of(sdp)
-    paths = reads.fragment_paths(session) if fast else {}
+    paths = reads.shortcuts(session) if fast else reads.NO_SHORTCUTS
     data = b"".join(packets)
     framer, batch, responses = Framer(), [], 0
     for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
@@ -117,7 +117,9 @@ def both(sdp: str, packets: list[bytes], seed: int) -> tuple:
 @pytest.mark.parametrize("seed", range(5))
 def test_h264_fast_path_gives_what_the_general_path_gives(seed):
     packets = h264_stream(30)
-    assert reads.fragment_paths(session_of(SDP_H264)).keys() == {0, 2}  # video and AAC
+    shortcuts = reads.shortcuts(session_of(SDP_H264))
+    assert shortcuts.video is not None and shortcuts.aac is not None
+    assert (shortcuts.video.channel, shortcuts.aac.channel) == (0, 2)  # video and AAC
     batch, counters, responses = both(SDP_H264, packets, seed)
     video = [p for p in batch if p.stream == 0]
     assert len(video) == 30 and len([p for p in batch if p.stream == 1]) == 30
