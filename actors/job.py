@@ -15,11 +15,12 @@ DELETE; `interrupted` on shutdown.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import outcome
@@ -39,7 +40,7 @@ from actors.messages import (
 from actors.records import JobRecord, SourceRecord
 from collector.errors import CollectorError, SegmentError
 from collector.media.cutting import CutPlan
-from collector.media.packets import SessionInfo
+from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.recorder import Progress, Recorder
 from collector.media.segments import make_durable
 from collector.params import CollectRequest
@@ -73,11 +74,14 @@ class Job:
         writer_limiter: trio.CapacityLimiter,
         subscriber_buffer: int,
         save: Callable[..., None] = lambda *rows: None,
+        segment_turns: trio.Lock | None = None,
     ) -> None:
         self.record, self.request, self.supervisor = record, request, supervisor
         self.save = save  # hands rows to the database writer, never blocks
         self.events, self.folder = log_, folder
         self.writer_limiter, self.subscriber_buffer = writer_limiter, subscriber_buffer
+        # Shared by every job: segment files open and close in turn (`_write`)
+        self.segment_turns = segment_turns or trio.Lock()
         self.cancel_scope = trio.CancelScope()
         self.stop_status: str | None = None  # cancelled | interrupted | failed once asked to stop
         self.stop_reason = ""
@@ -220,7 +224,7 @@ class Job:
                         src.gaps[-1]["end"] = time.time()
                 progress = self._recorded(recorder.new_session, event)
             case Packets():
-                progress = self._recorded(recorder.write, event.batch)
+                progress = await self._write(recorder, announcer, event.batch)
             case SourceDown(error=error, failures=failures):
                 src.failures += 1
                 message = f"{error} (attempt {failures})"
@@ -262,6 +266,25 @@ class Job:
                 announcer.put(progress)
             done = done or progress.done
         return done
+
+    async def _write(self, recorder: Recorder, announcer: _Announcer,
+                     batch: Sequence[MediaPacket]) -> Progress:
+        """Mux a batch, taking turns with the other jobs to open and close segment files.
+
+        A segment change costs ~1-2 ms, a hundred times a packet, and cameras fed by one server
+        (or started together) cut within the same few hundred ms. Done where they fall, the cuts
+        of ten jobs made one scheduler pass of 20-40 ms, and a request waiting behind such
+        passes at every step took 160-390 ms (measured at 100 cameras). Taking turns through one
+        lock, each pass does at most one segment change and runs whatever else is ready beside
+        it; the muxing between changes stays where it was.
+        """
+        progress = self._recorded(functools.partial(recorder.write, batch, pause=True))
+        while progress.paused:
+            if progress.segments:
+                announcer.put(progress)
+            async with self.segment_turns:
+                progress = self._recorded(recorder.resume)
+        return progress
 
     def _recorded(self, fn: Callable[..., Progress], *args: object) -> Progress:
         """Run a Recorder method (muxing, in this thread) with its errors made the source's."""

@@ -122,6 +122,7 @@ class Supervisor:
         self._cameras: dict[CameraKey, _CameraEntry] = {}
         self._stopped = dict.fromkeys(_LIFETIME_COUNTERS, 0)  # counts of stopped cameras
         self._writer_limiter = trio.CapacityLimiter(settings.writer_threads)
+        self._segment_turns = trio.Lock()  # jobs open and close segment files in turn (job.py)
         self._nursery: trio.Nursery | None = None
 
     async def run(
@@ -357,6 +358,7 @@ class Supervisor:
             log_=log_,
             folder=Path(self.settings.data_dir) / "jobs" / job_id,
             writer_limiter=self._writer_limiter,
+            segment_turns=self._segment_turns,
             subscriber_buffer=self.settings.subscriber_buffer,
             save=self._save,
         )

@@ -1,0 +1,83 @@
+"""A recorder that pauses before every segment change (as jobs in the event loop use it) writes
+what one that does not pause writes: the same files, byte for byte, and the same progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from collector.media.cutting import CutPlan
+from collector.media.packets import MediaPacket, SessionInfo
+from collector.media.pyav_source import describe_streams, to_media_packet
+from collector.media.recorder import Progress, Recorder
+from tests.media.clips import ClipInfo
+from tests.media.probe import count_frames
+
+
+def clip_packets(clip: Path) -> tuple[SessionInfo, list[MediaPacket]]:
+    with av.open(str(clip)) as container:
+        chosen, infos = describe_streams(container)
+        bases = {s.index: s.time_base for s in chosen}
+        packets = [to_media_packet(p, bases[p.stream_index]) for p in container.demux(*chosen)
+                   if p.dts is not None]
+    return SessionInfo(session=1, streams=infos), packets
+
+
+def summary(progress: list[Progress]) -> list[tuple]:
+    return [(p.steps_done, p.done, [(s.index, s.path.name, s.frames, s.keyframes, s.duration,
+                                      s.bytes, s.reason, s.start_seconds) for s in p.segments])
+            for p in progress]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 40])
+def test_pausing_before_segment_changes_writes_the_same(media_clip: ClipInfo, tmp_path: Path,
+                                                       batch_size: int):
+    session, packets = clip_packets(media_clip.path)
+    # 2 s segments of a 2 s GOP clip, 9 s in all: a change every ~25 video frames, and the end;
+    # a batch of 40 packets holds a cut at least now and then, a batch of 1 never two
+    plain = Recorder(tmp_path / "plain", "mp4", CutPlan(duration=9, segment_seconds=2))
+    paused = Recorder(tmp_path / "paused", "mp4", CutPlan(duration=9, segment_seconds=2))
+    got_plain = [plain.new_session(session)]
+    got_paused = [paused.new_session(session)]
+    pauses = 0
+    batches = [packets[i:i + batch_size] for i in range(0, len(packets), batch_size)]
+    for batch in batches:
+        got_plain.append(plain.write(batch))
+        progress = paused.write(batch, pause=True)
+        while progress.paused:  # what a job does, minus the lock: announce, then go on
+            pauses += 1
+            got_paused.append(progress)
+            progress = paused.resume()
+        got_paused.append(progress)
+    got_plain.append(plain.stop())
+    got_paused.append(paused.stop())
+
+    def segments(got: list[Progress]) -> list[tuple]:
+        return [s for entry in summary(got) for s in entry[2]]
+
+    assert segments(got_paused) == segments(got_plain)
+    assert pauses == 6  # the first segment's start, four cuts, the end of the 9 s
+    assert [s[6] for s in segments(got_plain)] == ["boundary"] * 4 + ["end"]
+    final = lambda got: (got[-1].steps_done, got[-2].done)  # noqa: E731
+    assert final(got_paused) == final(got_plain) == (5, True)
+    for name in sorted(p.name for p in (tmp_path / "plain").iterdir()):
+        assert (tmp_path / "paused" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+        assert count_frames(tmp_path / "paused" / name) == (25 if name.endswith("5.mp4") else 50)
+
+
+def test_a_paused_batch_is_dropped_on_stop(media_clip: ClipInfo, tmp_path: Path):
+    """Stopped while paused before a cut (the job was cancelled waiting for its turn): the open
+    segment is closed as stopped and the rest of the batch is not written."""
+    session, packets = clip_packets(media_clip.path)
+    recorder = Recorder(tmp_path, "mp4", CutPlan(duration=9, segment_seconds=2))
+    recorder.new_session(session)
+    progress = recorder.write(packets, pause=True)
+    assert progress.paused and not progress.segments  # before the first segment's start
+    progress = recorder.resume()
+    assert progress.paused and not progress.segments  # before the cut at 2 s
+    (segment,) = recorder.stop().segments
+    assert (segment.reason, segment.frames, segment.duration) == ("stopped", 50, 2.0)
+    assert count_frames(segment.path) == 50
+    assert recorder.stop().segments == ()
