@@ -33,6 +33,7 @@ from actors.messages import (
 from actors.supervisor import Supervisor
 from collector.config import Settings
 from collector.errors import NotFound, RequestError
+from collector.inflight import InFlight
 from collector.metrics import Metrics
 from collector.openapi import document
 from collector.params import parse_camera, parse_collect
@@ -41,8 +42,11 @@ JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interr
 WS_CLOSE_NORMAL, WS_CLOSE_GOING_AWAY, WS_CLOSE_POLICY = 1000, 1001, 1008
 
 
-def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event) -> QuartTrio:
+def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
+               in_flight: InFlight | None = None) -> QuartTrio:
     app = QuartTrio(__name__)
+    if in_flight is not None:  # counts the HTTP requests being answered (collector/inflight.py)
+        app.asgi_app = in_flight.wrap(app.asgi_app)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     sup = supervisor.inbox
 

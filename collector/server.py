@@ -22,6 +22,7 @@ from actors.messages import Drain, ask
 from actors.supervisor import Supervisor
 from collector.app import create_app
 from collector.config import Settings
+from collector.inflight import InFlight
 from collector.media.demo import DemoOpener
 from collector.media.opener import Opener
 from collector.media.pyav_source import PyAVOpener
@@ -46,7 +47,9 @@ class Running:
         return self.urls[0]
 
 
-def make_opener_for(settings: Settings) -> partial[Opener]:
+def make_opener_for(settings: Settings, requests: InFlight | None = None) -> partial[Opener]:
+    """Picks the opener of a URL. `requests`: the HTTP requests in flight, which the RTSP
+    sessions' reads let go first (rtsp/ticker.py)."""
     limiter = trio.CapacityLimiter(settings.camera_threads)
     demo, pyav = DemoOpener(limiter), PyAVOpener(limiter, io_timeout_s=settings.io_timeout_s)
     # rtsp:// and rtsps:// over TCP are read natively on trio; UDP and HTTP-tunnelled RTSP go
@@ -55,6 +58,7 @@ def make_opener_for(settings: Settings) -> partial[Opener]:
         io_timeout_s=settings.io_timeout_s, stall_timeout_s=settings.stall_timeout_s, fallback=pyav,
         allowed_hosts=settings.allowed_hosts,
         ssl_context=context_trusting(settings.rtsps_ca_file) if settings.rtsps_ca_file else None,
+        requests=requests,
     )
     return partial(_pick_opener, demo, pyav, rtsp)
 
@@ -84,18 +88,19 @@ async def serve(
     """Run the service until a signal arrives (or `stop` is set)."""
     stop = trio.Event() if stop is None else stop
     draining, drained = trio.Event(), trio.Event()
+    in_flight = InFlight()
     await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as root:
             supervisor = await root.start(
                 Supervisor(
                     settings,
-                    make_opener_for(settings),
+                    make_opener_for(settings, in_flight),
                     database_url(settings.database_url or None, Path(settings.data_dir)),
                     config_cameras(settings),
                 ).run
             )
-            app = create_app(supervisor, settings, draining)
+            app = create_app(supervisor, settings, draining, in_flight)
             http_done = trio.Event()
             binds = await root.start(
                 partial(_serve_http, app, hypercorn_config(settings), drained.wait, http_done)

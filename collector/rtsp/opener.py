@@ -63,7 +63,7 @@ from collector.rtsp.redirects import (
 )
 from collector.rtsp.session import Session, start_session
 from collector.rtsp.sync import ready_to_sync, sync_origins
-from collector.rtsp.ticker import Ticker
+from collector.rtsp.ticker import Requests, Ticker
 from collector.rtsp.tls import (
     TlsStream,
     default_context,
@@ -79,6 +79,7 @@ log = logging.getLogger(__name__)
 BATCH_SECONDS = 0.4
 PHASE_SECONDS = 0.02  # the Ticker's phases are this far apart (a phase's sessions wake together)
 SESSIONS_PER_PHASE = 10  # sessions that wake together before another phase is used (Ticker)
+DEFER_SECONDS = 0.05  # how long a phase's reads wait for HTTP requests being answered (Ticker)
 START_SECONDS, START_READ_SECONDS = 2.0, 0.1  # a new session reads every 0.1 s at first
 MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
 MAX_RENEWALS = 2  # keep-alives sent again at once for a stale nonce, in a row
@@ -125,6 +126,7 @@ class RtspOpener:
         ssl_context: ssl.SSLContext | None = None,
         rtcp_interval_s: float = rtcp.INTERVAL_S,
         chain_reset_s: float = CHAIN_RESET_SECONDS,
+        requests: Requests | None = None,
     ) -> None:
         self.fallback = fallback  # for what we do not read natively: UDP, HTTP tunnel
         self.allowed_hosts = allowed_hosts  # COLLECTOR_ALLOWED_HOSTS, for redirect targets
@@ -136,7 +138,8 @@ class RtspOpener:
         self.rtcp_interval_s = rtcp_interval_s  # receiver reports, per track
         self.chain_reset_s = chain_reset_s
         self._ticker = Ticker(batch_seconds, phases=max(1, round(batch_seconds / PHASE_SECONDS)),
-                              per_phase=SESSIONS_PER_PHASE)
+                              per_phase=SESSIONS_PER_PHASE, requests=requests,
+                              defer_s=DEFER_SECONDS)
         self._finished: Counter[str] = Counter()
         self._running: set[_Running] = set()
 

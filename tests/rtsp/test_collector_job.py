@@ -28,8 +28,8 @@ def native_rtsp(monkeypatch: pytest.MonkeyPatch) -> list[RtspOpener]:
     made: list[RtspOpener] = []
     original = collector.server.make_opener_for
 
-    def make_opener_for(settings):  # type: ignore[no-untyped-def]
-        pick = original(settings)
+    def make_opener_for(settings, *args):  # type: ignore[no-untyped-def]
+        pick = original(settings, *args)
 
         def recording(url: str):  # type: ignore[no-untyped-def]
             opener = pick(url)

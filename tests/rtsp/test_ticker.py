@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from collector.rtsp.ticker import Ticker
@@ -64,3 +65,79 @@ def test_sessions_fill_a_phase_before_the_next_which_is_spread_out() -> None:
 def test_one_phase_per_session_with_room_for_one() -> None:
     ticker = Ticker(0.2, phases=4)  # per_phase=1: one session a phase, as before
     assert [ticker.join() for _ in range(5)] == [0, 2, 1, 3, 0]
+
+
+class PassCounter(trio.abc.Instrument):
+    """Counts the scheduler's passes (one I/O poll each)."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.passes += 1
+
+
+class Requests:
+    """Requests in flight, as the test says: `busy` until `answered` is set."""
+
+    def __init__(self, busy: bool) -> None:
+        self.answered = trio.Event()
+        if not busy:
+            self.answered.set()
+
+    def busy(self) -> bool:
+        return not self.answered.is_set()
+
+    async def wait_idle(self) -> None:
+        await self.answered.wait()
+
+
+@pytest.mark.parametrize("busy", [True, False])
+async def test_while_busy_a_phase_runs_its_sessions_one_per_scheduler_pass(autojump_clock,
+                                                                            busy: bool):
+    """While a request is in flight (past the deferral), the sessions of a phase run one after
+    another, each in a pass of its own; otherwise all in one pass. Either way, a session back
+    from its read waits for the next round, not this one."""
+    counter = PassCounter()
+    trio.lowlevel.add_instrument(counter)
+    ticker = Ticker(0.4, phases=2, requests=Requests(busy))
+    woke: list[tuple[str, float, int]] = []
+
+    async def session(name: str, rounds: int) -> None:
+        for _ in range(rounds):
+            await ticker.wait(0)
+            woke.append((name, round(trio.current_time(), 6), counter.passes))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for name in "abcd":
+                nursery.start_soon(session, name, 2)
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert [at for _, at, _ in woke] == [0.4] * 4 + [0.8] * 4
+    for first in (0, 4):
+        assert {name for name, _, _ in woke[first:first + 4]} == set("abcd")
+        passes = [p for _, _, p in woke[first:first + 4]]
+        if busy:
+            assert passes == list(range(passes[0], passes[0] + 4))  # one a pass, consecutive
+        else:
+            assert passes[1:] == [passes[1]] * 3  # the leader, then the others in the next pass
+
+
+async def test_a_round_waits_a_little_for_requests_in_flight(autojump_clock):
+    """A phase due while a request is being answered starts when the request is answered, or
+    after `defer_s` at the latest."""
+    requests = Requests(busy=True)
+    ticker = Ticker(0.4, phases=2, requests=requests, defer_s=0.05)
+    woke: list[float] = []
+
+    async def session(rounds: int) -> None:
+        for _ in range(rounds):
+            await ticker.wait(0)
+            woke.append(round(trio.current_time(), 6))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session, 3)
+        await trio.sleep(0.81)
+        requests.answered.set()  # answered 10 ms into the second round's deferral
+    assert woke == [0.45, 0.81, 1.2]  # 50 ms late at most, on time once nothing is in flight

@@ -1,0 +1,45 @@
+"""HTTP requests the service is answering right now, for the RTSP read rounds (rtsp/ticker.py).
+
+While a request is in flight, the sessions of a read phase run one per scheduler pass, so that
+each step of the request waits for one session's read rather than a whole phase's. Counted in an
+ASGI wrapper around the app, from the moment hypercorn hands the request over until the app has
+answered; WebSocket connections, which stay open, are not counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = trio.Event()  # set while no request is in flight
+        self._idle.set()
+
+    def busy(self) -> bool:
+        return self.count > 0
+
+    async def wait_idle(self) -> None:
+        """Until no request is in flight."""
+        await self._idle.wait()
+
+    def wrap(self, app: Any) -> Any:
+        """An ASGI app that counts the HTTP requests `app` is answering."""
+
+        async def counted(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            if not self.count:
+                self._idle = trio.Event()
+            self.count += 1
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.count -= 1
+                if not self.count:
+                    self._idle.set()
+
+        return counted

@@ -1,0 +1,48 @@
+"""The count of HTTP requests in flight (collector/inflight.py), at the ASGI interface: up while
+a request is being answered, back to zero after it, WebSockets not counted."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from collector.inflight import InFlight
+
+
+async def test_counts_http_requests_being_answered_not_websockets():
+    in_flight = InFlight()
+    seen: list[tuple[str, int]] = []
+    release = trio.Event()
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        seen.append((scope["type"], in_flight.count))
+        if scope["type"] == "http":
+            await release.wait()
+            raise RuntimeError("the app failed")  # still counted down
+
+    counted = in_flight.wrap(app)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            async def answer() -> None:
+                try:
+                    await counted({"type": "http"}, None, None)
+                except RuntimeError:
+                    pass
+
+            async def wait_idle() -> None:
+                await in_flight.wait_idle()
+                idle.append(in_flight.count)
+
+            idle: list[int] = []
+            await in_flight.wait_idle()  # nothing in flight yet
+            nursery.start_soon(answer)
+            await trio.testing.wait_all_tasks_blocked()
+            assert in_flight.busy() and in_flight.count == 1
+            nursery.start_soon(wait_idle)
+            await counted({"type": "websocket"}, None, None)
+            await trio.testing.wait_all_tasks_blocked()
+            assert idle == []
+            release.set()
+    assert idle == [0]
+    assert seen == [("http", 1), ("websocket", 1)]
+    assert not in_flight.busy() and in_flight.count == 0
