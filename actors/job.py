@@ -15,7 +15,6 @@ DELETE; `interrupted` on shutdown.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import logging
 import math
@@ -278,7 +277,7 @@ class Job:
         lock, each pass does at most one segment change and runs whatever else is ready beside
         it; the muxing between changes stays where it was.
         """
-        progress = self._recorded(functools.partial(recorder.write, batch, pause=True))
+        progress = self._recorded(recorder.write, batch, pause=True)
         while progress.paused:
             if progress.segments:
                 announcer.put(progress)
@@ -286,10 +285,10 @@ class Job:
                 progress = self._recorded(recorder.resume)
         return progress
 
-    def _recorded(self, fn: Callable[..., Progress], *args: object) -> Progress:
+    def _recorded(self, fn: Callable[..., Progress], *args: object, **kwargs: object) -> Progress:
         """Run a Recorder method (muxing, in this thread) with its errors made the source's."""
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except SegmentError as exc:
             raise SourceFailed(f"cannot write segments: {exc}") from None
         except CollectorError as exc:

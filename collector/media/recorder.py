@@ -9,7 +9,7 @@ the job runs `segments.make_durable` in a worker thread before it announces thei
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +35,9 @@ class Recorder:
         self._session: SessionInfo | None = None
         self._writer: SegmentWriter | None = None
         self._count = 0
-        # Where `write(pause=True)` stopped: the rest of the batch, and what the plan decided for
-        # its first packet
-        self._pending: tuple[Sequence[MediaPacket], Decision] | None = None
+        # Where `write(pause=True)` stopped: the rest of the batch, the packet it stopped before,
+        # and what the plan decided for that packet
+        self._pending: tuple[Iterator[MediaPacket], MediaPacket, Decision] | None = None
 
     def new_session(self, session: SessionInfo) -> Progress:
         """A (re)connected session: whatever was open belongs to the old one and is closed."""
@@ -56,57 +56,63 @@ class Recorder:
         loop lets other work run in between (see actors/job.py).
         """
         self._pending = None
-        return self._write(batch, None, pause)
+        return self._write(iter(batch), pause, [])
 
     def resume(self) -> Progress:
         """Go on where `write(pause=True)` stopped, pausing again before the next segment change."""
         assert self._pending is not None
-        batch, decided = self._pending
+        rest, pkt, decision = self._pending
         self._pending = None
-        return self._write(batch, decided, True)
-
-    def _write(self, batch: Sequence[MediaPacket], decided: Decision | None,
-               pause: bool) -> Progress:
         closed: list[SegmentResult] = []
+        if self._change(pkt, decision, closed):
+            return self._progress(closed)
+        return self._write(rest, True, closed)
+
+    def _write(self, packets: Iterator[MediaPacket], pause: bool,
+               closed: list[SegmentResult]) -> Progress:
         place, decide = self.plan.place, self.plan.decide
-        for i, pkt in enumerate(batch):
-            if decided is not None:  # the first packet after a pause, decided before it
-                decision, decided = decided, None
-            else:
-                placed = place(pkt)
-                if placed is not None:  # nearly every packet: straight to the open segment
-                    assert self._writer is not None
-                    self._writer.write(pkt, placed[0], placed[1])
-                    continue
-                decision = decide(pkt)
-                if decision is Decision.SKIP:
-                    continue
-                if pause and decision is not _WRITE:
-                    self._pending = (batch[i:], decision)
-                    return self._progress(closed, paused=True)
+        for pkt in packets:
+            placed = place(pkt)
+            if placed is not None:  # nearly every packet: straight to the open segment
+                assert self._writer is not None
+                self._writer.write(pkt, placed[0], placed[1])
+                continue
+            decision = decide(pkt)
             if decision is _WRITE:
                 assert self._writer is not None
                 pts, dts = self.plan.out_timestamps(pkt)
                 self._writer.write(pkt, pts, dts)
                 continue
-            if decision is Decision.RESTART:
-                closed += self._close("discontinuity")
-                decision = self.plan.decide(pkt)
-            match decision:
-                case Decision.SKIP:
-                    continue
-                case Decision.FINISH:
-                    closed += self._close("end")
-                    break
-                case Decision.CUT:
-                    closed += self._close("boundary")
-                    self._open(pkt)
-                case Decision.START:
-                    self._open(pkt)
-            assert self._writer is not None
-            pts, dts = self.plan.out_timestamps(pkt)
-            self._writer.write(pkt, pts, dts)
+            if decision is Decision.SKIP:
+                continue
+            if pause:  # the rest goes on from the same iterator
+                self._pending = (packets, pkt, decision)
+                return self._progress(closed, paused=True)
+            if self._change(pkt, decision, closed):
+                break
         return self._progress(closed)
+
+    def _change(self, pkt: MediaPacket, decision: Decision, closed: list[SegmentResult]) -> bool:
+        """Close and open segments as `decision` says (what it closed goes to `closed`), then
+        write `pkt`; True when the recording is finished (and `pkt` not written)."""
+        if decision is Decision.RESTART:
+            closed += self._close("discontinuity")
+            decision = self.plan.decide(pkt)
+        match decision:
+            case Decision.SKIP:
+                return False
+            case Decision.FINISH:
+                closed += self._close("end")
+                return True
+            case Decision.CUT:
+                closed += self._close("boundary")
+                self._open(pkt)
+            case Decision.START:
+                self._open(pkt)
+        assert self._writer is not None
+        pts, dts = self.plan.out_timestamps(pkt)
+        self._writer.write(pkt, pts, dts)
+        return False
 
     def stop(self, reason: str = "stopped") -> Progress:
         """Close the open segment cleanly (cancel, shutdown, source failure); a paused batch's

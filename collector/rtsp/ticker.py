@@ -6,6 +6,8 @@ from typing import Protocol
 
 import trio
 
+from collector.inflight import InFlight
+
 
 class Requests(Protocol):
     """HTTP requests in flight (collector/inflight.py)."""
@@ -47,7 +49,9 @@ class Ticker:
     def __init__(self, period: float, phases: int = 10, per_phase: int = 1,
                  requests: Requests | None = None, defer_s: float = 0.0) -> None:
         self.period, self.phases, self.per_phase = period, phases, max(1, per_phase)
-        self.requests, self.defer_s = requests, defer_s
+        # none in flight unless told (collector.inflight counts the service's)
+        self.requests: Requests = requests if requests is not None else InFlight()
+        self.defer_s = defer_s
         self._waiting = [trio.lowlevel.ParkingLot() for _ in range(phases)]  # the next round
         self._turns = [trio.lowlevel.ParkingLot() for _ in range(phases)]  # this round, in turn
         self._sleeping = [False] * phases
@@ -77,9 +81,9 @@ class Ticker:
             offset = self.period * phase / self.phases
             now = trio.current_time() - offset
             await trio.sleep_until((now // self.period + 1) * self.period + offset)
-            if self._busy():  # requests being answered go first: the round waits, a little
+            if self.requests.busy():  # requests being answered go first: the round waits a little
                 with trio.move_on_after(self.defer_s):
-                    await self.requests.wait_idle()  # type: ignore[union-attr]
+                    await self.requests.wait_idle()
         finally:
             self._sleeping[phase] = False
             # This round is who waits now; whoever comes back meanwhile waits for the next one.
@@ -89,13 +93,10 @@ class Ticker:
     def _next(self, phase: int) -> None:
         """Wake the rest of this round: all of it, or, while busy, the next one only (it runs in
         the next scheduler pass, and wakes the one after it)."""
-        if self._busy():
+        if self.requests.busy():
             self._turns[phase].unpark()
         else:
             self._turns[phase].unpark_all()
-
-    def _busy(self) -> bool:
-        return self.requests is not None and self.requests.busy()
 
 
 def _spread(n: int) -> list[int]:
