@@ -1,10 +1,13 @@
 """Recording N RTSP cameras: the collector (one process) vs one `ffmpeg -c copy` process per camera.
 
     .venv/bin/python bench/cameras.py [--cameras 10] [--seconds 40] [--segment-seconds 10]
-                                      [--probe packets|frames]
+                                      [--probe packets|frames] [--together]
 
 One run, the same streams and the same duration for both sides, run one after the other (on a
-2-core box two sides at once would compete for the same cores and the same servers):
+2-core box two sides at once would compete for the same cores and the same servers), or with
+`--together` at the same time: then both CPU windows are the same seconds of a shared, noisy
+machine, which the ratio needs more than idle cores (at 50 cameras both sides and the servers
+take ~1.1 of the 2 cores):
 
 * ~10 `tests/media/rtsp_server.py --shared --one-pipeline` processes serve N mount paths (N/10
   each, all of one server's paths from one looping pipeline, as the issue asks: "shared media
@@ -317,7 +320,8 @@ def collect_body(urls: list[str], duration: float, segment_s: float, names: str 
 
 async def run_collector(urls: list[str], seconds: float, warmup: float, small: int,
                         tmp: Path, probe: str, segment_s: float = SEGMENT_S,
-                        probes: int = PROBES) -> Side:
+                        probes: int = PROBES, posted_event: trio.Event | None = None) -> Side:
+    """`posted_event` is set when the N-camera job is posted (`--together` starts ffmpeg then)."""
     n = len(urls)
     side = Side("collector", n, frames_expected=int(seconds * FPS) * n)
     async with collector_process(
@@ -342,6 +346,8 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                 posted = time.monotonic()
                 r = await client.post("/collect", json=collect_body(urls, seconds, segment_s))
                 r.raise_for_status()
+                if posted_event is not None:
+                    posted_event.set()
                 job_id = r.json()["job_id"]
                 ws_done = trio.Event()
                 ws = base.replace("http://", "ws://") + f"/ws/{job_id}?format=json"
@@ -502,10 +508,15 @@ def table(rows: list[tuple[Side, Side]]) -> str:
 
 
 async def beside_ffmpeg(args: argparse.Namespace, tmp: Path,
-                        run_side: Callable[[list[str]], Awaitable[T]], about: str = ""
+                        run_side: Callable[..., Awaitable[T]], about: str = ""
                         ) -> tuple[T, Side]:
     """Make the clip, serve `args.cameras` paths of it, run `run_side(urls)`, then the
-    ffmpeg-per-camera baseline on the same URLs (one after the other: see BENCHMARKS.md)."""
+    ffmpeg-per-camera baseline on the same URLs (one after the other: see BENCHMARKS.md).
+
+    With `args.together` (cameras.py only) both sides record at once, ffmpeg's processes spawned
+    when the collector's N-camera job is posted (`run_side(urls, posted_event)`), so that their
+    CPU windows are the same seconds of the machine: what other tenants take falls on both.
+    """
     clip = make_bench_clip(tmp / "clip.mkv")
     print(f"clip: 1280x720 {FPS} fps, GOP {GOP_S} s, {clip_bitrate(clip) / 1e6:.2f} Mbit/s, "
           f"looped; {args.cameras} cameras on {min(args.servers, args.cameras)} servers; "
@@ -517,21 +528,44 @@ async def beside_ffmpeg(args: argparse.Namespace, tmp: Path,
         # each side's files are ffprobe'd too, 4 at a time: allow ~1 s each on a busy 2-core box
         files = args.cameras * math.ceil(args.seconds / args.segment_seconds)
         with trio.fail_after(3 * args.seconds + 240 + files / 4):
-            side = await run_side(urls)
-            await trio.sleep(2)  # let the servers' pipelines and page cache settle
-            ff = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe,
-                                  args.segment_seconds)
+            if getattr(args, "together", False):
+                side, ff = await _together(args, tmp, urls, run_side)
+            else:
+                side = await run_side(urls)
+                await trio.sleep(2)  # let the servers' pipelines and page cache settle
+                ff = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe,
+                                      args.segment_seconds)
         nursery.cancel_scope.cancel()
     return side, ff
+
+
+async def _together(args: argparse.Namespace, tmp: Path, urls: list[str],
+                    run_side: Callable[..., Awaitable[T]]) -> tuple[T, Side]:
+    posted = trio.Event()
+    results: dict[str, Any] = {}
+
+    async def side() -> None:
+        results["side"] = await run_side(urls, posted)
+
+    async def baseline() -> None:
+        await posted.wait()
+        results["ffmpeg"] = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe,
+                                             args.segment_seconds)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(side)
+        nursery.start_soon(baseline)
+    return results["side"], results["ffmpeg"]
 
 
 async def main(args: argparse.Namespace) -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-cameras-") as tmpname:
         tmp = Path(tmpname)
-        coll, ff = await beside_ffmpeg(args, tmp, lambda urls: run_collector(
+        coll, ff = await beside_ffmpeg(args, tmp, lambda urls, posted=None: run_collector(
             urls, args.seconds, args.warmup, args.small_cameras, tmp, args.probe,
-            args.segment_seconds, args.probes))
+            args.segment_seconds, args.probes, posted),
+            about="; both sides at once (--together)" if args.together else "")
         rows = [(coll, ff)]
         shutil.rmtree(tmp / "collector", ignore_errors=True)
     print(table(rows))
@@ -582,6 +616,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--probes", type=int, default=PROBES,
                         help="POST /collect timings in the CPU window (each a 0.5 s job of one "
                              "camera already recorded, so p99 is the maximum below 100)")
+    parser.add_argument("--together", action="store_true",
+                        help="record with both sides at once (the servers serve 2N readers), so "
+                             "that the machine's noise falls on both windows alike")
     args = parser.parse_args()
     check_common_args(parser, args)
     if not 0 < args.small_cameras < args.cameras:
