@@ -78,7 +78,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.4
 PHASE_SECONDS = 0.02  # the Ticker's phases are this far apart (a phase's sessions wake together)
-SESSIONS_PER_PHASE = 10  # sessions that wake together before another phase is used (Ticker)
+SESSIONS_PER_PHASE = 25  # sessions that wake in one round before another phase is used (Ticker)
+SESSIONS_PER_PASS = 10  # of them, how many read in one scheduler pass (Ticker)
 DEFER_SECONDS = 0.05  # how long a phase's reads wait for HTTP requests being answered (Ticker)
 START_SECONDS, START_READ_SECONDS = 2.0, 0.1  # a new session reads every 0.1 s at first
 MAX_PENDING_SECONDS = 10.0  # media buffered while waiting for in-band SPS/PPS before `opened`
@@ -139,7 +140,7 @@ class RtspOpener:
         self.chain_reset_s = chain_reset_s
         self._ticker = Ticker(batch_seconds, phases=max(1, round(batch_seconds / PHASE_SECONDS)),
                               per_phase=SESSIONS_PER_PHASE, requests=requests,
-                              defer_s=DEFER_SECONDS)
+                              defer_s=DEFER_SECONDS, per_pass=SESSIONS_PER_PASS)
         self._finished: Counter[str] = Counter()
         self._running: set[_Running] = set()
 

@@ -25,30 +25,37 @@ class Ticker:
     30 cameras); parked tasks are only rescheduled. The first waiter of a phase sleeps on behalf
     of that phase.
 
-    HTTP requests go first. In one scheduler pass, ten sessions take ~15-20 ms at 100 cameras,
-    and a request takes a dozen steps, each of which waits for the pass under way when it
-    became ready: `POST /collect` waited 100-400 ms (p99) at 100 cameras. So while `requests`
-    are in flight (collector/inflight.py), a phase whose time has come waits up to
-    `defer_s` for the requests to be answered; a camera read 50 ms late loses nothing (the
-    socket buffers hold seconds). If the requests are still not answered, its sessions run one
-    after another, one per pass, each waking the next as it starts, so that a request's step
-    waits for one session's read (~2 ms) rather than ten. Neither is the rule when no request
-    is in flight, because it costs CPU: at 50 cameras, one session a pass cost 1.10x and 1.16x
-    the CPU (paired, both orders), most likely because depacketizing one camera and muxing
-    another then alternate in every pass instead of each running for ten in a row.
-
     Sessions fill phases up to `per_phase` each before another phase is used, so that the process
-    wakes as seldom as the latency allows. A wake-up of a few sessions costs far more than its
-    share: the scheduler pass, the epoll round, and caches the other processes of the machine
-    have since filled (measured at 50 cameras, paired: phases of ~10 sessions used 0.87x the CPU
-    of 20 phases of 2-3). `per_phase` bounds how long a phase's round takes (~2 ms a session),
-    within the time to the next phase. Phases are taken in bit-reversed order, which spreads the
-    ones in use about evenly over the period.
+    wakes as seldom as the latency allows. A wake-up costs far more than its share of the work:
+    the caches the machine's other processes (here, the cameras' servers) filled while we slept.
+    Measured at 50 cameras, paired, both orders: phases of ~10 sessions used 0.87x the CPU of 20
+    phases of 2-3; two phases of 25 (in lots of 10, below) 0.969x five of 10; one of 50 0.955x
+    two of 25. Phases are taken in bit-reversed order, which spreads the ones in use about evenly
+    over the period.
+
+    A round does not run in one scheduler pass, though: its sessions wake `per_pass` at a time,
+    each lot two passes after the last (its reads and depacketizing, then the jobs muxing what it
+    handed them), so that no pass holds more than `per_pass` sessions' work of one kind (~1.5-2
+    ms each). A request takes a dozen steps, each of which waits for the pass under way when it
+    became ready, so how much a pass holds, and how many heavy passes follow each other, is a
+    trade between CPU and latency. Whole passes of 25 sessions used 0.91x the CPU of phases of 10
+    but made `POST /collect` p99 91 ms at 100 cameras; rounds of 50 in lots of 10, POST p99 76 and
+    91 ms and WebSocket events from the cut p50 150-185 ms (against 36-147 and 39-73 ms). Rounds
+    of 25 in lots of 10 were within the noise of phases of 10 in four runs each (BENCHMARKS.md).
+
+    HTTP requests go first. While `requests` are in flight (collector/inflight.py), a phase
+    whose time has come waits up to `defer_s` for them to be answered; a camera read 50 ms late
+    loses nothing (the socket buffers hold seconds). If they are still not answered, the rest of
+    the round wakes one session at a time, so that a request's step waits for one session's read
+    (~2 ms) rather than ten. That is not the rule when no request is in flight, because it costs
+    CPU: at 50 cameras, one session a pass cost 1.10x and 1.16x the CPU (paired, both orders).
     """
 
     def __init__(self, period: float, phases: int = 10, per_phase: int = 1,
-                 requests: Requests | None = None, defer_s: float = 0.0) -> None:
+                 requests: Requests | None = None, defer_s: float = 0.0,
+                 per_pass: int | None = None) -> None:
         self.period, self.phases, self.per_phase = period, phases, max(1, per_phase)
+        self.per_pass = max(1, per_pass) if per_pass is not None else None  # None: all at once
         # none in flight unless told (collector.inflight counts the service's)
         self.requests: Requests = requests if requests is not None else InFlight()
         self.defer_s = defer_s
@@ -73,10 +80,10 @@ class Ticker:
 
     async def wait(self, phase: int = 0) -> None:
         if self._sleeping[phase]:
-            await self._waiting[phase].park()
-            self._next(phase)
+            await self._waiting[phase].park()  # the phase's sleeper wakes us (`_wake_round`)
             return
         self._sleeping[phase] = True
+        due = False
         try:
             offset = self.period * phase / self.phases
             now = trio.current_time() - offset
@@ -84,19 +91,28 @@ class Ticker:
             if self.requests.busy():  # requests being answered go first: the round waits a little
                 with trio.move_on_after(self.defer_s):
                     await self.requests.wait_idle()
+            due = True
         finally:
             self._sleeping[phase] = False
             # This round is who waits now; whoever comes back meanwhile waits for the next one.
             self._waiting[phase].repark_all(self._turns[phase])
-            self._next(phase)
+            if not due:  # we leave before the round: it wakes now
+                self._turns[phase].unpark_all()
+        await self._wake_round(self._turns[phase])
 
-    def _next(self, phase: int) -> None:
-        """Wake the rest of this round: all of it, or, while busy, the next one only (it runs in
-        the next scheduler pass, and wakes the one after it)."""
-        if self.requests.busy():
-            self._turns[phase].unpark()
-        else:
-            self._turns[phase].unpark_all()
+    async def _wake_round(self, turns: trio.lowlevel.ParkingLot) -> None:
+        """Wake this round's sessions `per_pass` at a time (one at a time while requests are in
+        flight), each lot two scheduler passes after the last: one for its reads, one for the
+        jobs they hand packets to. Then go to our own read. If we are cancelled meanwhile, the
+        rest of the round wakes at once."""
+        try:
+            while turns:
+                turns.unpark(count=1 if self.requests.busy() else self.per_pass or len(turns))
+                if turns:
+                    await trio.lowlevel.checkpoint()  # the lot reads in the next pass
+                    await trio.lowlevel.checkpoint()  # and its jobs mux in the one after
+        finally:
+            turns.unpark_all()
 
 
 def _spread(n: int) -> list[int]:

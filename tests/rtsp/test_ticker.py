@@ -95,9 +95,9 @@ class Requests:
 @pytest.mark.parametrize("busy", [True, False])
 async def test_while_busy_a_phase_runs_its_sessions_one_per_scheduler_pass(autojump_clock,
                                                                             busy: bool):
-    """While a request is in flight (past the deferral), the sessions of a phase run one after
-    another, each in a pass of its own; otherwise all in one pass. Either way, a session back
-    from its read waits for the next round, not this one."""
+    """While a request is in flight (past the deferral), the sessions of a phase wake one at a
+    time, each in a pass of its own; otherwise all at once. Either way, a session back from its
+    read waits for the next round, not this one."""
     counter = PassCounter()
     trio.lowlevel.add_instrument(counter)
     ticker = Ticker(0.4, phases=2, requests=Requests(busy))
@@ -118,10 +118,62 @@ async def test_while_busy_a_phase_runs_its_sessions_one_per_scheduler_pass(autoj
     for first in (0, 4):
         assert {name for name, _, _ in woke[first:first + 4]} == set("abcd")
         passes = [p for _, _, p in woke[first:first + 4]]
-        if busy:
-            assert passes == list(range(passes[0], passes[0] + 4))  # one a pass, consecutive
+        if busy:  # the three followers two passes apart (their jobs' pass between them), the
+            # leader once it has woken the last one
+            assert sorted(passes) == [passes[0] + d for d in (0, 2, 3, 4)]
         else:
-            assert passes[1:] == [passes[1]] * 3  # the leader, then the others in the next pass
+            assert passes[1:] == [passes[0] + 1] * 3  # the leader, then the others in one pass
+
+
+async def test_a_round_wakes_per_pass_sessions_at_a_time(autojump_clock):
+    """With `per_pass`, a round's sessions wake that many at a time, each lot two passes after
+    the last (its reads, then its jobs), never two lots in one pass."""
+    counter = PassCounter()
+    trio.lowlevel.add_instrument(counter)
+    ticker = Ticker(0.4, phases=1, per_pass=2)
+    woke: list[tuple[str, int]] = []
+
+    async def session(name: str) -> None:
+        await ticker.wait(0)
+        woke.append((name, counter.passes))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for name in "abcdefg":
+                nursery.start_soon(session, name)
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert {name for name, _ in woke} == set("abcdefg")
+    first = min(p for _, p in woke)
+    # lots of two at passes +0, +2, +4; the leader goes on with the last lot woken (+3)
+    assert sorted(p - first for _, p in woke) == [0, 0, 2, 2, 3, 4, 4]
+
+
+async def test_a_leader_cancelled_while_waking_its_round_wakes_the_rest(autojump_clock):
+    """The session driving a round leaves between two lots (here the first follower to wake
+    stops it): the rest of the round wakes at once, in the next pass, not never."""
+    ticker = Ticker(0.4, phases=1, per_pass=1)
+    woke: list[tuple[str, float]] = []
+    leader_scope = trio.CancelScope()
+
+    async def leader() -> None:
+        with leader_scope:
+            await ticker.wait(0)
+            woke.append(("leader", trio.current_time()))
+
+    async def follower(name: str) -> None:
+        await ticker.wait(0)
+        woke.append((name, trio.current_time()))
+        leader_scope.cancel()
+
+    with trio.fail_after(1):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(leader)
+            await trio.sleep(0.1)  # the leader sleeps for the round due at 0.4
+            for name in "abc":
+                nursery.start_soon(follower, name)
+    assert [at for _, at in woke] == [0.4] * 3
+    assert sorted(name for name, _ in woke) == ["a", "b", "c"]
 
 
 async def test_a_round_waits_a_little_for_requests_in_flight(autojump_clock):
