@@ -38,7 +38,6 @@ from actors.messages import (
 )
 from actors.records import JobRecord, SourceRecord
 from collector.errors import CollectorError, SegmentError
-from collector.inflight import InFlight
 from collector.media.cutting import CutPlan
 from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.recorder import Progress, Recorder
@@ -75,7 +74,6 @@ class Job:
         subscriber_buffer: int,
         save: Callable[..., None] = lambda *rows: None,
         segment_turns: trio.Lock | None = None,
-        awaited: InFlight | None = None,
     ) -> None:
         self.record, self.request, self.supervisor = record, request, supervisor
         self.save = save  # hands rows to the database writer, never blocks
@@ -83,9 +81,6 @@ class Job:
         self.writer_limiter, self.subscriber_buffer = writer_limiter, subscriber_buffer
         # Shared by every job: segment files open and close in turn (`_write`)
         self.segment_turns = segment_turns or trio.Lock()
-        # What the RTSP read rounds make way for (collector/inflight.py): here, our segments
-        # from their cut to their announcement
-        self.awaited = awaited if awaited is not None else InFlight()
         self.cancel_scope = trio.CancelScope()
         self.stop_status: str | None = None  # cancelled | interrupted | failed once asked to stop
         self.stop_reason = ""
@@ -169,22 +164,19 @@ class Job:
             src.status = self.stop_status or "cancelled"
             raise
         finally:
-            try:
-                # A disk error from here on (the open segment cannot be finished, say) is noted on
-                # this source; raised, it would crash the job, the supervisor and every other job.
-                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
-                    # the camera's thread may be writing a batch with the recorder
-                    with _noted(src):
-                        self._written(announcer, await loan.take())
-                    await announcer.caught_up()
-                    closing = announcer.take_leftovers()  # it was cancelled: announce them here
-                    with _noted(src):  # closes the file even if the segment is lost
-                        closing.append(self._recorded(loan.recorder.stop, "stopped"))
-                    with _noted(src):
-                        for progress in closing:
-                            self._apply(src, await self._durable(progress))
-            finally:  # after the announcements above, which it still counts
-                announcer.close()
+            # A disk error from here on (the open segment cannot be finished, say) is noted on
+            # this source; raised, it would crash the job, the supervisor and every other job.
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE_S):
+                with _noted(src):  # the camera's thread may be writing a batch with the recorder
+                    self._written(announcer, await loan.take())
+                await announcer.caught_up()
+                closing = announcer.take_leftovers()  # it was cancelled: announce them here
+                with _noted(src):  # closes the file even if the segment is lost
+                    closing.append(self._recorded(loan.recorder.stop, "stopped"))
+                with _noted(src):
+                    for progress in closing:
+                        self._apply(src, await self._durable(progress))
+            announcer.close()
 
     async def _record(self, src: SourceRecord, loan: RecorderLoan, announcer: _Announcer) -> None:
         sid = next(_subscriber_ids)
@@ -363,20 +355,9 @@ class _Announcer:
         self.failure: SourceFailed | None = None
         self._stopped = False
         self._leftovers: list[Progress] = []
-        self._unannounced = 0  # Progress put and not announced yet: held in `job.awaited`
 
     def put(self, progress: Progress) -> None:
         self._send.send_nowait(progress)
-        self._count(1)
-
-    def _count(self, n: int) -> None:
-        """Add `n` to what is unannounced; the job's `awaited` is held while it is not 0."""
-        before = self._unannounced
-        self._unannounced = max(0, before + n)
-        if not before and self._unannounced:
-            self.job.awaited.hold()
-        elif before and not self._unannounced:
-            self.job.awaited.release()
 
     async def caught_up(self) -> None:
         """Wait until everything put so far is announced (at once if the announcer is gone)."""
@@ -391,9 +372,7 @@ class _Announcer:
         return leftovers + [p for p in self._drain() if isinstance(p, Progress)]
 
     def close(self) -> None:
-        """No more puts: whatever was not announced by now never will be by us."""
         self._send.close()
-        self._count(-self._unannounced)
 
     async def run(self) -> None:
         queued: list[Progress | trio.Event] = []
@@ -418,7 +397,6 @@ class _Announcer:
                         except SourceFailed as exc:
                             self.failure = exc  # the source task raises it at its next event
                     del queued[: len(group)]
-                    self._count(-len(group))
         finally:
             self._stopped = True
             self._leftovers += [p for p in queued + self._drain() if isinstance(p, Progress)]

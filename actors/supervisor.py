@@ -48,7 +48,6 @@ from actors.messages import (
 from actors.records import JobRecord, SourceRecord
 from collector.config import Settings
 from collector.errors import NotFound, RequestError
-from collector.inflight import InFlight
 from collector.media.opener import Opener
 from collector.memory import RELEASE_INTERVAL_S, release_free_memory
 from collector.params import CollectRequest, SourceSpec
@@ -111,12 +110,8 @@ class Supervisor:
         opener_for: Callable[[str], Opener],
         database_url: str,
         config_cameras: tuple[SourceSpec, ...] = (),
-        awaited: InFlight | None = None,
     ) -> None:
         self.settings, self.opener_for = settings, opener_for
-        # what the RTSP read rounds make way for (collector/inflight.py); jobs add their
-        # segments from the cut to the announcement
-        self.awaited = awaited if awaited is not None else InFlight()
         self.database_url, self.config_cameras = database_url, config_cameras
         self._evicted: dict[str, int] = {}  # finished jobs no longer in memory, by status
         self._db: DatabaseWriter | None = None
@@ -364,7 +359,6 @@ class Supervisor:
             folder=Path(self.settings.data_dir) / "jobs" / job_id,
             writer_limiter=self._writer_limiter,
             segment_turns=self._segment_turns,
-            awaited=self.awaited,
             subscriber_buffer=self.settings.subscriber_buffer,
             save=self._save,
         )

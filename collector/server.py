@@ -98,7 +98,6 @@ async def serve(
                     make_opener_for(settings, in_flight),
                     database_url(settings.database_url or None, Path(settings.data_dir)),
                     config_cameras(settings),
-                    awaited=in_flight,
                 ).run
             )
             app = create_app(supervisor, settings, draining, in_flight)

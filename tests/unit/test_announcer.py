@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import trio
 
 from actors.job import _Announcer
-from collector.inflight import InFlight
 from collector.media.recorder import Progress
 
 
@@ -23,7 +22,6 @@ class FakeJob:
     durable: list[list[int]] = field(default_factory=list)
     applied: list[int] = field(default_factory=list)
     disk: trio.Event = field(default_factory=trio.Event)
-    awaited: InFlight = field(default_factory=InFlight)
 
     async def _make_durable(self, group: list[Progress]) -> None:
         self.durable.append([p.steps_done for p in group])
@@ -83,35 +81,3 @@ async def test_a_stopped_announcer_hands_back_what_it_had_not_announced(autojump
     assert job.durable == [[1], [2, 3]]
     assert job.applied == [1]
     assert [p.steps_done for p in announcer.take_leftovers()] == [2, 3, 4]
-
-
-async def test_unannounced_segments_are_awaited_until_announced_or_handed_back(autojump_clock):
-    """From its put to its announcement, a closed segment is something the read rounds make
-    way for (`job.awaited`, collector/inflight.py); handed back by a stopped announcer, until the
-    job has announced it itself and closed the announcer."""
-    job = FakeJob()
-    announcer = _Announcer(job, src=None)  # type: ignore[arg-type]
-    seen: list[tuple[str, bool]] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(announcer.run)
-        seen.append(("idle", job.awaited.busy()))
-        announcer.put(progress(1))
-        await trio.sleep(1)
-        announcer.put(progress(2))
-        seen.append(("fsync'ing [1]", job.awaited.busy()))
-        job.disk.set()
-        await trio.sleep(1)
-        seen.append(("fsync'ing [2]", job.awaited.busy()))
-        job.disk.set()
-        await trio.sleep(1)
-        seen.append(("both announced", job.awaited.busy()))
-        announcer.put(progress(3))
-        await trio.sleep(1)
-        nursery.cancel_scope.cancel()  # stopped while fsync'ing [3]
-    seen.append(("handed back", job.awaited.busy()))
-    assert [p.steps_done for p in announcer.take_leftovers()] == [3]
-    announcer.close()
-    seen.append(("closed", job.awaited.busy()))
-    assert seen == [("idle", False), ("fsync'ing [1]", True), ("fsync'ing [2]", True),
-                    ("both announced", False), ("handed back", True), ("closed", False)]
-    assert job.applied == [1, 2]
