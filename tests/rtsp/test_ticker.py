@@ -93,8 +93,7 @@ class Requests:
 
 
 @pytest.mark.parametrize("busy", [True, False])
-async def test_while_busy_a_phase_runs_its_sessions_one_per_scheduler_pass(autojump_clock,
-                                                                            busy: bool):
+async def test_while_busy_a_round_wakes_its_sessions_one_at_a_time(autojump_clock, busy: bool):
     """While a request is in flight (past the deferral), the sessions of a phase wake one at a
     time, each in a pass of its own; otherwise all at once. Either way, a session back from its
     read waits for the next round, not this one."""
