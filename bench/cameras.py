@@ -508,14 +508,14 @@ def table(rows: list[tuple[Side, Side]]) -> str:
 
 
 async def beside_ffmpeg(args: argparse.Namespace, tmp: Path,
-                        run_side: Callable[..., Awaitable[T]], about: str = ""
-                        ) -> tuple[T, Side]:
+                        run_side: Callable[..., Awaitable[T]], about: str = "",
+                        together: bool = False) -> tuple[T, Side]:
     """Make the clip, serve `args.cameras` paths of it, run `run_side(urls)`, then the
     ffmpeg-per-camera baseline on the same URLs (one after the other: see BENCHMARKS.md).
 
-    With `args.together` (cameras.py only) both sides record at once, ffmpeg's processes spawned
-    when the collector's N-camera job is posted (`run_side(urls, posted_event)`), so that their
-    CPU windows are the same seconds of the machine: what other tenants take falls on both.
+    With `together` (cameras.py's `--together`) both sides record at once, ffmpeg's processes
+    spawned when the collector's N-camera job is posted (`run_side(urls, posted_event)`), so that
+    their CPU windows are the same seconds of the machine: what other tenants take falls on both.
     """
     clip = make_bench_clip(tmp / "clip.mkv")
     print(f"clip: 1280x720 {FPS} fps, GOP {GOP_S} s, {clip_bitrate(clip) / 1e6:.2f} Mbit/s, "
@@ -528,7 +528,7 @@ async def beside_ffmpeg(args: argparse.Namespace, tmp: Path,
         # each side's files are ffprobe'd too, 4 at a time: allow ~1 s each on a busy 2-core box
         files = args.cameras * math.ceil(args.seconds / args.segment_seconds)
         with trio.fail_after(3 * args.seconds + 240 + files / 4):
-            if getattr(args, "together", False):
+            if together:
                 side, ff = await _together(args, tmp, urls, run_side)
             else:
                 side = await run_side(urls)
@@ -542,20 +542,17 @@ async def beside_ffmpeg(args: argparse.Namespace, tmp: Path,
 async def _together(args: argparse.Namespace, tmp: Path, urls: list[str],
                     run_side: Callable[..., Awaitable[T]]) -> tuple[T, Side]:
     posted = trio.Event()
-    results: dict[str, Any] = {}
-
-    async def side() -> None:
-        results["side"] = await run_side(urls, posted)
+    ff: list[Side] = []
 
     async def baseline() -> None:
         await posted.wait()
-        results["ffmpeg"] = await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe,
-                                             args.segment_seconds)
+        ff.append(await run_ffmpeg(urls, args.seconds, args.warmup, tmp, args.probe,
+                                   args.segment_seconds))
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(side)
         nursery.start_soon(baseline)
-    return results["side"], results["ffmpeg"]
+        side = await run_side(urls, posted)
+    return side, ff[0]
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -565,7 +562,8 @@ async def main(args: argparse.Namespace) -> None:
         coll, ff = await beside_ffmpeg(args, tmp, lambda urls, posted=None: run_collector(
             urls, args.seconds, args.warmup, args.small_cameras, tmp, args.probe,
             args.segment_seconds, args.probes, posted),
-            about="; both sides at once (--together)" if args.together else "")
+            about="; both sides at once (--together)" if args.together else "",
+            together=args.together)
         rows = [(coll, ff)]
         shutil.rmtree(tmp / "collector", ignore_errors=True)
     print(table(rows))

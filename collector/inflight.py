@@ -1,8 +1,8 @@
 """HTTP requests the service is answering right now, for the RTSP read rounds (rtsp/ticker.py).
 
-While a request is in flight, a read phase that comes due waits for it (a little), and then
-runs its sessions one per scheduler pass, so that each step of the request waits for one
-session's read rather than a whole phase's. Counted in an ASGI wrapper around the app, from the
+While a request is in flight, a read round that comes due waits for it (a little), and then
+wakes its sessions one at a time, so that each step of the request waits for one session's
+read rather than a whole round's. Counted in an ASGI wrapper around the app, from the
 moment hypercorn hands the request over until the app has answered; WebSocket connections,
 which stay open, are not counted.
 """

@@ -22,6 +22,7 @@ async def test_counts_http_requests_being_answered_not_websockets():
 
     counted = in_flight.wrap(app)
     with trio.fail_after(5):
+        idle: list[int] = []
         async with trio.open_nursery() as nursery:
             async def answer() -> None:
                 try:
@@ -33,7 +34,6 @@ async def test_counts_http_requests_being_answered_not_websockets():
                 await in_flight.wait_idle()
                 idle.append(in_flight.count)
 
-            idle: list[int] = []
             await in_flight.wait_idle()  # nothing in flight yet
             nursery.start_soon(answer)
             await trio.testing.wait_all_tasks_blocked()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import trio
 
@@ -77,6 +79,15 @@ class PassCounter(trio.abc.Instrument):
         self.passes += 1
 
 
+@pytest.fixture
+async def counter() -> AsyncIterator[PassCounter]:
+    """A pass counter, instrumenting the test's run."""
+    counting = PassCounter()
+    trio.lowlevel.add_instrument(counting)
+    yield counting
+    trio.lowlevel.remove_instrument(counting)
+
+
 class Requests:
     """Requests in flight, as the test says: `busy` until `answered` is set."""
 
@@ -93,12 +104,11 @@ class Requests:
 
 
 @pytest.mark.parametrize("busy", [True, False])
-async def test_while_busy_a_round_wakes_its_sessions_one_at_a_time(autojump_clock, busy: bool):
+async def test_while_busy_a_round_wakes_its_sessions_one_at_a_time(autojump_clock, counter,
+                                                                    busy: bool):
     """While a request is in flight (past the deferral), the sessions of a phase wake one at a
     time, each in a pass of its own; otherwise all at once. Either way, a session back from its
     read waits for the next round, not this one."""
-    counter = PassCounter()
-    trio.lowlevel.add_instrument(counter)
     ticker = Ticker(0.4, phases=2, requests=Requests(busy))
     woke: list[tuple[str, float, int]] = []
 
@@ -107,12 +117,9 @@ async def test_while_busy_a_round_wakes_its_sessions_one_at_a_time(autojump_cloc
             await ticker.wait(0)
             woke.append((name, round(trio.current_time(), 6), counter.passes))
 
-    try:
-        async with trio.open_nursery() as nursery:
-            for name in "abcd":
-                nursery.start_soon(session, name, 2)
-    finally:
-        trio.lowlevel.remove_instrument(counter)
+    async with trio.open_nursery() as nursery:
+        for name in "abcd":
+            nursery.start_soon(session, name, 2)
     assert [at for _, at, _ in woke] == [0.4] * 4 + [0.8] * 4
     for first in (0, 4):
         assert {name for name, _, _ in woke[first:first + 4]} == set("abcd")
@@ -124,11 +131,9 @@ async def test_while_busy_a_round_wakes_its_sessions_one_at_a_time(autojump_cloc
             assert passes[1:] == [passes[0] + 1] * 3  # the leader, then the others in one pass
 
 
-async def test_a_round_wakes_per_pass_sessions_at_a_time(autojump_clock):
+async def test_a_round_wakes_per_pass_sessions_at_a_time(autojump_clock, counter):
     """With `per_pass`, a round's sessions wake that many at a time, each lot two passes after
     the last (its reads, then its jobs), never two lots in one pass."""
-    counter = PassCounter()
-    trio.lowlevel.add_instrument(counter)
     ticker = Ticker(0.4, phases=1, per_pass=2)
     woke: list[tuple[str, int]] = []
 
@@ -136,12 +141,9 @@ async def test_a_round_wakes_per_pass_sessions_at_a_time(autojump_clock):
         await ticker.wait(0)
         woke.append((name, counter.passes))
 
-    try:
-        async with trio.open_nursery() as nursery:
-            for name in "abcdefg":
-                nursery.start_soon(session, name)
-    finally:
-        trio.lowlevel.remove_instrument(counter)
+    async with trio.open_nursery() as nursery:
+        for name in "abcdefg":
+            nursery.start_soon(session, name)
     assert {name for name, _ in woke} == set("abcdefg")
     first = min(p for _, p in woke)
     # lots of two at passes +0, +2, +4; the leader goes on with the last lot woken (+3)
