@@ -42,7 +42,7 @@ class Ticker:
     but made `POST /collect` p99 91 ms at 100 cameras; rounds of 50 in lots of 10, POST p99 76 and
     91 ms and WebSocket events from the cut p50 150-185 ms (against 36-147 and 39-73 ms). Rounds
     of 25 in lots of 10, taken here, were within that noise at 100 cameras (four runs each), but
-    at 50 cameras events came p50 43-75 ms after the cut instead of 21-29, and POST p99 was 31-63
+    at 50 cameras events came p50 43-75 ms after the cut instead of 21-29, and POST p99 was 31-90
     ms instead of 21-36: a cut inside a round waits for its remaining passes (BENCHMARKS.md).
     Lots of 5 lost the CPU gain (1.04x lots of 10).
 
