@@ -23,9 +23,12 @@ from collector.errors import SourceEnded, SourceError, SourceUnavailable, Unsupp
 from collector.media.aac import audio_specific_config, strip_adts
 from collector.media.opener import PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
+from collector.media.pyav_streams import install as install_stream_lookup
 from collector.urls import PROTOCOL_WHITELIST, redact, scheme_of
 
 log = logging.getLogger(__name__)
+
+install_stream_lookup()  # PyAV's demux looks up every packet's stream: see pyav_streams
 
 BATCH_SECONDS = 0.1  # hand packets to trio at most ~10 times a second per camera
 BATCH_PACKETS = 64  # ...or sooner when a fast source fills a batch (bounds what a stall strands)

@@ -1,0 +1,28 @@
+"""A faster `StreamContainer.__getitem__` for PyAV, whose demux loop calls it for every packet.
+
+PyAV 18's `InputContainer.demux` looks up each packet's stream with `self.streams[index]`, and
+`StreamContainer.__getitem__` answers an integer through `get(index)[0]`, which builds a selection
+list through a generator: measured, ~12 % of a loop that demuxes an MPEG-TS file over HTTP and
+muxes it into segments, and ~7 % of that loop's time saved by this (BENCHMARKS.md, "offline
+ingest"). An integer index now reads the container's streams as a tuple; every other key (a
+string, a dict, a slice) goes to PyAV's own method. The answer is the same: the same stream
+object, and an IndexError out of range. `install()` is idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from av.container.streams import StreamContainer
+
+_pyav_getitem = StreamContainer.__getitem__
+
+
+def _getitem(self: StreamContainer, index: Any) -> Any:
+    if type(index) is int:
+        return tuple(self)[index]
+    return _pyav_getitem(self, index)
+
+
+def install() -> None:
+    StreamContainer.__getitem__ = _getitem  # type: ignore[method-assign]
