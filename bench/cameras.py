@@ -19,8 +19,9 @@ take ~1.1 of the 2 cores):
   (`POST /collect`, `duration` D, `segment_seconds` S, `rtsp_transport=tcp`). Before it, a job of
   `--small-cameras` cameras gives the PSS base for the marginal memory per camera. During the main
   job a few tiny jobs (0.5 s of an already recorded camera, so they add no upstream session) time
-  `POST /collect`; a JSON WebSocket on the main job times each progress event against its segment's
-  end (`segment.start_time + segment.duration`, wall clock).
+  `POST /collect`; a JSON WebSocket on the main job times each progress event's arrival from its
+  segment's cut (`segment.end_time`: the fsync before publication is in it) and from its own
+  publication (the event's `at`, stamped once the segment is durable: the delivery alone).
 * (b) N `ffmpeg -rtsp_transport tcp -i URL -c copy -t D -f segment -segment_time S
   -reset_timestamps 1 out%03d.mp4` processes (`-t D` bounds them like the job's `duration`).
 
@@ -206,6 +207,7 @@ class Side:
     ws_ms: list[float] = field(default_factory=list)  # arrival - the segment's end_time (the cut)
     ws_media_ms: list[float] = field(default_factory=list)  # arrival - (start_time + duration)
     ws_durable_ms: list[float] = field(default_factory=list)  # event's `at` - end_time (fsync ...)
+    ws_delivery_ms: list[float] = field(default_factory=list)  # arrival - the event's `at`
 
     @property
     def cpu_per_camera_minute(self) -> float:
@@ -232,11 +234,13 @@ async def _drain(stream: trio.abc.ReceiveStream, lines: list[str], listening: tr
 
 async def ws_progress_latencies(ws: str, out: list[float], done: trio.Event,
                                 media_out: list[float] | None = None,
-                                durable_out: list[float] | None = None) -> None:
+                                durable_out: list[float] | None = None,
+                                delivery_out: list[float] | None = None) -> None:
     """Follow a job's JSON WebSocket; for each progress event, its arrival minus the segment's
     `end_time` (when the collector cut it) into `out`, minus `start_time + duration` (the
-    segment's media end on the clock of its opening) into `media_out`, and the event's own time
-    (`at`: published, after the fsync) minus `end_time` into `durable_out`, in ms."""
+    segment's media end on the clock of its opening) into `media_out`, the event's own time
+    (`at`: published, after the fsync) minus `end_time` into `durable_out`, and its arrival minus
+    `at` (the delivery: the service and this machine share a clock) into `delivery_out`, in ms."""
     parts = urlsplit(ws)
     conn = WSConnection(ConnectionType.CLIENT)
     stream = await trio.open_tcp_stream(parts.hostname, parts.port)
@@ -264,6 +268,8 @@ async def ws_progress_latencies(ws: str, out: list[float], done: trio.Event,
                                         (now - seg["start_time"] - seg["duration"]) * 1000)
                                 if durable_out is not None and "at" in msg:
                                     durable_out.append((msg["at"] - seg["end_time"]) * 1000)
+                                if delivery_out is not None and "at" in msg:
+                                    delivery_out.append((now - msg["at"]) * 1000)
                             if msg.get("type") in ("completed", "error", "interrupted"):
                                 done.set()
                     case Ping():
@@ -352,7 +358,7 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                 ws_done = trio.Event()
                 ws = base.replace("http://", "ws://") + f"/ws/{job_id}?format=json"
                 nursery.start_soon(ws_progress_latencies, ws, side.ws_ms, ws_done,
-                                   side.ws_media_ms, side.ws_durable_ms)
+                                   side.ws_media_ms, side.ws_durable_ms, side.ws_delivery_ms)
                 t0 = posted + warmup
                 t1 = posted + seconds
                 await trio.sleep_until(trio.current_time() + (t0 - time.monotonic()))
@@ -489,21 +495,24 @@ async def serve_cameras(clip: Path, cameras: int, servers: int,
 def table(rows: list[tuple[Side, Side]]) -> str:
     head = ("| N | side | CPU s / camera-min | PSS / camera MiB | frames written / served "
             "| missing in files | files | POST /collect p50 / p99 ms "
-            "| WS progress from the cut p50 / p99 ms |\n"
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+            "| WS progress from the cut p50 / p99 ms "
+            "| WS progress from its publication p50 / p99 ms |\n"
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for c, f in rows:
         for s in (c, f):
             post = f"{pct(s.post_ms, 50):.1f} / {pct(s.post_ms, 99):.1f}" if s.post_ms else "—"
             wsl = f"{pct(s.ws_ms, 50):.0f} / {pct(s.ws_ms, 99):.0f}" if s.ws_ms else "—"
+            wsd = (f"{pct(s.ws_delivery_ms, 50):.1f} / {pct(s.ws_delivery_ms, 99):.1f}"
+                   if s.ws_delivery_ms else "—")
             memo = "marginal " if s.name == "collector" else "mean "
             lines.append(f"| {s.cameras} | {s.name} | {s.cpu_per_camera_minute:.2f} | "
                          f"{memo}{s.pss_per_camera / 2**20:.1f} | "
                          f"{s.frames} / {s.frames_expected} | {s.missing} | {s.files} | "
-                         f"{post} | {wsl} |")
+                         f"{post} | {wsl} | {wsd} |")
         lines.append(f"| {c.cameras} | **collector / ffmpeg** | "
                      f"**{c.cpu_per_camera_minute / f.cpu_per_camera_minute:.2f}** | "
-                     f"**{c.pss_per_camera / f.pss_per_camera:.2f}** | | | | | |")
+                     f"**{c.pss_per_camera / f.pss_per_camera:.2f}** | | | | | | |")
     return "\n".join(lines)
 
 
