@@ -6,6 +6,7 @@ Every error is a JSON body `{"error": <problem>, "field": <field>}` with a 4xx s
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 from pathlib import Path
@@ -45,8 +46,9 @@ WS_CLOSE_NORMAL, WS_CLOSE_GOING_AWAY, WS_CLOSE_POLICY = 1000, 1001, 1008
 def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
                in_flight: InFlight | None = None) -> QuartTrio:
     app = QuartTrio(__name__)
-    if in_flight is not None:  # counts the HTTP requests being answered (collector/inflight.py)
-        app.asgi_app = in_flight.wrap(app.asgi_app)  # type: ignore[method-assign]
+    # counts what is being answered, for the read rounds (collector/inflight.py)
+    in_flight = in_flight if in_flight is not None else InFlight()
+    app.asgi_app = in_flight.wrap(app.asgi_app)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     sup = supervisor.inbox
 
@@ -189,9 +191,15 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
         with receive:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_when, draining, nursery.cancel_scope)
-                async for event in receive:
-                    await send(event)
-                    last = event
+                async for first in receive:
+                    # Each message costs scheduler passes (the channel's checkpoint, hypercorn's
+                    # send lock, the socket's send), and the segments of one server's cameras
+                    # close together: what queued behind `first` goes out without the channel's
+                    # checkpoint, and read rounds make way while a burst goes out.
+                    with in_flight.held():
+                        for event in (first, *_queued(receive)):
+                            await send(event)
+                            last = event
                 nursery.cancel_scope.cancel()
         if draining.is_set() or (last is not None and last.type == "interrupted"):
             await websocket.close(WS_CLOSE_GOING_AWAY, "server shutting down")
@@ -219,6 +227,15 @@ def _servable_file(segment_path: str, data_dir: Path) -> Path | None:
     if not path.is_relative_to(Path(data_dir).resolve()) or not path.is_file():
         return None
     return path
+
+
+def _queued(receive: trio.MemoryReceiveChannel[JobEvent]) -> list[JobEvent]:
+    """What is queued in `receive` now, taken without a checkpoint."""
+    queued: list[JobEvent] = []
+    with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+        while True:
+            queued.append(receive.receive_nowait())
+    return queued
 
 
 async def _json_body() -> Any:
