@@ -1,5 +1,6 @@
-"""The count of HTTP requests in flight (collector/inflight.py), at the ASGI interface: up while
-a request is being answered, back to zero after it, WebSockets not counted."""
+"""The count of what is in flight (collector/inflight.py): at the ASGI interface, up while an HTTP
+request is being answered and back to zero after it, WebSocket connections not counted; `held()`,
+which a WebSocket takes while it sends a burst of events (collector/app.py)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,38 @@ async def test_counts_http_requests_being_answered_not_websockets():
     assert idle == [0]
     assert seen == [("http", 1), ("websocket", 1)]
     assert not in_flight.busy() and in_flight.count == 0
+
+
+async def test_held_counts_while_inside_and_wakes_waiters_after():
+    in_flight = InFlight()
+    woke: list[int] = []
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            with in_flight.held():
+                with in_flight.held():
+                    assert in_flight.count == 2
+
+                    async def wait_idle() -> None:
+                        await in_flight.wait_idle()
+                        woke.append(in_flight.count)
+
+                    nursery.start_soon(wait_idle)
+                await trio.testing.wait_all_tasks_blocked()
+                assert in_flight.busy() and woke == []
+    assert woke == [0] and not in_flight.busy()
+
+
+async def test_a_websocket_takes_a_burst_without_a_checkpoint_each():
+    from collector.app import _queued
+
+    send, receive = trio.open_memory_channel[int](10)
+    for i in range(4):
+        send.send_nowait(i)
+    with trio.fail_after(5):
+        assert await receive.receive() == 0
+        assert _queued(receive) == [1, 2, 3]  # synchronous: no checkpoint between them
+        assert _queued(receive) == []
+        send.send_nowait(4)
+        send.close()
+        assert _queued(receive) == [4]  # what was sent before the close, then nothing
+        assert _queued(receive) == []
