@@ -4,7 +4,8 @@ While anything is in flight, a read round that comes due waits for it (a little)
 wakes its sessions one at a time, so that each step of the answer waits for one session's
 read rather than a whole round's. Counted: an HTTP request, in an ASGI wrapper around the app,
 from the moment hypercorn hands it over until the app has answered; and a WebSocket while it
-delivers a burst of events (collector/app.py), not while it waits for them.
+delivers a burst of events (collector/app.py), not while it waits for them. Each answer counts
+as busy for its first `HOLD_LIMIT_S` only.
 """
 
 from __future__ import annotations
@@ -17,29 +18,43 @@ import trio
 
 
 class InFlight:
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = trio.Event()  # set while no request is in flight
+    # How long one answer holds the read rounds back at most: a long download or a WebSocket
+    # client that stopped reading must not keep every round at one session a pass for good.
+    HOLD_LIMIT_S = 1.0
+
+    def __init__(self, hold_limit_s: float = HOLD_LIMIT_S) -> None:
+        self.hold_limit_s = hold_limit_s
+        self._until: list[float] = []  # for each answer in flight, when it stops counting as busy
+        self._idle = trio.Event()  # set while nothing is in flight
         self._idle.set()
 
+    @property
+    def count(self) -> int:
+        return len(self._until)
+
     def busy(self) -> bool:
-        return self.count > 0
+        """Something is in flight, and has been for less than `hold_limit_s`."""
+        if not self._until:
+            return False
+        now = trio.current_time()
+        return any(until > now for until in self._until)
 
     async def wait_idle(self) -> None:
-        """Until no request is in flight."""
+        """Until nothing is in flight (callers bound the wait)."""
         await self._idle.wait()
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        """In flight while inside."""
-        if not self.count:
+        """In flight while inside (busy for at most `hold_limit_s` of it)."""
+        if not self._until:
             self._idle = trio.Event()
-        self.count += 1
+        until = trio.current_time() + self.hold_limit_s
+        self._until.append(until)
         try:
             yield
         finally:
-            self.count -= 1
-            if not self.count:
+            self._until.remove(until)
+            if not self._until:
                 self._idle.set()
 
     def wrap(self, app: Any) -> Any:

@@ -82,3 +82,19 @@ async def test_a_websocket_takes_a_burst_without_a_checkpoint_each():
         send.close()
         assert _queued(receive) == [4]  # what was sent before the close, then nothing
         assert _queued(receive) == []
+
+
+async def test_an_answer_holds_the_rounds_back_for_a_second_at_most(mock_clock):
+    in_flight = InFlight()
+    with in_flight.held():
+        assert in_flight.busy()
+        mock_clock.jump(0.9)
+        with in_flight.held():
+            mock_clock.jump(0.2)
+            assert in_flight.busy()  # the first has had its second, the other has not
+            mock_clock.jump(0.9)
+            assert not in_flight.busy() and in_flight.count == 2
+        assert not in_flight.busy() and in_flight.count == 1
+    with in_flight.held():
+        assert in_flight.busy()  # a new answer counts again
+    assert not in_flight.busy() and in_flight.count == 0
