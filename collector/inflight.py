@@ -1,11 +1,11 @@
-"""What the service is answering right now, for the RTSP read rounds (rtsp/ticker.py).
+"""HTTP requests the service is answering right now, for the RTSP read rounds (rtsp/ticker.py).
 
-While anything is in flight, a read round that comes due waits for it (a little), and then
-wakes its sessions one at a time, so that each step of the answer waits for one session's
-read rather than a whole round's. Counted: an HTTP request, in an ASGI wrapper around the app,
-from the moment hypercorn hands it over until the app has answered; and a WebSocket while it
-delivers a burst of events (collector/app.py), not while it waits for them. Each answer counts
-as busy for its first `HOLD_LIMIT_S` only.
+While a request is in flight, a read round that comes due waits for it (a little), and then
+wakes its sessions one at a time, so that each step of the request waits for one session's
+read rather than a whole round's. Counted in an ASGI wrapper around the app, from the moment
+hypercorn hands the request over until the app has answered, and as busy for its first
+`HOLD_LIMIT_S` only. WebSocket connections, which stay open, are not counted; neither are
+their bursts of events (tried: ~3 % of the CPU at 50 cameras, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import trio
 
 
 class InFlight:
-    # How long one answer holds the read rounds back at most: a long download or a WebSocket
-    # client that stopped reading must not keep every round at one session a pass for good.
+    # How long one request holds the read rounds back at most: a long download (or a client
+    # that stopped reading it) must not keep every round at one session a pass for good.
     HOLD_LIMIT_S = 1.0
 
     def __init__(self, hold_limit_s: float = HOLD_LIMIT_S) -> None:

@@ -1,6 +1,6 @@
-"""The count of what is in flight (collector/inflight.py): at the ASGI interface, up while an HTTP
-request is being answered and back to zero after it, WebSocket connections not counted; `held()`,
-which a WebSocket takes while it sends a burst of events (collector/app.py)."""
+"""The count of HTTP requests in flight (collector/inflight.py), at the ASGI interface: up while
+a request is being answered, back to zero after it, WebSockets not counted; busy for a request's
+first second only. And the WebSocket handler's taking of a burst of events (collector/app.py)."""
 
 from __future__ import annotations
 

@@ -46,8 +46,8 @@ class Ticker:
     ms instead of 21-36: a cut inside a round waits for its remaining passes (BENCHMARKS.md).
     Lots of 5 lost the CPU gain (1.04x lots of 10).
 
-    HTTP requests, and WebSockets sending a burst of events, go first. While `requests` are in
-    flight (collector/inflight.py), a phase whose time has come waits up to `defer_s` for them;
+    HTTP requests go first. While `requests` are in flight (collector/inflight.py), a phase
+    whose time has come waits up to `defer_s` for them;
     a camera read 50 ms late loses nothing (the socket buffers hold seconds). If they are still
     not answered, the rest of the round wakes one session at a time, so that a request's step
     waits for one session's read (~2 ms) rather than ten. That is not the rule when no request
