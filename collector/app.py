@@ -195,7 +195,7 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
                     # send lock, the socket's send), and the segments of one server's cameras
                     # close together: what queued behind `first` goes out without the channel's
                     # checkpoint. (Counting a burst as in flight, so that read rounds make way
-                    # for it, cost ~3 % of the CPU at 50 cameras: BENCHMARKS.md.)
+                    # for it, was tried: its gain and its CPU cost were within the noise.)
                     for event in (first, *_queued(receive)):
                         await send(event)
                         last = event

@@ -5,7 +5,7 @@ wakes its sessions one at a time, so that each step of the request waits for one
 read rather than a whole round's. Counted in an ASGI wrapper around the app, from the moment
 hypercorn hands the request over until the app has answered, and as busy for its first
 `HOLD_LIMIT_S` only. WebSocket connections, which stay open, are not counted; neither are
-their bursts of events (tried: ~3 % of the CPU at 50 cameras, BENCHMARKS.md).
+their bursts of events (tried: gain and CPU cost within the noise, BENCHMARKS.md).
 """
 
 from __future__ import annotations
