@@ -16,7 +16,7 @@ from typing import Any
 import outcome
 import trio
 
-from actors.messages import Reply, ask
+from actors.messages import Reply, ask, queued
 from collector.storage import JobRow, SourceRow, Store, Write
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,7 @@ class DatabaseWriter:
         task_status.started(self)
         with self._inbox:
             async for first in self._inbox:
-                batch: list[Write | Flush] = [first]
-                while len(batch) < BATCH:
-                    try:
-                        batch.append(self._inbox.receive_nowait())
-                    except trio.WouldBlock:
-                        break
+                batch: list[Write | Flush] = [first, *queued(self._inbox, BATCH - 1)]
                 await self._apply(coalesce([m for m in batch if not isinstance(m, Flush)]))
                 for msg in batch:
                     if isinstance(msg, Flush):

@@ -35,6 +35,7 @@ from actors.messages import (
     SubscribeCamera,
     SupervisorMessage,
     UnsubscribeCamera,
+    queued,
 )
 from actors.records import JobRecord, SourceRecord
 from collector.errors import CollectorError, SegmentError
@@ -375,17 +376,17 @@ class _Announcer:
         self._send.close()
 
     async def run(self) -> None:
-        queued: list[Progress | trio.Event] = []
+        pending: list[Progress | trio.Event] = []
         try:
             async for first in self._receive:
-                queued = [first, *self._ready()]
-                while queued:
-                    if isinstance(head := queued[0], trio.Event):
-                        del queued[0]
+                pending = [first, *queued(self._receive)]
+                while pending:
+                    if isinstance(head := pending[0], trio.Event):
+                        del pending[0]
                         head.set()
                         continue
                     group: list[Progress] = []
-                    for item in queued:
+                    for item in pending:
                         if not isinstance(item, Progress):
                             break
                         group.append(item)
@@ -396,24 +397,16 @@ class _Announcer:
                                 self.job._apply(self.src, progress)
                         except SourceFailed as exc:
                             self.failure = exc  # the source task raises it at its next event
-                    del queued[: len(group)]
+                    del pending[: len(group)]
         finally:
             self._stopped = True
-            self._leftovers += [p for p in queued + self._drain() if isinstance(p, Progress)]
-            for item in queued:
+            self._leftovers += [p for p in pending + self._drain() if isinstance(p, Progress)]
+            for item in pending:
                 if isinstance(item, trio.Event):
                     item.set()  # nobody waits on a stopped announcer
 
-    def _ready(self) -> list[Progress | trio.Event]:
-        items: list[Progress | trio.Event] = []
-        while True:
-            try:
-                items.append(self._receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return items
-
     def _drain(self) -> list[Progress | trio.Event]:
-        items = self._ready()
+        items = queued(self._receive)
         for item in items:
             if isinstance(item, trio.Event):
                 item.set()  # nobody waits on a stopped announcer

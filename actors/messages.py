@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import outcome
 import trio
@@ -20,6 +20,7 @@ from collector.errors import SourceError
 from collector.media.packets import MediaPacket, SessionInfo
 
 Reply = trio.MemorySendChannel[outcome.Outcome[Any]]
+T = TypeVar("T")
 
 
 async def ask(inbox: trio.MemorySendChannel[Any], make: Callable[[Reply], Any]) -> Any:
@@ -32,6 +33,18 @@ async def ask(inbox: trio.MemorySendChannel[Any], make: Callable[[Reply], Any]) 
         except trio.EndOfChannel:
             raise RuntimeError("the actor ended without answering") from None
     return result.unwrap()
+
+
+def queued(receive: trio.MemoryReceiveChannel[T], most: int | None = None) -> list[T]:
+    """What `receive` holds now (`most` of it at most), taken without a checkpoint: an actor that
+    woke for one message handles those queued behind it in the same step, not a pass each."""
+    items: list[T] = []
+    while most is None or len(items) < most:
+        try:
+            items.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            break
+    return items
 
 
 # --- requests to the supervisor (from the HTTP/WebSocket layer and from job actors) --------------

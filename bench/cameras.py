@@ -232,15 +232,13 @@ async def _drain(stream: trio.abc.ReceiveStream, lines: list[str], listening: tr
                 lines.append(line)
 
 
-async def ws_progress_latencies(ws: str, out: list[float], done: trio.Event,
-                                media_out: list[float] | None = None,
-                                durable_out: list[float] | None = None,
-                                delivery_out: list[float] | None = None) -> None:
-    """Follow a job's JSON WebSocket; for each progress event, its arrival minus the segment's
-    `end_time` (when the collector cut it) into `out`, minus `start_time + duration` (the
-    segment's media end on the clock of its opening) into `media_out`, the event's own time
-    (`at`: published, after the fsync) minus `end_time` into `durable_out`, and its arrival minus
-    `at` (the delivery: the service and this machine share a clock) into `delivery_out`, in ms."""
+async def ws_progress_latencies(ws: str, done: trio.Event, side: Side | None = None) -> None:
+    """Follow a job's JSON WebSocket until the job ends (`done`). With `side`, for each progress
+    event, in ms: its arrival minus the segment's `end_time` (when the collector cut it) into
+    `side.ws_ms`; minus `start_time + duration` (the segment's media end on the clock of its
+    opening) into `ws_media_ms`; the event's own time (`at`: published, after the fsync) minus
+    `end_time` into `ws_durable_ms`; and its arrival minus `at` (the delivery: the service and
+    this machine share a clock) into `ws_delivery_ms`."""
     parts = urlsplit(ws)
     conn = WSConnection(ConnectionType.CLIENT)
     stream = await trio.open_tcp_stream(parts.hostname, parts.port)
@@ -261,15 +259,14 @@ async def ws_progress_latencies(ws: str, out: list[float], done: trio.Event,
                         if event.message_finished:
                             msg, text = json.loads(text), ""
                             seg = msg.get("segment") or {}
-                            if msg.get("type") == "progress" and seg.get("end_time"):
-                                out.append((now - seg["end_time"]) * 1000)
-                                if media_out is not None:
-                                    media_out.append(
-                                        (now - seg["start_time"] - seg["duration"]) * 1000)
-                                if durable_out is not None and "at" in msg:
-                                    durable_out.append((msg["at"] - seg["end_time"]) * 1000)
-                                if delivery_out is not None and "at" in msg:
-                                    delivery_out.append((now - msg["at"]) * 1000)
+                            if (side is not None and msg.get("type") == "progress"
+                                    and seg.get("end_time")):
+                                side.ws_ms.append((now - seg["end_time"]) * 1000)
+                                side.ws_media_ms.append(
+                                    (now - seg["start_time"] - seg["duration"]) * 1000)
+                                if "at" in msg:
+                                    side.ws_durable_ms.append((msg["at"] - seg["end_time"]) * 1000)
+                                    side.ws_delivery_ms.append((now - msg["at"]) * 1000)
                             if msg.get("type") in ("completed", "error", "interrupted"):
                                 done.set()
                     case Ping():
@@ -357,8 +354,7 @@ async def run_collector(urls: list[str], seconds: float, warmup: float, small: i
                 job_id = r.json()["job_id"]
                 ws_done = trio.Event()
                 ws = base.replace("http://", "ws://") + f"/ws/{job_id}?format=json"
-                nursery.start_soon(ws_progress_latencies, ws, side.ws_ms, ws_done,
-                                   side.ws_media_ms, side.ws_durable_ms, side.ws_delivery_ms)
+                nursery.start_soon(ws_progress_latencies, ws, ws_done, side)
                 t0 = posted + warmup
                 t1 = posted + seconds
                 await trio.sleep_until(trio.current_time() + (t0 - time.monotonic()))

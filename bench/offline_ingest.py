@@ -172,7 +172,7 @@ class Collector:
             r.raise_for_status()
             job_id = r.json()["job_id"]
             ws = self.base.replace("http://", "ws://") + f"/ws/{job_id}?format=json"
-            nursery.start_soon(ws_progress_latencies, ws, [], done)
+            nursery.start_soon(ws_progress_latencies, ws, done)
             with trio.fail_after(JOB_CEILING_S):
                 await done.wait()
             cpu1, t1 = cpu_seconds(self.proc.pid), time.perf_counter()

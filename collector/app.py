@@ -6,7 +6,6 @@ Every error is a JSON body `{"error": <problem>, "field": <field>}` with a 4xx s
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 from pathlib import Path
@@ -30,6 +29,7 @@ from actors.messages import (
     StartJob,
     SubscribeJob,
     ask,
+    queued,
 )
 from actors.supervisor import Supervisor
 from collector.config import Settings
@@ -196,7 +196,7 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
                     # close together: what queued behind `first` goes out without the channel's
                     # checkpoint. (Counting a burst as in flight, so that read rounds make way
                     # for it, was tried: its gain and its CPU cost were within the noise.)
-                    for event in (first, *_queued(receive)):
+                    for event in (first, *queued(receive)):
                         await send(event)
                         last = event
                 nursery.cancel_scope.cancel()
@@ -226,15 +226,6 @@ def _servable_file(segment_path: str, data_dir: Path) -> Path | None:
     if not path.is_relative_to(Path(data_dir).resolve()) or not path.is_file():
         return None
     return path
-
-
-def _queued(receive: trio.MemoryReceiveChannel[JobEvent]) -> list[JobEvent]:
-    """What is queued in `receive` now, taken without a checkpoint."""
-    queued: list[JobEvent] = []
-    with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-        while True:
-            queued.append(receive.receive_nowait())
-    return queued
 
 
 async def _json_body() -> Any:

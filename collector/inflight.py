@@ -22,8 +22,7 @@ class InFlight:
     # that stopped reading it) must not keep every round at one session a pass for good.
     HOLD_LIMIT_S = 1.0
 
-    def __init__(self, hold_limit_s: float = HOLD_LIMIT_S) -> None:
-        self.hold_limit_s = hold_limit_s
+    def __init__(self) -> None:
         self._until: list[float] = []  # for each answer in flight, when it stops counting as busy
         self._idle = trio.Event()  # set while nothing is in flight
         self._idle.set()
@@ -33,7 +32,7 @@ class InFlight:
         return len(self._until)
 
     def busy(self) -> bool:
-        """Something is in flight, and has been for less than `hold_limit_s`."""
+        """Something is in flight, and has been for less than `HOLD_LIMIT_S`."""
         if not self._until:
             return False
         now = trio.current_time()
@@ -45,10 +44,10 @@ class InFlight:
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        """In flight while inside (busy for at most `hold_limit_s` of it)."""
+        """In flight while inside (busy for at most `HOLD_LIMIT_S` of it)."""
         if not self._until:
             self._idle = trio.Event()
-        until = trio.current_time() + self.hold_limit_s
+        until = trio.current_time() + self.HOLD_LIMIT_S
         self._until.append(until)
         try:
             yield

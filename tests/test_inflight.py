@@ -1,6 +1,6 @@
 """The count of HTTP requests in flight (collector/inflight.py), at the ASGI interface: up while
 a request is being answered, back to zero after it, WebSockets not counted; busy for a request's
-first second only. And the WebSocket handler's taking of a burst of events (collector/app.py)."""
+first second only."""
 
 from __future__ import annotations
 
@@ -66,22 +66,6 @@ async def test_held_counts_while_inside_and_wakes_waiters_after():
                 await trio.testing.wait_all_tasks_blocked()
                 assert in_flight.busy() and woke == []
     assert woke == [0] and not in_flight.busy()
-
-
-async def test_a_websocket_takes_a_burst_without_a_checkpoint_each():
-    from collector.app import _queued
-
-    send, receive = trio.open_memory_channel[int](10)
-    for i in range(4):
-        send.send_nowait(i)
-    with trio.fail_after(5):
-        assert await receive.receive() == 0
-        assert _queued(receive) == [1, 2, 3]  # synchronous: no checkpoint between them
-        assert _queued(receive) == []
-        send.send_nowait(4)
-        send.close()
-        assert _queued(receive) == [4]  # what was sent before the close, then nothing
-        assert _queued(receive) == []
 
 
 async def test_an_answer_holds_the_rounds_back_for_a_second_at_most(mock_clock):
