@@ -1,7 +1,7 @@
 """Offline ingest: a long file over HTTP (and HLS) collected as fast as the source gives it, the
 collector vs `ffmpeg -c copy` on the same input.
 
-    .venv/bin/python bench/offline_ingest.py [--seconds 120] [--runs 3] [--inputs ts,hls]
+    .venv/bin/python bench/offline_ingest.py [--seconds 120[,300]] [--runs 3] [--inputs ts,hls]
                                              [--segment-seconds 10]
                                              [--profile FILE [--profile-seconds 10]]
 
@@ -11,7 +11,8 @@ collector vs `ffmpeg -c copy` on the same input.
   `python -m http.server` serves it on 127.0.0.1 in its own process (never measured; it is what
   tests/media/servers.serve_http runs, out of this process so it does not share our GIL and its
   "connection reset" tracebacks, when the collector stops reading before the end, stay quiet).
-* (a) `python -m collector` (PORT=0, SQLite, data in a temp dir) records the URL in one
+* (a) `python -m collector` (PORT=0, SQLite, data in a temp dir; one unmeasured job of the
+  shortest clip first, since a process's first job pays for its imports) records the URL in one
   `POST /collect` job (`duration` = clip length - 2 s, since the end of a source is a failure that
   the collector would retry; `segment_seconds` S; mp4; `retry.max_attempts` 1 so a failure shows
   as one instead of a re-read). Wall time runs from just before the POST to the `completed` event
@@ -26,8 +27,17 @@ S is 10 s by default, like bench/cameras.py (Frigate's record segments); it was 
 The runs alternate (collector, ffmpeg, collector, ...) so the noise of a shared box falls on both.
 Video seconds recorded are counted with ffprobe in every output file (video packets / 25).
 Throughput is video seconds per wall second (x realtime); CPU is seconds per minute of video;
-each figure is the median over `--runs`. `--profile FILE` then runs collector jobs back to back
-under `py-spy record --nonblocking --threads -f raw` (those jobs are not in the table).
+each figure is the median over `--runs`.
+
+A ratio at one length mixes two things: each side's start-up (ffmpeg's process start and probe,
+~0.13 s here; the collector's POST, job and probe) and its steady pace. The longer the file, the
+more the ratio tends to the steady pace's. With two lengths (`--seconds 120,300`; the runs then go
+round every length, so the machine's noise falls on all of them alike) the table also gives the
+**long-file limit**: video seconds per extra wall second between the shortest and the longest
+clip, (video_long - video_short) / (wall_long - wall_short), from each side's medians.
+
+`--profile FILE` then runs collector jobs on the longest clip back to back under
+`py-spy record --nonblocking --threads -f raw` (those jobs are not in the table).
 """
 
 from __future__ import annotations
@@ -240,19 +250,38 @@ async def ingest_ffmpeg(url: str, out: Path, segment_s: float = SEGMENT_S) -> Ru
 # ------------------------------------------------------------------------------------ main
 
 
-def table(results: dict[str, tuple[list[Run], list[Run]]]) -> str:
-    lines = ["| input | side | x realtime | wall s | CPU s / video-min | video s recorded "
-             "| missing in files | files | runs ok |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, (coll, ff) in results.items():
+def limit(short: list[Run], long: list[Run]) -> float:
+    """Video seconds per wall second between two clip lengths: the pace without start-up."""
+    extra_wall = median(long, "wall_s") - median(short, "wall_s")
+    extra_video = median(long, "video_s") - median(short, "video_s")
+    return extra_video / extra_wall if extra_wall > 0 else float("nan")
+
+
+def limit_table(results: dict[tuple[str, int], tuple[list[Run], list[Run]]],
+                lengths: list[int]) -> str:
+    short, long = lengths[0], lengths[-1]
+    lines = [f"| input | long-file limit ({short} s -> {long} s) | collector x realtime "
+             "| ffmpeg x realtime | collector / ffmpeg |", "|---|---|---:|---:|---:|"]
+    for name in dict.fromkeys(n for n, _ in results):
+        (cs, fs), (cl, fl) = results[(name, short)], results[(name, long)]
+        c, f = limit(cs, cl), limit(fs, fl)
+        lines.append(f"| {name} | extra video / extra wall | {c:.0f} | {f:.0f} | **{c / f:.2f}** |")
+    return "\n".join(lines)
+
+
+def table(results: dict[tuple[str, int], tuple[list[Run], list[Run]]]) -> str:
+    lines = ["| input | clip s | side | x realtime | wall s | CPU s / video-min "
+             "| video s recorded | missing in files | files | runs ok |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (name, seconds), (coll, ff) in results.items():
         for runs in (coll, ff):
             lines.append(
-                f"| {name} | {runs[0].side} | {median(runs, 'speed'):.0f} "
+                f"| {name} | {seconds} | {runs[0].side} | {median(runs, 'speed'):.0f} "
                 f"| {median(runs, 'wall_s'):.2f} | {median(runs, 'cpu_per_video_minute'):.2f} "
                 f"| {median(runs, 'video_s'):.1f} | {max(r.missing for r in runs)} "
                 f"| {median(runs, 'files'):.0f} | {sum(r.ok for r in runs)}/{len(runs)} |")
         lines.append(
-            f"| {name} | **collector / ffmpeg** "
+            f"| {name} | {seconds} | **collector / ffmpeg** "
             f"| **{median(coll, 'speed') / median(ff, 'speed'):.2f}** | "
             f"| **{median(coll, 'cpu_per_video_minute') / median(ff, 'cpu_per_video_minute'):.2f}**"
             " | | | | |")
@@ -262,47 +291,58 @@ def table(results: dict[str, tuple[list[Run], list[Run]]]) -> str:
 async def main(args: argparse.Namespace) -> None:
     started = time.monotonic()
     load = [os.getloadavg()]
-    folder = make_inputs(args.seconds)
-    clip = folder / "clip.ts"
-    duration = args.seconds - TAIL_S
-    print(f"clip: {args.seconds:g} s, 1280x720 {FPS} fps, GOP 2 s, "
-          f"{clip_bitrate(clip) / 1e6:.2f} Mbit/s MPEG-TS ({clip.stat().st_size / 2**20:.1f} MiB); "
-          f"collector duration {duration:g} s; segments of {args.segment_seconds:g} s; "
-          f"{args.runs} runs per side; "
-          f"made/cached in {time.monotonic() - started:.0f} s ({folder})", flush=True)
+    folders = {seconds: make_inputs(seconds) for seconds in args.seconds}
+    for seconds, folder in folders.items():
+        clip = folder / "clip.ts"
+        print(f"clip: {seconds:g} s, 1280x720 {FPS} fps, GOP 2 s, "
+              f"{clip_bitrate(clip) / 1e6:.2f} Mbit/s MPEG-TS ({clip.stat().st_size / 2**20:.1f} "
+              f"MiB); collector duration {seconds - TAIL_S:g} s; ({folder})", flush=True)
+    print(f"segments of {args.segment_seconds:g} s; {args.runs} runs per side, input and length; "
+          f"clips made/cached in {time.monotonic() - started:.0f} s", flush=True)
     paths = {"ts": "clip.ts", "hls": "hls/index.m3u8"}
-    results: dict[str, tuple[list[Run], list[Run]]] = {}
+    results: dict[tuple[str, int], tuple[list[Run], list[Run]]] = {
+        (name, seconds): ([], []) for name in args.inputs for seconds in args.seconds}
     with tempfile.TemporaryDirectory(prefix="bench-offline-") as tmpname:
         tmp = Path(tmpname)
         async with trio.open_nursery() as nursery:
-            server: str = await nursery.start(serve_files, folder)
+            servers = {seconds: await nursery.start(serve_files, folder)
+                       for seconds, folder in folders.items()}
             collector: Collector = await nursery.start(serve_collector, tmp)
             async with httpx.AsyncClient(base_url=collector.base, timeout=30) as client:
                 await client.get("/")
+                shortest = args.seconds[0]  # a first job warms the process up; not measured
+                await collector.ingest(client, f"{servers[shortest]}/{paths[args.inputs[0]]}",
+                                       shortest - TAIL_S, "warm-up", count=False)
+                shutil.rmtree(tmp / "collector" / "jobs", ignore_errors=True)
                 for name in args.inputs:
-                    url = f"{server}/{paths[name]}"
-                    coll: list[Run] = []
-                    ff: list[Run] = []
-                    for i in range(args.runs):
-                        coll.append(await collector.ingest(client, url, duration, f"{name}{i}",
-                                                           segment_s=args.segment_seconds))
-                        ff.append(await ingest_ffmpeg(url, tmp / "ffmpeg" / f"{name}{i}",
-                                                      args.segment_seconds))
-                        for r in (coll[-1], ff[-1]):
-                            print(f"  {name} run {i + 1} {r.side}: {r.speed:.0f}x realtime, "
-                                  f"{r.wall_s:.2f} s wall, {r.cpu_s:.2f} s CPU, "
-                                  f"{r.video_s:.1f} s video, {r.files} files"
-                                  + "".join(f"; {n}" for n in r.notes), flush=True)
-                        shutil.rmtree(tmp / "collector" / "jobs", ignore_errors=True)
-                        shutil.rmtree(tmp / "ffmpeg", ignore_errors=True)
-                    results[name] = (coll, ff)
+                    for i in range(args.runs):  # each run goes round every length
+                        for seconds in args.seconds:
+                            coll, ff = results[(name, seconds)]
+                            url = f"{servers[seconds]}/{paths[name]}"
+                            coll.append(await collector.ingest(
+                                client, url, seconds - TAIL_S, f"{name}{seconds}-{i}",
+                                segment_s=args.segment_seconds))
+                            ff.append(await ingest_ffmpeg(url, tmp / "ffmpeg" / f"{name}{i}",
+                                                          args.segment_seconds))
+                            for r in (coll[-1], ff[-1]):
+                                print(f"  {name} {seconds} s run {i + 1} {r.side}: "
+                                      f"{r.speed:.0f}x realtime, {r.wall_s:.2f} s wall, "
+                                      f"{r.cpu_s:.2f} s CPU, {r.video_s:.1f} s video, "
+                                      f"{r.files} files" + "".join(f"; {n}" for n in r.notes),
+                                      flush=True)
+                            shutil.rmtree(tmp / "collector" / "jobs", ignore_errors=True)
+                            shutil.rmtree(tmp / "ffmpeg", ignore_errors=True)
                 pss = pss_bytes(collector.proc.pid) or 0
                 if args.profile:
-                    await profile(collector, client, f"{server}/{paths[args.inputs[0]]}",
-                                  duration, args.profile, args.profile_seconds)
+                    longest = args.seconds[-1]
+                    await profile(collector, client,
+                                  f"{servers[longest]}/{paths[args.inputs[0]]}",
+                                  longest - TAIL_S, args.profile, args.profile_seconds)
             nursery.cancel_scope.cancel()
     load.append(os.getloadavg())
     print(table(results))
+    if len(args.seconds) > 1:
+        print(limit_table(results, args.seconds))
     for line in collector.errors[:5]:
         print(f"  collector log: {line}")
     print(f"  collector PSS after the runs {pss / 2**20:.1f} MiB; load average "
@@ -340,7 +380,9 @@ async def profile(collector: Collector, client: httpx.AsyncClient, url: str, dur
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=120, help="clip length, seconds")
+    parser.add_argument("--seconds", default="120",
+                        help="clip length, seconds; two or more, comma-separated (120,300), "
+                             "add the long-file limit between the shortest and the longest")
     parser.add_argument("--runs", type=int, default=3, help="runs per side and input")
     parser.add_argument("--segment-seconds", type=float, default=SEGMENT_S,
                         help="S: segment length of both sides (default: Frigate's 10 s)")
@@ -352,9 +394,13 @@ def parse_args() -> argparse.Namespace:
                         help="py-spy's -d: jobs run back to back that long")
     args = parser.parse_args()
     args.inputs = [s for s in args.inputs.split(",") if s]
+    try:
+        args.seconds = sorted({int(s) for s in args.seconds.split(",") if s.strip()})
+    except ValueError:
+        parser.error("--seconds takes whole seconds, comma-separated")
     if not set(args.inputs) <= {"ts", "hls"} or not args.inputs:
         parser.error("--inputs takes ts and/or hls")
-    if args.seconds < 2 * TAIL_S + args.segment_seconds or args.runs < 1:
+    if not args.seconds or args.seconds[0] < 2 * TAIL_S + args.segment_seconds or args.runs < 1:
         parser.error(f"--seconds must be at least {2 * TAIL_S + args.segment_seconds:g}; "
                      "--runs at least 1")
     return args
