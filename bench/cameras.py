@@ -576,7 +576,9 @@ async def main(args: argparse.Namespace) -> None:
         for note in s.notes:
             print(f"  {s.name}: {note}")
     print(f"  CPU window: collector {coll.window_s:.1f} s, ffmpeg {ff.window_s:.1f} s; "
-          f"CPU in window: collector {coll.cpu_s:.1f} s, ffmpeg (sum) {ff.cpu_s:.1f} s; "
+          f"CPU in window: collector {coll.cpu_s:.2f} s, ffmpeg (sum) {ff.cpu_s:.2f} s (CPU per "
+          f"camera-minute, collector / ffmpeg: "
+          f"{coll.cpu_per_camera_minute / ff.cpu_per_camera_minute:.3f}); "
           f"PSS: collector {coll.pss_total / 2**20:.1f} MiB, "
           f"ffmpeg (sum) {ff.pss_total / 2**20:.1f} MiB")
     print(f"  frames counted with ffprobe ({args.probe}); "
