@@ -15,6 +15,10 @@ slices, whenever nothing about the packet needs the general path (the next seque
   ~6 middles and a last one; 5785 of its 6583 video packets were fragments). A first one starts the
   NAL unit, a middle adds to it, a last one finishes it (and the access unit, when marked). Pieces
   are kept as memoryview slices of the read and joined once, when the NAL unit is whole.
+- The first packet of a unit when it holds one whole NAL unit and the unit before it is finished:
+  GStreamer's access unit delimiter, one a frame (its new RTP time kept it off the fragments'
+  shortcut, and the general path made a read ~6 % dearer: 3.93 against 3.71 us a packet over
+  60 s of such a stream, in a scratch loop).
 - AAC packets of one whole frame behind one 13+3-bit AU header, the usual RFC 3640 packet.
 
 Any other packet goes through `Track.push_rtp`, which would have done the same with these; the
@@ -29,7 +33,7 @@ from typing import NamedTuple
 from collector.media.packets import MediaPacket
 from collector.rtsp.aac import AacDepacketizer
 from collector.rtsp.h264 import FU_A, H264Depacketizer
-from collector.rtsp.h265 import FU, H265Depacketizer
+from collector.rtsp.h265 import AP, FU, H265Depacketizer
 from collector.rtsp.nal_units import MAX_ACCESS_UNIT_BYTES, NalDepacketizer
 from collector.rtsp.rtp import (
     SEQUENCE_AND_TIMESTAMP,
@@ -62,6 +66,11 @@ class _Fragments(NamedTuple):
     type_mask: int
     fragment_type: int
     fu_header: int  # offset of the FU header (start and end bits) in the payload
+    # A payload that is one whole NAL unit: its type in [single_low, single_high], at least
+    # single_bytes long (what the codec's `_payload` adds as it is)
+    single_low: int
+    single_high: int
+    single_bytes: int
 
 
 class _AacFrames(NamedTuple):
@@ -93,9 +102,9 @@ def shortcuts(session: Session) -> Shortcuts:
         if type(track) is not Track:  # G.711 (SampleTrack) takes the general path
             continue
         if video is None and isinstance(dep, H264Depacketizer):
-            video = _Fragments(channel, track, track.rtp, dep, pt, 0, 0x1F, FU_A, 1)
+            video = _Fragments(channel, track, track.rtp, dep, pt, 0, 0x1F, FU_A, 1, 1, 23, 1)
         elif video is None and isinstance(dep, H265Depacketizer):
-            video = _Fragments(channel, track, track.rtp, dep, pt, 1, 0x3F, FU, 2)
+            video = _Fragments(channel, track, track.rtp, dep, pt, 1, 0x3F, FU, 2, 0, AP - 1, 3)
         elif (aac is None and isinstance(dep, AacDepacketizer)
               and dep.config.size_length == 13 and dep.config.index_length == 3):
             aac = _AacFrames(channel, track, track.rtp, dep, 0x80 | pt)
@@ -121,7 +130,7 @@ def route(framer: Framer, session: Session, paths: Shortcuts, early: list[Event]
     v_channel = a_channel = -1
     if paths.video is not None:
         (v_channel, v_track, v_rtp, v_dep, v_pt, v_shift, v_mask, v_type,
-         fu_header) = paths.video
+         fu_header, v_low, v_high, v_least) = paths.video
         v_header = 16 + fu_header  # the FU header's offset from the '$'
     if paths.aac is not None:
         a_channel, a_track, a_rtp, a_dep, a_marked = paths.aac
@@ -151,11 +160,11 @@ def route(framer: Framer, session: Session, paths: Shortcuts, early: list[Event]
         # Each shortcut below does what `Track.push_rtp` would, for a 12-byte RTP header (no
         # padding, extension or CSRCs: the payload is at pos + 16) of the next sequence number
         # only; anything else goes the general way.
-        if channel == v_channel and buf[pos + 4] == 0x80 and end > pos + 20:
+        if channel == v_channel and buf[pos + 4] == 0x80 and end > pos + 16:
             sequence, timestamp = unpack(buf, pos + 6)
             b1 = buf[pos + 5]
             header = pos + v_header
-            if (sequence == v_rtp._next_seq and timestamp == v_rtp._last_ts
+            if (end > pos + 20 and sequence == v_rtp._next_seq and timestamp == v_rtp._last_ts
                     and b1 & 0x7F == v_pt and header < end - 1
                     and (buf[pos + 16] >> v_shift) & v_mask == v_type):
                 fu = v_dep._fu
@@ -193,6 +202,23 @@ def route(framer: Framer, session: Session, paths: Shortcuts, early: list[Event]
                     media = True
                     pos = end
                     continue
+            elif (b1 == v_pt and sequence == v_rtp._next_seq  # unmarked, nothing lost
+                  and v_low <= (buf[pos + 16] >> v_shift) & v_mask <= v_high
+                  and end - pos - 16 >= v_least
+                  and not v_dep._nals and v_dep._fu is None and not v_dep._damaged
+                  and (last := v_rtp._last_ts) is not None  # (then the track has started)
+                  and 0 < (timestamp - last) & 0xFFFFFFFF < 0x80000000):
+                # The first packet of the next unit, one whole NAL unit, after a finished
+                # unit: GStreamer starts every frame so, with an access unit delimiter.
+                v_rtp._next_seq = (sequence + 1) & 0xFFFF
+                v_rtp.received += 1
+                v_rtp._ext_ts += (timestamp - last) & 0xFFFFFFFF
+                v_rtp._last_ts = timestamp
+                v_dep._ts = v_rtp._ext_ts
+                v_dep._add(buf[pos + 16 : end])
+                media = True
+                pos = end
+                continue
         elif (channel == a_channel and buf[pos + 4] == 0x80 and end > pos + 20
               and buf[pos + 5] == a_marked and buf[pos + 16] == 0 and buf[pos + 17] == 16
               and (buf[pos + 18] << 5) | (buf[pos + 19] >> 3) == end - pos - 20):

@@ -13,6 +13,7 @@ from collector.media.packets import MediaPacket
 from collector.rtsp import nal_units, reads
 from collector.rtsp.sdp import parse_sdp
 from collector.rtsp.session import Session, choose_tracks
+from collector.rtsp.tracks import Track
 from collector.rtsp.wire import Framer, Response
 from tests.rtsp.fake_camera import frame_bytes
 from tests.rtsp.packets import (
@@ -41,6 +42,8 @@ SDP_H265 = (
     "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\na=framerate:25\r\na=control:v\r\n"
 )
 RESPONSE = b"RTSP/1.0 200 OK\r\nCSeq: 7\r\n\r\n"
+AUD_H264 = bytes([0x09, 0xF0])  # access unit delimiters, as GStreamer starts every frame
+AUD_H265 = bytes([35 << 1, 1, 0x50])
 
 
 def session_of(sdp: str) -> Session:
@@ -52,14 +55,15 @@ def session_of(sdp: str) -> Session:
     return session
 
 
-def h264_stream(frames: int) -> list[bytes]:
+def h264_stream(frames: int, delimiter: bytes | None = None) -> list[bytes]:
     """RTP packets (video on channel 0, AAC on 2): key frames with SPS/PPS in a STAP-A, big
-    slices as FU-A, and one AAC packet per frame."""
+    slices as FU-A, and one AAC packet per frame; each frame led by `delimiter` if given."""
     out = []
     seq = 0
     for i in range(frames):
         ts = 1000 + i * 3600
-        payloads = [stap_a([SPS, PPS])] if i % 10 == 0 else []
+        payloads = [delimiter] if delimiter else []
+        payloads += [stap_a([SPS, PPS])] if i % 10 == 0 else []
         payloads += fu_a(slice_nal(5 if i % 10 == 0 else 1, 5000 + 37 * i, fill=i % 251), 1400)
         for j, payload in enumerate(payloads):
             out.append(frame_bytes(0, rtp(seq, ts, payload, marker=j == len(payloads) - 1)))
@@ -69,13 +73,14 @@ def h264_stream(frames: int) -> list[bytes]:
     return out
 
 
-def h265_stream(frames: int) -> list[bytes]:
+def h265_stream(frames: int, delimiter: bytes | None = None) -> list[bytes]:
     out = []
     seq = 0
     for i in range(frames):
         ts = 1000 + i * 3600
         kind = 19 if i % 10 == 0 else 1  # IDR_W_RADL, TRAIL_R
-        nals = [VPS, H265_SPS, H265_PPS] if i % 10 == 0 else []
+        nals = [delimiter] if delimiter else []
+        nals += [VPS, H265_SPS, H265_PPS] if i % 10 == 0 else []
         nals.append(bytes([kind << 1, 1]) + bytes([i % 251]) * (4000 + 41 * i))
         payloads = [p for nal in nals for p in h265_payloads(nal, 1400)]
         for j, payload in enumerate(payloads):
@@ -132,6 +137,54 @@ def test_h265_fast_path_gives_what_the_general_path_gives(seed):
     batch, counters, _ = both(SDP_H265, h265_stream(20), seed)
     assert len(batch) == 20 and counters[0][1:] == (0, 0, 0, 0)
     assert [p.keyframe for p in batch] == [i % 10 == 0 for i in range(20)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("sdp", "stream", "delimiter", "frames"), [
+    (SDP_H264, h264_stream, AUD_H264, 30), (SDP_H265, h265_stream, AUD_H265, 20)])
+def test_delimiters_take_their_shortcut_and_give_what_the_general_path_gives(
+        seed, sdp, stream, delimiter, frames, monkeypatch):
+    """A frame that starts with a whole NAL unit (an access unit delimiter): the first packet of
+    a unit, with a new RTP time. Only the very first one takes the general path."""
+    batch, counters, _ = both(sdp, stream(frames, delimiter), seed)
+    video = [p for p in batch if p.stream == 0]
+    assert len(video) == frames and counters[0][1:] == (0, 0, 0, 0)
+    assert all(bytes(p.data).startswith(nal_units.START_CODE + delimiter) for p in video)
+    general: list[bytes] = []
+    push_rtp = Track.push_rtp
+
+    def counted(self: Track, data: bytes, out: list[MediaPacket]) -> bool:
+        general.append(bytes(data[12:]))
+        return push_rtp(self, data, out)
+
+    monkeypatch.setattr(Track, "push_rtp", counted)
+    assert record(sdp, stream(frames, delimiter), [], True)[0] == batch
+    assert general.count(delimiter) == 1
+
+
+def test_delimiters_the_shortcut_leaves_alone_take_the_same_course():
+    """Delimiters after an unfinished unit, after lost packets, back in time, across the RTP
+    time's wrap, and a marked one: both paths give the same."""
+    def video(seq: int, ts: int, payload: bytes, marker: bool = False) -> bytes:
+        return frame_bytes(0, rtp(seq, ts & 0xFFFF_FFFF, payload, marker=marker))
+
+    start = 0xFFFF_FFFF - 3 * 3600  # wraps at the fourth frame
+    packets, seq = [], 0
+    for i in range(12):
+        ts = start + i * 3600 if i != 6 else start + 2 * 3600  # frame 6 steps back in time
+        fragments = fu_a(slice_nal(5 if i == 0 else 1, 3000, fill=i), 1400)
+        payloads = ([] if i == 8 else [AUD_H264]) + ([stap_a([SPS, PPS])] if i == 0 else [])
+        payloads += fragments
+        for j, payload in enumerate(payloads):
+            last = j == len(payloads) - 1
+            if not (i == 9 and j == 0) and i != 10:  # frame 9's delimiter is lost, all of 10
+                packets.append(video(seq, ts, payload, marker=last and i != 3))  # 3: no marker
+            seq += 1
+    packets.append(video(seq, start + 12 * 3600, AUD_H264, marker=True))  # a marked delimiter
+    packets.append(video(seq + 1, start + 13 * 3600, slice_nal(1, 100), marker=True))
+    batch, counters, _ = both(SDP_H264, packets, 5)
+    assert counters[0][1] == 1 + 4  # the lost delimiter, and frame 10's four packets
+    assert len(batch) >= 9
 
 
 def test_damage_and_junk_take_the_same_course():
