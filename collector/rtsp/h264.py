@@ -22,6 +22,7 @@ class H264Depacketizer(NalDepacketizer):
     SPS, PPS = NAL_SPS, NAL_PPS
     KEY = frozenset({NAL_IDR})
     KIND_SHIFT, KIND_MASK = 0, 0x1F
+    SINGLE_LOW, SINGLE_HIGH = 1, 23
 
     @classmethod
     def from_fmtp(cls, fmtp: dict[str, str]) -> H264Depacketizer:
@@ -35,7 +36,7 @@ class H264Depacketizer(NalDepacketizer):
 
     def _payload(self, payload: bytes) -> None:
         nal_type = payload[0] & 0x1F
-        if 1 <= nal_type <= 23:
+        if self.SINGLE_LOW <= nal_type <= self.SINGLE_HIGH:
             self._add(payload)
         elif nal_type == STAP_A:
             self._aggregate(payload, 1)

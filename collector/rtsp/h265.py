@@ -21,6 +21,7 @@ class H265Depacketizer(NalDepacketizer):
     SPS, PPS, HEADER_BYTES = NAL_SPS, NAL_PPS, 2
     KEY = IRAP
     KIND_SHIFT, KIND_MASK = 1, 0x3F
+    SINGLE_LOW, SINGLE_HIGH, MIN_PAYLOAD = 0, AP - 1, 3
 
     @classmethod
     def from_fmtp(cls, fmtp: dict[str, str]) -> H265Depacketizer:
@@ -36,11 +37,11 @@ class H265Depacketizer(NalDepacketizer):
         return kind < 32
 
     def _payload(self, payload: bytes) -> None:
-        if len(payload) < 3:
+        if len(payload) < self.MIN_PAYLOAD:
             self._unsupported()
             return
         nal_type = (payload[0] >> 1) & 0x3F
-        if nal_type < AP:
+        if nal_type <= self.SINGLE_HIGH:
             self._add(payload)
         elif nal_type == AP:
             self._aggregate(payload, 2)

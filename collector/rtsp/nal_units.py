@@ -42,6 +42,9 @@ class NalDepacketizer:
     HEADER_BYTES = 1  # NAL unit header size
     KEY: frozenset[int] = frozenset()  # NAL types that make a unit a key frame
     KIND_SHIFT, KIND_MASK = 0, 0xFF  # a NAL unit's type is (nal[0] >> KIND_SHIFT) & KIND_MASK
+    # An RTP payload whose type is in [SINGLE_LOW, SINGLE_HIGH] is one whole NAL unit; one
+    # shorter than MIN_PAYLOAD bytes is not read (`_payload`, and reads.route's shortcut)
+    SINGLE_LOW, SINGLE_HIGH, MIN_PAYLOAD = 0, -1, 1
 
     def __init__(self, parameter_sets: list[bytes] | None = None) -> None:
         self.parameter_sets: dict[int, bytes] = {}  # the latest of each type

@@ -33,7 +33,7 @@ from typing import NamedTuple
 from collector.media.packets import MediaPacket
 from collector.rtsp.aac import AacDepacketizer
 from collector.rtsp.h264 import FU_A, H264Depacketizer
-from collector.rtsp.h265 import AP, FU, H265Depacketizer
+from collector.rtsp.h265 import FU, H265Depacketizer
 from collector.rtsp.nal_units import MAX_ACCESS_UNIT_BYTES, NalDepacketizer
 from collector.rtsp.rtp import (
     SEQUENCE_AND_TIMESTAMP,
@@ -66,11 +66,18 @@ class _Fragments(NamedTuple):
     type_mask: int
     fragment_type: int
     fu_header: int  # offset of the FU header (start and end bits) in the payload
-    # A payload that is one whole NAL unit: its type in [single_low, single_high], at least
-    # single_bytes long (what the codec's `_payload` adds as it is)
+    # the depacketizer's SINGLE_LOW, SINGLE_HIGH, MIN_PAYLOAD: a payload of one whole NAL unit
     single_low: int
     single_high: int
-    single_bytes: int
+    min_payload: int
+
+
+def _video(channel: int, track: Track, fragment_type: int, fu_header: int) -> _Fragments:
+    dep = track.depacketizer
+    assert isinstance(dep, NalDepacketizer)
+    return _Fragments(channel, track, track.rtp, dep, track.media.payload_type, dep.KIND_SHIFT,
+                      dep.KIND_MASK, fragment_type, fu_header, dep.SINGLE_LOW, dep.SINGLE_HIGH,
+                      dep.MIN_PAYLOAD)
 
 
 class _AacFrames(NamedTuple):
@@ -102,9 +109,9 @@ def shortcuts(session: Session) -> Shortcuts:
         if type(track) is not Track:  # G.711 (SampleTrack) takes the general path
             continue
         if video is None and isinstance(dep, H264Depacketizer):
-            video = _Fragments(channel, track, track.rtp, dep, pt, 0, 0x1F, FU_A, 1, 1, 23, 1)
+            video = _video(channel, track, FU_A, 1)
         elif video is None and isinstance(dep, H265Depacketizer):
-            video = _Fragments(channel, track, track.rtp, dep, pt, 1, 0x3F, FU, 2, 0, AP - 1, 3)
+            video = _video(channel, track, FU, 2)
         elif (aac is None and isinstance(dep, AacDepacketizer)
               and dep.config.size_length == 13 and dep.config.index_length == 3):
             aac = _AacFrames(channel, track, track.rtp, dep, 0x80 | pt)
@@ -130,7 +137,7 @@ def route(framer: Framer, session: Session, paths: Shortcuts, early: list[Event]
     v_channel = a_channel = -1
     if paths.video is not None:
         (v_channel, v_track, v_rtp, v_dep, v_pt, v_shift, v_mask, v_type,
-         fu_header, v_low, v_high, v_least) = paths.video
+         fu_header, v_low, v_high, v_min) = paths.video
         v_header = 16 + fu_header  # the FU header's offset from the '$'
     if paths.aac is not None:
         a_channel, a_track, a_rtp, a_dep, a_marked = paths.aac
@@ -204,7 +211,7 @@ def route(framer: Framer, session: Session, paths: Shortcuts, early: list[Event]
                     continue
             elif (b1 == v_pt and sequence == v_rtp._next_seq  # unmarked, nothing lost
                   and v_low <= (buf[pos + 16] >> v_shift) & v_mask <= v_high
-                  and end - pos - 16 >= v_least
+                  and end - pos - 16 >= v_min
                   and not v_dep._nals and v_dep._fu is None and not v_dep._damaged
                   and (last := v_rtp._last_ts) is not None  # (then the track has started)
                   and 0 < (timestamp - last) & 0xFFFFFFFF < 0x80000000):
