@@ -16,7 +16,7 @@ from typing import Any
 import outcome
 import trio
 
-from actors.messages import Reply, ask, queued
+from actors.messages import Reply, answer, ask, queued
 from collector.storage import JobRow, SourceRow, Store, Write
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ class DatabaseWriter:
                 await self._apply(coalesce([m for m in batch if not isinstance(m, Flush)]))
                 for msg in batch:
                     if isinstance(msg, Flush):
-                        with msg.reply:
-                            msg.reply.send_nowait(outcome.Value(None))
+                        answer(msg.reply, outcome.Value(None))
 
     async def _apply(self, rows: list[Write]) -> None:
         if not rows:

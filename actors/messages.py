@@ -1,8 +1,10 @@
 """Every message the actors exchange: frozen dataclasses, one closed union per inbox.
 
 Request/reply: a request carries `reply`, the send end of a size-1 channel; the actor answers with
-`reply.send_nowait(outcome.Value(...))` or `outcome.Error(...)` inside `with msg.reply:`, so a
-caller that went away never stalls the actor, and an actor that crashes closes the channel.
+`answer(reply, outcome.Value(...))` or `outcome.Error(...)`, which never blocks and closes the
+channel, so an actor that crashes closes it too. A caller that went away (a client that
+disconnected while its request waited) is no error of the actor's: what it asked for is done all
+the same, and only the answer is dropped.
 """
 
 from __future__ import annotations
@@ -25,14 +27,24 @@ T = TypeVar("T")
 
 async def ask(inbox: trio.MemorySendChannel[Any], make: Callable[[Reply], Any]) -> Any:
     """Send the request `make(reply)` to an actor and wait for its answer (or its error)."""
-    reply, answer = trio.open_memory_channel[outcome.Outcome[Any]](1)
-    with answer:
+    reply, waiting = trio.open_memory_channel[outcome.Outcome[Any]](1)
+    with waiting:
         await inbox.send(make(reply))
         try:
-            result = await answer.receive()
+            result = await waiting.receive()
         except trio.EndOfChannel:
             raise RuntimeError("the actor ended without answering") from None
     return result.unwrap()
+
+
+def answer(reply: Reply, result: outcome.Outcome[Any]) -> bool:
+    """Answer an `ask` and close `reply`; False when the caller had gone (its end is closed)."""
+    with reply:
+        try:
+            reply.send_nowait(result)
+        except trio.BrokenResourceError:
+            return False
+    return True
 
 
 def queued(receive: trio.MemoryReceiveChannel[T], most: int | None = None) -> list[T]:

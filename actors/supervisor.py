@@ -44,6 +44,7 @@ from actors.messages import (
     SubscribeJob,
     SupervisorMessage,
     UnsubscribeCamera,
+    answer,
 )
 from actors.records import JobRecord, SourceRecord
 from collector.config import Settings
@@ -158,26 +159,23 @@ class Supervisor:
             writer_store.close()
             reader_store.close()
 
-    # --- message handling (synchronous: every reply is send_nowait) ---------------------------
+    # --- message handling (synchronous: every reply is `answer`, which never blocks) ----------
 
     def _handle(self, msg: SupervisorMessage) -> None:
         match msg:
             case StartJob(request=request, reply=reply):
-                with reply:
-                    reply.send_nowait(outcome.capture(self._start_job, request))
+                answer(reply, outcome.capture(self._start_job, request))
             case GetJob(job_id=job_id, reply=reply):
                 if job_id in self._jobs:
-                    with reply:
-                        reply.send_nowait(outcome.Value(self._jobs[job_id].record.view()))
+                    answer(reply, outcome.Value(self._jobs[job_id].record.view()))
                 else:
                     self._later(reply, self._stored, Store.get_job, job_id)
             case GetEvents(job_id=job_id, reply=reply):
                 if job_id in self._jobs:
-                    with reply:
-                        history = self._jobs[job_id].events.history
-                        reply.send_nowait(outcome.Value([
-                            {"seq": i, **e.as_json()} for i, e in enumerate(history, 1)
-                        ]))
+                    history = self._jobs[job_id].events.history
+                    answer(reply, outcome.Value([
+                        {"seq": i, **e.as_json()} for i, e in enumerate(history, 1)
+                    ]))
                 else:
                     self._later(reply, self._stored, Store.events, job_id)
             case ListJobs(
@@ -187,41 +185,36 @@ class Supervisor:
             case CancelJob(job_id=job_id, reply=reply):
                 entry = self._jobs.get(job_id)
                 if entry is not None:
-                    with reply:
-                        if entry.record.active:
-                            entry.actor.stop("cancelled")
-                        reply.send_nowait(outcome.Value(entry.record.summary()))
+                    if entry.record.active:
+                        entry.actor.stop("cancelled")
+                    answer(reply, outcome.Value(entry.record.summary()))
                 else:
                     self._later(reply, self._stored_summary, job_id)
             case PurgeJob(job_id=job_id, reply=reply):
                 entry = self._jobs.get(job_id)
                 if entry is not None and entry.record.active:
-                    with reply:
-                        reply.send_nowait(outcome.Error(
-                            RequestError("job_id", "job is still running; cancel it first")
-                        ))
+                    answer(reply, outcome.Error(
+                        RequestError("job_id", "job is still running; cancel it first")
+                    ))
                 else:
                     self._jobs.pop(job_id, None)
                     self._later(reply, self._purge, job_id)
             case SubscribeJob(job_id=job_id, reply=reply):
                 if job_id in self._jobs:
-                    with reply:
-                        reply.send_nowait(outcome.Value(self._jobs[job_id].events.subscribe()))
+                    subscription = self._jobs[job_id].events.subscribe()
+                    if not answer(reply, outcome.Value(subscription)):
+                        subscription.close()  # nobody will read it
                 else:
                     self._later(reply, self._replay, job_id)
             case ListCameras(reply=reply):
-                with reply:
-                    reply.send_nowait(outcome.Value(self._camera_views()))
+                answer(reply, outcome.Value(self._camera_views()))
             case PutCamera(name=name, url=url, options=options, reply=reply):
                 self.cameras[name] = SourceSpec(name=name, url=url, options=dict(options))
                 row = CameraRow(name=name, url=url, options=dict(options), created_at=time.time())
                 self._later(reply, self._put_camera, row)
             case DeleteCamera(name=name, reply=reply):
                 if self.cameras.pop(name, None) is None:
-                    with reply:
-                        reply.send_nowait(
-                            outcome.Error(NotFound("name", f"unknown camera {name!r}"))
-                        )
+                    answer(reply, outcome.Error(NotFound("name", f"unknown camera {name!r}")))
                 else:
                     self._later(reply, self._delete_camera, name)
             case SubscribeCamera():
@@ -229,8 +222,7 @@ class Supervisor:
             case UnsubscribeCamera():
                 self._unsubscribe_camera(msg)
             case GetStatistics(reply=reply):
-                with reply:
-                    reply.send_nowait(outcome.Value(self.statistics()))
+                answer(reply, outcome.Value(self.statistics()))
             case Drain(reason=reason, reply=reply):
                 assert self._nursery is not None
                 self._nursery.start_soon(self._drain, reason, reply)
@@ -246,13 +238,12 @@ class Supervisor:
         """Answer `reply` with `await fn(*args)` from a task of its own (reads that touch
         the DB)."""
 
-        async def answer() -> None:
-            with reply:
-                result = await outcome.acapture(fn, *args)
-                reply.send_nowait(result)
+        async def later() -> None:
+            with reply:  # closed if we are cancelled first
+                answer(reply, await outcome.acapture(fn, *args))
 
         assert self._nursery is not None
-        self._nursery.start_soon(answer)
+        self._nursery.start_soon(later)
 
     async def _stored(self, fn: Callable[..., Any], job_id: str) -> Any:
         assert self._reader is not None
@@ -438,8 +429,7 @@ class Supervisor:
                 await entry.actor.finished.wait()
             assert self._db is not None
             await self._db.flush()
-        with reply:
-            reply.send_nowait(outcome.Value(len(running)))
+        answer(reply, outcome.Value(len(running)))
 
     # --- housekeeping: the disk guard and retention ---------------------------------------------
 
