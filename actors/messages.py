@@ -26,10 +26,19 @@ T = TypeVar("T")
 
 
 async def ask(inbox: trio.MemorySendChannel[Any], make: Callable[[Reply], Any]) -> Any:
-    """Send the request `make(reply)` to an actor and wait for its answer (or its error)."""
+    """Send the request `make(reply)` to an actor and wait for its answer (or its error).
+
+    The request goes into the inbox without a scheduler pass of its own when there is room
+    (`send` would hand it over and then yield once more): while 100 cameras record, a pass lasts
+    up to 10-20 ms, and a request to the service waits for one per step (BENCHMARKS.md)."""
     reply, waiting = trio.open_memory_channel[outcome.Outcome[Any]](1)
     with waiting:
-        await inbox.send(make(reply))
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller sends nothing
+        request = make(reply)
+        try:
+            inbox.send_nowait(request)
+        except trio.WouldBlock:  # a full inbox: wait for room, as before
+            await inbox.send(request)
         try:
             result = await waiting.receive()
         except trio.EndOfChannel:

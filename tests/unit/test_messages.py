@@ -49,3 +49,38 @@ async def test_answer_to_a_caller_that_went_away_is_dropped():
     with pytest.raises(trio.ClosedResourceError):  # closed all the same
         reply.send_nowait(outcome.Value(3))
 
+
+async def test_ask_sends_at_once_and_a_cancelled_caller_sends_nothing():
+    """`ask` puts its request in the inbox in the caller's own step when there is room, waits
+    for room when there is none, and sends nothing once its caller is cancelled."""
+    import outcome
+
+    from actors.messages import answer, ask
+
+    inbox, requests = trio.open_memory_channel[object](1)
+    with trio.fail_after(5):
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await ask(inbox, lambda reply: ("first", reply))
+        assert scope.cancelled_caught
+        assert queued(requests) == []  # nothing was sent
+
+        async def actor(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            async for name, reply in requests:
+                answer(reply, outcome.Value(name.upper()))
+
+        inbox.send_nowait(("queued", trio.open_memory_channel[object](1)[0]))  # the inbox is full
+        async with trio.open_nursery() as nursery:
+            got: list[str] = []
+
+            async def asker() -> None:
+                got.append(await ask(inbox, lambda reply: ("second", reply)))
+
+            nursery.start_soon(asker)
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == []  # waiting for room
+            await nursery.start(actor)
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == ["SECOND"]
+            nursery.cancel_scope.cancel()
