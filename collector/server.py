@@ -20,6 +20,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from actors.messages import Drain, ask
 from actors.supervisor import Supervisor
+from collector import http_send
 from collector.app import create_app
 from collector.config import Settings
 from collector.inflight import InFlight
@@ -128,6 +129,7 @@ async def _serve_http(
     done: trio.Event,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    http_send.install()  # answers go out without a scheduler pass per piece (http_send.py)
     try:
         await hypercorn_serve(
             app, config, shutdown_trigger=shutdown_trigger, task_status=task_status  # type: ignore[arg-type]

@@ -1,0 +1,62 @@
+"""Answers written straight to the socket: hypercorn's sends without their scheduler passes.
+
+hypercorn (0.17, 0.18) sends each piece of an answer (the status line and headers, the body, its
+end; each WebSocket message) under a `trio.Lock` and with `SocketStream.send_all`. Each of those
+yields to trio's scheduler even when nothing else waits, so an HTTP answer took six scheduler
+passes and a WebSocket message two. While 100 cameras record, a pass lasts up to 10-20 ms (the
+RTSP read rounds), and the segments of a server's cameras close together, so the last progress
+message of a burst waited for two passes per message before it: WebSocket delivery p99 was
+170-330 ms (BENCHMARKS.md, eighth session).
+
+`install()` makes every plain TCP connection write what the socket takes at once, in the sending
+task's step, when no other send of that connection is under way; it is one non-blocking
+`write(2)`. Whatever the socket does not take (a full send buffer: a large download, a slow
+reader), and every error, goes the stock way, which then waits, reports a broken connection
+as hypercorn does, and keeps the order, since the lock is free and taken without a pass in
+between. TLS connections always go the stock way. What reaches the client is byte for byte
+the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import trio
+from hypercorn.events import RawData
+from hypercorn.trio.tcp_server import TCPServer
+
+log = logging.getLogger(__name__)
+
+_stock = TCPServer.protocol_send
+
+
+async def _protocol_send(self: Any, event: Any) -> None:
+    if (type(event) is RawData and type(self.stream) is trio.SocketStream
+            and not self.send_lock.locked()):
+        data = event.data
+        if not data:  # an answer's end with a Content-Length: nothing to write
+            return
+        try:
+            sent = os.write(self.stream.socket.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sent = 0  # a broken connection: the stock path finds out again and reports it
+        if sent == len(data):
+            return
+        event = RawData(data=data[sent:])
+    await _stock(self, event)
+
+
+def install() -> bool:
+    """Patch hypercorn's trio TCP server (idempotent). False, leaving hypercorn as it is, when
+    its TCP server is not shaped as expected."""
+    if TCPServer.protocol_send is _protocol_send:
+        return True
+    if not all(hasattr(TCPServer, name) for name in ("protocol_send", "_read_data")):
+        log.warning("http_send.not_installed reason=unexpected hypercorn TCPServer")
+        return False
+    TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
+    return True
