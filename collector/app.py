@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from quart import Response, request, send_file, websocket
+from quart import Response, g, request, send_file, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -63,8 +63,9 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
     @app.before_request
     async def check_token_http() -> tuple[dict[str, str], int] | None:
         # Read the (size-limited) body before any early answer, so a keep-alive connection is
-        # never left with unread body bytes when a request is refused.
-        await request.get_data()
+        # never left with unread body bytes when a request is refused. Kept for the handler:
+        # awaiting the body again costs a scheduler pass even once it is complete.
+        g.body = await request.get_data()
         if request.path in _PUBLIC or _authorized(settings, request.headers, request.args):
             return None
         return _UNAUTHORIZED, 401
@@ -229,8 +230,8 @@ def _servable_file(segment_path: str, data_dir: Path) -> Path | None:
 
 
 async def _json_body() -> Any:
-    """The request's JSON body, None when there is none."""
-    raw = await request.get_data()
+    """The request's JSON body (read by `check_token_http`), None when there is none."""
+    raw = g.body
     if not raw.strip():
         return None
     try:
