@@ -108,7 +108,11 @@ async def test_two_concurrent_jobs_share_one_session(collector, client):
             ).json()["job_id"]
             for _ in range(2)
         ]
+        # each job subscribes to the camera in its own first steps, after its POST is answered
         during = collector.supervisor.statistics()
+        while sum(c.subscribers for c in during.cameras) < 2 and during.jobs.get("running"):
+            await trio.sleep(0.01)
+            during = collector.supervisor.statistics()
         jobs = [await wait_job(client, i) for i in ids]
     assert [j["status"] for j in jobs] == ["completed", "completed"]
     assert len(during.cameras) == 1 and during.cameras[0].subscribers == 2
