@@ -18,6 +18,7 @@ from collector.http_send import _protocol_send, install
 async def pair() -> AsyncIterator[tuple[trio.SocketStream, socket.socket]]:
     """A trio stream (the server's side) and a plain blocking socket (the client's)."""
     ours, theirs = socket.socketpair()
+    theirs.settimeout(5)  # a read that would hang fails instead
     with theirs:
         async with trio.SocketStream(trio.socket.from_stdlib_socket(ours)) as stream:
             yield stream, theirs
@@ -35,28 +36,77 @@ def _server(stream: object) -> SimpleNamespace:
 
 
 def _read(sock: socket.socket, n: int) -> bytes:
+    """`n` bytes, or fewer if the peer closes; a read that times out closes the socket, so that
+    a send still waiting for room fails instead of hanging the test."""
     data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
+    try:
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        sock.close()
+        raise
     return data
 
 
-async def test_what_the_socket_takes_goes_out_without_a_checkpoint(pair):
-    """A send the socket takes at once is not a scheduler pass: it completes even inside a
-    cancelled scope, where any checkpoint (the stock lock's, the stock send's) would raise."""
+async def test_what_the_socket_takes_goes_out_without_a_scheduler_pass(pair):
+    """A send the socket takes at once does not yield: a task made runnable before it has not
+    run when it returns (the stock lock and the stock send would each have let it)."""
+    stream, client = pair
+    server = _server(stream)
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other")
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other)
+            await _protocol_send(server, RawData(data=b"HTTP/1.1 200 OK\r\n\r\n"))
+            await _protocol_send(server, RawData(data=b""))  # an answer's end: nothing
+            await _protocol_send(server, RawData(data=b"body"))
+            assert ran == []
+        assert ran == ["other"]
+        assert _read(client, 23) == b"HTTP/1.1 200 OK\r\n\r\nbody"
+
+
+async def test_a_cancelled_task_sends_nothing(pair):
+    """As on the stock path: `Cancelled`, and not a byte written."""
     stream, client = pair
     server = _server(stream)
     with trio.fail_after(5):
         with trio.CancelScope() as scope:
             scope.cancel()
-            await _protocol_send(server, RawData(data=b"HTTP/1.1 200 OK\r\n\r\n"))
-            await _protocol_send(server, RawData(data=b""))  # an answer's end: nothing
-            await _protocol_send(server, RawData(data=b"body"))
-        assert not scope.cancelled_caught
-        assert _read(client, 23) == b"HTTP/1.1 200 OK\r\n\r\nbody"
+            await _protocol_send(server, RawData(data=b"x" * 1_000_000))
+        assert scope.cancelled_caught
+        await _protocol_send(server, RawData(data=b"after"))
+    assert _read(client, 5) == b"after"
+
+
+async def test_a_message_once_begun_goes_whole_even_if_cancelled(pair):
+    """Cancelled while the rest of a partly written message waits for room: the rest is still
+    sent (a truncated WebSocket frame followed by a close frame would be garbage to the client)."""
+    stream, client = pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    server = _server(stream)
+    big = bytes(range(256)) * 8192
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def send() -> None:
+                with scope:
+                    await _protocol_send(server, RawData(data=big))
+
+            nursery.start_soon(send)
+            await trio.sleep(0.2)
+            assert server.send_lock.locked()  # partly written, the rest waiting
+            scope.cancel()
+            received = await trio.to_thread.run_sync(_read, client, len(big))
+            client.close()
+    assert received == big
 
 
 async def test_what_the_socket_does_not_take_goes_the_stock_way_in_order(pair):
@@ -74,6 +124,7 @@ async def test_what_the_socket_does_not_take_goes_the_stock_way_in_order(pair):
             assert server.send_lock.locked()  # the rest waits on the stock path
             nursery.start_soon(_protocol_send, server, RawData(data=b"next"))
             received.append(await trio.to_thread.run_sync(_read, client, len(big) + 4))
+            client.close()  # what is still being sent now fails, instead of hanging the test
     assert received == [big + b"next"]
 
 
