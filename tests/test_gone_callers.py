@@ -2,7 +2,8 @@
 
 A client that disconnects while its request waits for the supervisor cancels the request's task,
 which closes its end of the reply channel. Until 2026-11-27 the supervisor's answer into that
-closed channel raised `BrokenResourceError` in the supervisor itself, and the service died.
+closed channel raised `BrokenResourceError` in the supervisor itself, and the service died: a
+client that sent `GET /jobs` and hung up at once was enough.
 """
 
 from __future__ import annotations
@@ -58,3 +59,24 @@ async def test_requests_whose_callers_went_away_are_carried_out(collector, clien
         assert collector.supervisor.statistics().websocket_subscribers == 0
         assert (await client.delete(f"/jobs/{live}")).status_code == 200
         assert (await wait_job(client, live))["status"] == "cancelled"
+
+
+async def test_clients_that_hang_up_at_once_leave_the_service_running(collector):
+    """End to end: `GET /jobs` (answered from the database, after a worker thread's read) from
+    clients that close the connection right after sending it. Until 2026-11-27 the first of
+    them took the service down; the socket then refused connections."""
+    host, port = collector.url.removeprefix("http://").rsplit(":", 1)
+    with trio.fail_after(30):
+        for _ in range(20):
+            stream = await trio.open_tcp_stream(host, int(port))
+            await stream.send_all(b"GET /jobs?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            await stream.aclose()
+        await trio.sleep(0.5)  # the reads finish after their callers have gone
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}\n"):
+                answer += await stream.receive_some()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b'\r\n\r\n{"message":"Camera Collector API is running!"}\n')
