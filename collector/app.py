@@ -36,6 +36,7 @@ from collector.config import Settings
 from collector.errors import NotFound, RequestError
 from collector.inflight import InFlight
 from collector.metrics import Metrics
+from collector.numbers import ascii_int
 from collector.openapi import document
 from collector.params import parse_camera, parse_collect
 
@@ -107,15 +108,15 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
         status = request.args.get("status")
         if status is not None and status not in JOB_STATUSES:
             raise RequestError("status", f"must be one of {', '.join(JOB_STATUSES)}")
-        raw_limit = request.args.get("limit", "100")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        limit = ascii_int(request.args.get("limit", "100"))
+        if limit is None or not 1 <= limit <= 1000:
             raise RequestError("limit", "must be an integer from 1 to 1000")
         before = request.args.get("before")
         since, until = _time_arg("since"), _time_arg("until")
         return await ask(
             sup,
             lambda r: ListJobs(
-                status=status, since=since, until=until, limit=int(raw_limit), before=before,
+                status=status, since=since, until=until, limit=limit, before=before,
                 reply=r,
             ),
         )
@@ -127,9 +128,9 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
     @app.get("/jobs/<job_id>/sources/<source>/segments/<index>")
     async def download_segment(job_id: str, source: str, index: str) -> Response:
         # plain converters: quart-schema mis-renders a path with several <int:...> parts
-        if not source.isdigit() or not index.isdigit():
+        source_i, index_i = ascii_int(source), ascii_int(index)
+        if source_i is None or index_i is None:
             raise NotFound("index", "source and segment are numbers")
-        source_i, index_i = int(source), int(index)
         view = await ask(sup, lambda reply: GetJob(job_id=job_id, reply=reply))
         sources = view["sources"]
         if not 0 <= source_i < len(sources):

@@ -72,7 +72,11 @@ async def test_body_too_large(client):
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [("GET", "/nowhere", 404), ("PUT", "/collect", 405), ("GET", "/jobs?status=weird", 400),
-     ("GET", "/jobs?limit=0", 400), ("GET", "/jobs?before=nope", 400)],
+     ("GET", "/jobs?limit=0", 400), ("GET", "/jobs?before=nope", 400),
+     # pass str.isdigit() and make int() raise: were 500s until 2026-11-27
+     ("GET", "/jobs?limit=%C2%B2", 400), ("GET", "/jobs?limit=" + "1" * 5000, 400),
+     ("GET", "/jobs/x/sources/%C2%B2/segments/0", 404),
+     ("GET", "/jobs/x/sources/0/segments/" + "9" * 5000, 404)],
 )
 async def test_other_bad_requests_are_json(client, method, path, status):
     """Unknown paths, wrong methods and bad query parameters answer JSON errors, never 500."""

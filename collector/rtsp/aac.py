@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from collector.numbers import ascii_int
 from collector.rtsp.rtp import AccessUnit, RtpPacket
 
 FRAME_SAMPLES = 1024
@@ -27,7 +28,8 @@ class AacConfig:
     def from_fmtp(cls, fmtp: dict[str, str]) -> AacConfig:
         def num(key: str, default: int) -> int:
             value = fmtp.get(key, "")
-            return int(value) if value.isdigit() else default
+            number = ascii_int(value)
+            return default if number is None else number
 
         try:
             config = bytes.fromhex(fmtp.get("config", ""))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from collector.numbers import ascii_int
+
 STATIC_PAYLOADS = {0: ("PCMU", 8000, 1), 8: ("PCMA", 8000, 1)}
 
 
@@ -41,7 +43,7 @@ def parse_sdp(text: str) -> SessionDescription:
             parts = value.split()
             if len(parts) < 4:
                 continue
-            fmts = [int(p) for p in parts[3:] if p.isdigit()]
+            fmts = [n for p in parts[3:] if (n := ascii_int(p)) is not None]
             sections.append({"kind": parts[0], "pt": fmts[0] if fmts else -1, "attrs": []})
         elif kind == "a":
             name, _, arg = value.partition(":")
@@ -86,7 +88,8 @@ def _media(section: dict) -> Media:
 
 
 def _int(text: str) -> int:
-    return int(text) if text.strip().isdigit() else 0
+    number = ascii_int(text.strip())
+    return 0 if number is None else number
 
 
 def join_control(base: str, control: str) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from collector.errors import SourceError, UnsupportedSource
+from collector.numbers import ascii_int
 from collector.rtsp.client import RtspConnection
 from collector.rtsp.redirects import Redirected
 from collector.rtsp.rtcp import ReceiverReports
@@ -111,12 +112,12 @@ def apply_rtp_info(value: str, tracks: list[Track]) -> None:
             (k.strip().lower(), v.strip())
             for k, _, v in (p.partition("=") for p in entry.split(";"))
         )
-        url, rtptime = params.get("url", ""), params.get("rtptime", "")
-        if not url or not rtptime.isdigit():
+        url, rtptime = params.get("url", ""), ascii_int(params.get("rtptime", ""))
+        if not url or rtptime is None:
             continue
         for track in tracks:
             if url == track.url or track.url.endswith(url) or url.endswith(track.url):
-                track.set_origin(int(rtptime))
+                track.set_origin(rtptime)
                 break
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from collector.numbers import ascii_int
+
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -33,7 +35,7 @@ class Response:
     @property
     def cseq(self) -> int | None:
         value = self.headers.get("cseq", "").strip()
-        return int(value) if value.isdigit() else None
+        return ascii_int(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +152,11 @@ class Framer:
         self._pos = body_start + length
         first = lines[0].split(" ", 2)
         if lines[0].startswith("RTSP/"):
-            if len(first) < 2 or not first[1].isdigit():
+            status = ascii_int(first[1], 3) if len(first) >= 2 else None
+            if status is None:
                 raise ProtocolError(f"bad status line {lines[0][:80]!r}")
             reason = first[2] if len(first) > 2 else ""
-            return Response(int(first[1]), reason, headers, body, tuple(challenges))
+            return Response(status, reason, headers, body, tuple(challenges))
         return Request(first[0], first[1] if len(first) > 1 else "", headers, body)
 
 

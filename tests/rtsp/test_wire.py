@@ -146,3 +146,33 @@ def test_rtp_header_parsing():
     bye = bytes([0x81, 203, 0, 1]) + bytes(4)
     receiver_report = bytes([0x80, 201, 0, 1]) + bytes(4)
     assert rtcp_has_bye(receiver_report + bye) and not rtcp_has_bye(receiver_report)
+
+
+@pytest.mark.parametrize("status", ["²00", "2000", "", "20O"])
+def test_framer_refuses_a_status_that_is_not_three_ascii_digits(status):
+    """'²00' passes `str.isdigit()` and makes `int()` raise: a protocol error, which ends the
+    session as a failure, not a ValueError that ended the process (until 2026-11-27)."""
+    framer = Framer()
+    framer.feed(f"RTSP/1.0 {status} OK\r\nCSeq: 1\r\n\r\n".encode())
+    with pytest.raises(ProtocolError, match="bad status line"):
+        framer.next_event()
+
+
+def test_numbers_that_are_not_ascii_digits_are_ignored():
+    """CSeq, SDP formats, RTP-Info's rtptime and AAC's fmtp numbers: '²' and overlong digit
+    strings count as absent, as any other non-number does."""
+    from collector.rtsp.aac import AacConfig
+
+    framer = Framer()
+    framer.feed("RTSP/1.0 200 OK\r\nCSeq: ²\r\n\r\n".encode())
+    assert framer.next_event().cseq is None
+    framer.feed(b"RTSP/1.0 200 OK\r\nCSeq: " + b"1" * 5000 + b"\r\n\r\n")
+    assert framer.next_event().cseq is None
+    sdp = parse_sdp(SDP.replace("m=video 0 RTP/AVP 96", "m=video 0 RTP/AVP ²6 96"))
+    assert sdp.media[0].payload_type == 96
+    tracks, _ = choose_tracks(parse_sdp(SDP), "rtsp://cam/live")
+    apply_rtp_info("url=rtsp://cam/live/stream=0;rtptime=²000, "
+                   "url=rtsp://cam/live/stream=1;rtptime=2000", tracks)
+    assert [t.origin for t in tracks] == [None, 2000]
+    config = AacConfig.from_fmtp({"config": "1188", "sizelength": "¹3", "indexlength": "3"})
+    assert config.size_length == 13  # the default
