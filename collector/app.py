@@ -192,6 +192,7 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
         with receive:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_when, draining, nursery.cancel_scope)
+                nursery.start_soon(_drop_incoming)
                 async for first in receive:
                     # Each message costs scheduler passes (the channel's checkpoint, hypercorn's
                     # send lock, the socket's send), and the segments of one server's cameras
@@ -262,6 +263,15 @@ def _authorized(settings: Settings, headers: Any, args: Any) -> bool:
     given = headers.get("Authorization", "")
     token = given[7:] if given.startswith("Bearer ") else args.get("access_token", "")
     return hmac.compare_digest(token.encode(), settings.api_token.encode())
+
+
+async def _drop_incoming() -> None:
+    """Read and drop what a WebSocket client sends: the protocol has nothing for it to say, but
+    some clients send pings of their own. Unread, ~20 messages fill quart-trio's and hypercorn's
+    queues, after which the client's disconnect is never seen, and its connection and job
+    subscription would stay until shutdown."""
+    while True:
+        await websocket.receive()
 
 
 async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:

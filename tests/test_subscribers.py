@@ -45,3 +45,38 @@ async def test_vanishing_client_leaks_nothing(collector, client):
     assert transcript.messages == expected_texts(job_id, 3)
     assert job["status"] == "completed"
     assert collector.supervisor.statistics().websocket_subscribers == 0
+
+
+async def test_a_client_that_talks_then_vanishes_leaks_nothing(collector, client):
+    """A client may send frames (an application ping): they are read and dropped, so one that
+    sent more than the ASGI queues hold (10 + 10) and then vanished is still noticed and
+    forgotten. Until 2026-11-27 its connection and subscription stayed until shutdown."""
+    from urllib.parse import urlsplit
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    with trio.fail_after(30):
+        job_id = (await client.post("/collect", json={"duration": 20, "segment_seconds": 1})
+                  ).json()["job_id"]
+        parts = urlsplit(ws_url(collector.url, job_id))
+        ws = WSConnection(ConnectionType.CLIENT)
+        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        async with stream:
+            await stream.send_all(ws.send(Request(host=parts.netloc, target=parts.path)))
+            accepted = False
+            while not accepted:
+                ws.receive_data(await stream.receive_some(65536))
+                accepted = any(isinstance(e, AcceptConnection) for e in ws.events())
+            for i in range(40):
+                await stream.send_all(ws.send(TextMessage(data=f"ping {i}")))
+            await trio.sleep(0.3)
+            assert collector.supervisor.statistics().websocket_subscribers == 1
+        # TCP closed without a close frame: forgotten within 5 s
+        for _ in range(100):
+            if collector.supervisor.statistics().websocket_subscribers == 0:
+                break
+            await trio.sleep(0.05)
+        assert collector.supervisor.statistics().websocket_subscribers == 0
+        assert (await client.delete(f"/jobs/{job_id}")).status_code == 200
+        assert (await wait_job(client, job_id))["status"] == "cancelled"
