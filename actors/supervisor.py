@@ -124,6 +124,7 @@ class Supervisor:
         self._stopped = dict.fromkeys(_LIFETIME_COUNTERS, 0)  # counts of stopped cameras
         self._writer_limiter = trio.CapacityLimiter(settings.writer_threads)
         self._segment_turns = trio.Lock()  # jobs open and close segment files in turn (job.py)
+        self._draining = False  # set by Drain: no new jobs from then on
         self._nursery: trio.Nursery | None = None
 
     async def run(
@@ -224,6 +225,7 @@ class Supervisor:
             case GetStatistics(reply=reply):
                 answer(reply, outcome.Value(self.statistics()))
             case Drain(reason=reason, reply=reply):
+                self._draining = True
                 assert self._nursery is not None
                 self._nursery.start_soon(self._drain, reason, reply)
             case _:
@@ -314,6 +316,8 @@ class Supervisor:
         self._db.send(*rows)
 
     def _start_job(self, request: CollectRequest) -> dict[str, Any]:
+        if self._draining:  # it would be cut short at once, and end as an internal error
+            raise Busy("jobs", "the service is shutting down; try again later")
         active = sum(1 for e in self._jobs.values() if e.record.active)
         if active >= self.settings.max_concurrent_jobs:
             raise Busy("jobs", f"too many running jobs ({active}); try again later")

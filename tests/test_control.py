@@ -96,3 +96,23 @@ async def test_cancel_while_the_cameras_thread_holds_the_recorder(collector, cli
     assert segments[-1]["end_reason"] == "stopped"
     for seg in segments:
         assert count_frames(Path(seg["path"])) == seg["frames"] > 0
+
+
+async def test_no_job_starts_once_the_service_drains(collector, client):
+    """Shutdown drains the supervisor before HTTP stops: a POST /collect in between is refused
+    with 503 (it used to start a job that was cut short at once and ended as an internal
+    error), and nothing is created."""
+    from actors.messages import Drain, ask
+
+    with trio.fail_after(30):
+        job_id = (await client.post("/collect", json={"duration": 20, "segment_seconds": 1})
+                  ).json()["job_id"]
+        stopped = await ask(collector.supervisor.inbox,
+                            lambda reply: Drain(reason="shutdown", reply=reply))
+        assert stopped == 1
+        r = await client.post("/collect", json={"duration": 1, "segment_seconds": 1})
+        assert r.status_code == 503
+        assert r.json() == {"error": "the service is shutting down; try again later",
+                            "field": "jobs"}
+        assert [j["job_id"] for j in (await client.get("/jobs")).json()["jobs"]] == [job_id]
+        assert (await client.get(f"/jobs/{job_id}")).json()["status"] == "interrupted"
