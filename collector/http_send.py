@@ -20,15 +20,12 @@ the same.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 import trio
 from hypercorn.events import RawData
 from hypercorn.trio.tcp_server import TCPServer
-
-log = logging.getLogger(__name__)
 
 _stock = TCPServer.protocol_send
 
@@ -52,13 +49,7 @@ async def _protocol_send(self: Any, event: Any) -> None:
     await _stock(self, event)
 
 
-def install() -> bool:
-    """Patch hypercorn's trio TCP server (idempotent). False, leaving hypercorn as it is, when
-    its TCP server is not shaped as expected."""
-    if TCPServer.protocol_send is _protocol_send:
-        return True
-    if not all(hasattr(TCPServer, name) for name in ("protocol_send", "_read_data")):
-        log.warning("http_send.not_installed reason=unexpected hypercorn TCPServer")
-        return False
+def install() -> None:
+    """Patch hypercorn's trio TCP server (idempotent; pyproject.toml pins the hypercorn whose
+    `protocol_send` this replaces)."""
     TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
-    return True

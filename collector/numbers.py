@@ -7,9 +7,14 @@ query string answer 500 and a camera's reply kill the process. Use `ascii_int`.
 
 from __future__ import annotations
 
+from typing import TypeVar
 
-def ascii_int(text: str, most_digits: int = 18) -> int | None:
-    """`text` as a non-negative integer when it is 1 to `most_digits` ASCII digits, else None."""
+D = TypeVar("D", int, None)
+
+
+def ascii_int(text: str, default: D = None, *, most_digits: int = 18) -> int | D:
+    """`text` as a non-negative integer when it is 1 to `most_digits` ASCII digits, else
+    `default`."""
     if 0 < len(text) <= most_digits and text.isascii() and text.isdigit():
         return int(text)
-    return None
+    return default

@@ -27,9 +27,7 @@ class AacConfig:
     @classmethod
     def from_fmtp(cls, fmtp: dict[str, str]) -> AacConfig:
         def num(key: str, default: int) -> int:
-            value = fmtp.get(key, "")
-            number = ascii_int(value)
-            return default if number is None else number
+            return ascii_int(fmtp.get(key, ""), default)
 
         try:
             config = bytes.fromhex(fmtp.get("config", ""))

@@ -88,8 +88,7 @@ def _media(section: dict) -> Media:
 
 
 def _int(text: str) -> int:
-    number = ascii_int(text.strip())
-    return 0 if number is None else number
+    return ascii_int(text.strip(), 0)
 
 
 def join_control(base: str, control: str) -> str:

@@ -152,7 +152,7 @@ class Framer:
         self._pos = body_start + length
         first = lines[0].split(" ", 2)
         if lines[0].startswith("RTSP/"):
-            status = ascii_int(first[1], 3) if len(first) >= 2 else None
+            status = ascii_int(first[1], most_digits=3) if len(first) >= 2 else None
             if status is None:
                 raise ProtocolError(f"bad status line {lines[0][:80]!r}")
             reason = first[2] if len(first) > 2 else ""

@@ -17,5 +17,6 @@ def test_ascii_int(text, expected):
 
 
 def test_ascii_int_bounds_the_digits():
-    assert ascii_int("200", 3) == 200
-    assert ascii_int("2000", 3) is None
+    assert ascii_int("200", most_digits=3) == 200
+    assert ascii_int("2000", most_digits=3) is None
+    assert ascii_int("²", 7) == 7  # the caller's default instead of None
