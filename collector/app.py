@@ -141,10 +141,14 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
         path = await trio.to_thread.run_sync(_servable_file, segment["path"], settings.data_dir)
         if path is None:
             raise NotFound("index", "segment file is gone")
-        return await send_file(
+        response = await send_file(
             path, mimetype=_MIME.get(path.suffix, "application/octet-stream"),
             as_attachment=True, attachment_filename=f"{job_id}-{source_i}-{path.name}",
         )
+        # No cap on the whole download (Quart's RESPONSE_TIMEOUT, 60 s, would cut a long segment
+        # to a slow client): a client that takes nothing is dropped after send_timeout_s instead
+        response.timeout = None
+        return response
 
     @app.get("/cameras")
     async def list_cameras() -> dict[str, Any]:

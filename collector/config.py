@@ -36,6 +36,7 @@ class Settings:
     io_timeout_s: float = 10.0  # FFmpeg socket timeout on open and on every read
     stall_timeout_s: float = 10.0  # no packets for this long: the session has failed
     graceful_timeout_s: float = 10.0  # SIGTERM: how long jobs and connections get to finish
+    send_timeout_s: float = 10.0  # a client that takes nothing of an answer this long is dropped
     camera_threads: int = 256  # worker threads for PyAV sessions (one per camera session)
     writer_threads: int = 64  # worker threads that fsync closed segments (100 at once: p99 12 ms)
     subscriber_buffer: int = 256  # batches a job may fall behind its camera before it is dropped
@@ -127,6 +128,7 @@ def _validate(s: Settings) -> None:
         (s.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
          "COLLECTOR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
         (s.stall_timeout_s > 0, "COLLECTOR_STALL_TIMEOUT_S must be positive"),
+        (s.send_timeout_s > 0, "COLLECTOR_SEND_TIMEOUT_S must be positive"),
         (s.camera_threads >= 1 and s.writer_threads >= 1, "thread counts must be at least 1"),
     ]
     for ok, message in checks:

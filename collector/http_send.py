@@ -1,55 +1,119 @@
-"""Answers written straight to the socket: hypercorn's sends without their scheduler passes.
+"""Answers written straight to the socket, and never waiting forever on a client that stops reading.
 
-hypercorn (0.18) sends each piece of an answer (the status line and headers, the body, its
-end; each WebSocket message) under a `trio.Lock` and with `SocketStream.send_all`. Each of those
-yields to trio's scheduler even when nothing else waits, so an HTTP answer took six scheduler
-passes and a WebSocket message two. While 100 cameras record, a pass lasts up to 10-20 ms (the
-RTSP read rounds), and the segments of a server's cameras close together, so the last progress
-message of a burst waited for two passes per message before it: WebSocket delivery p99 was
-77-229 ms (15-36 ms with this; BENCHMARKS.md, eighth session).
+Two changes to how hypercorn (0.18) sends each piece of an answer (the status line and headers,
+the body or a chunk of a download, each WebSocket message):
 
-`install()` makes every plain TCP connection write what the socket takes at once, in the sending
-task's step, when no other send of that connection is under way; it is one non-blocking
-`write(2)`. Whatever the socket does not take (a full send buffer: a large download, a slow
-reader), and every error, goes the stock way, which then waits, reports a broken connection
-as hypercorn does, and keeps the order, since the lock is free and taken without a pass in
-between. As with the stock path, a cancelled task sends nothing and a message once begun is
-sent whole. TLS connections always go the stock way. What reaches the client is byte for byte
-the same.
+**No scheduler pass when nothing waits.** hypercorn sends under a `trio.Lock` and with
+`SocketStream.send_all`, and each yields to trio's scheduler even when nothing else waits, so an
+HTTP answer took six scheduler passes and a WebSocket message two. While 100 cameras record, a
+pass lasts up to 10-20 ms, and the segments of a server's cameras close together, so the last
+progress message of a burst waited two passes per message before it: WebSocket delivery p99 was
+77-229 ms (15-36 ms with this; BENCHMARKS.md, eighth session). Here a plain TCP connection writes
+what the socket takes at once, in the sending task's step, when no other send of that connection
+is under way: one non-blocking `write(2)`.
+
+**A bound on a client that takes nothing.** hypercorn's send is shielded from cancellation (so
+that a cancelled handler does not leave half a message) and has no timeout: a client that stops
+reading a download or a WebSocket held its connection and tasks for good, and kept a SIGTERM from
+ever finishing (the root nursery's cancel cannot reach a shielded send). What the socket does not
+take at once is sent here, still shielded and in order behind the connection's lock, but a send
+that makes no progress for `send_timeout_s` (any byte taken counts) ends: the connection is
+closed and hypercorn told, as for a client that went away. At the end of a shutdown,
+`abort_sends()` ends every such send at once.
+
+As with the stock path, a cancelled task sends nothing and a message once begun is sent whole
+(unless the connection is given up). What reaches the client is byte for byte the same.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import trio
-from hypercorn.events import RawData
+from hypercorn.events import Closed, RawData
 from hypercorn.trio.tcp_server import TCPServer
 
+log = logging.getLogger(__name__)
+
 _stock = TCPServer.protocol_send
+_send_timeout_s = 10.0
+_waiting: set[trio.CancelScope] = set()  # the sends now waiting for a client to take their rest
 
 
 async def _protocol_send(self: Any, event: Any) -> None:
-    if (type(event) is RawData and type(self.stream) is trio.SocketStream
-            and not self.send_lock.locked()):
+    if type(event) is not RawData:  # Closed, Updated: hypercorn's own handling
+        await _stock(self, event)
+        return
+    data = event.data
+    plain = type(self.stream) is trio.SocketStream
+    if plain and not self.send_lock.locked():
         # As the stock path: a cancelled task sends nothing (this does not yield otherwise)
         await trio.lowlevel.checkpoint_if_cancelled()
-        data = event.data
         try:
             sent = os.write(self.stream.socket.fileno(), data)
-        except OSError:  # a full buffer, or a broken connection the stock path reports
+        except OSError:  # a full buffer, or a broken connection reported below
             sent = 0
         if sent == len(data):
             return
         # The rest goes whole even if we are cancelled later: we are not now (checked above, and
-        # cancellation only arrives between steps), the stock path takes the free lock in this
-        # same step, and its send is shielded.
-        event = RawData(data=memoryview(data)[sent:]) if sent else event
-    await _stock(self, event)
+        # cancellation only arrives between steps), the lock is free and taken in this same
+        # step, and the rest is sent shielded.
+        data = memoryview(data)[sent:] if sent else data
+    await _send_rest(self, data, plain)
 
 
-def install() -> None:
+async def _send_rest(server: Any, data: bytes | memoryview, plain: bool) -> None:
+    """The stock path's send (in order behind the lock, shielded), bounded by the client's
+    progress; a send that ends without sending everything closes the connection."""
+    async with server.send_lock:
+        with trio.CancelScope(shield=True) as scope:
+            _waiting.add(scope)
+            try:
+                scope.deadline = trio.current_time() + _send_timeout_s
+                if plain:
+                    await _write_all(server.stream.socket, data, scope)
+                else:
+                    await server.stream.send_all(data)
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass  # the client has gone
+            finally:
+                _waiting.discard(scope)
+        if scope.cancelled_caught:
+            log.info("http.client_stalled send_timeout_s=%g", _send_timeout_s)
+            transport = getattr(server.stream, "transport_stream", server.stream)
+            with trio.CancelScope(shield=True):
+                await transport.aclose()  # a socket's close does not wait
+        await server.protocol.handle(Closed())
+
+
+async def _write_all(sock: trio.socket.SocketType, data: bytes | memoryview,
+                     scope: trio.CancelScope) -> None:
+    """Write `data` as the socket takes it; every byte taken moves `scope`'s deadline on."""
+    view = memoryview(data)
+    while view:
+        try:
+            sent = os.write(sock.fileno(), view)
+        except BlockingIOError:
+            sent = 0
+        if sent:
+            view = view[sent:]
+            scope.deadline = trio.current_time() + _send_timeout_s
+        else:
+            await trio.lowlevel.wait_writable(sock)
+
+
+def abort_sends() -> None:
+    """End every send waiting for a client (shutdown: past the grace, nothing waits longer)."""
+    for scope in list(_waiting):
+        scope.cancel()
+
+
+def install(send_timeout_s: float = 10.0) -> None:
     """Patch hypercorn's trio TCP server (idempotent; pyproject.toml pins the hypercorn whose
-    `protocol_send` this replaces)."""
+    `protocol_send` this replaces). `send_timeout_s`: how long a send may take nothing."""
+    global _send_timeout_s
+    _send_timeout_s = send_timeout_s
     TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]

@@ -104,7 +104,8 @@ async def serve(
             app = create_app(supervisor, settings, draining, in_flight)
             http_done = trio.Event()
             binds = await root.start(
-                partial(_serve_http, app, hypercorn_config(settings), drained.wait, http_done)
+                partial(_serve_http, app, hypercorn_config(settings), drained.wait, http_done,
+                        settings.send_timeout_s)
             )
             for bind in binds:
                 log.info("collector.listening url=%s data_dir=%s", bind, settings.data_dir)
@@ -118,6 +119,7 @@ async def serve(
             drained.set()
             with trio.move_on_after(settings.graceful_timeout_s + 1):
                 await http_done.wait()
+            http_send.abort_sends()  # a client still not taking its answer waits no longer
             root.cancel_scope.cancel()  # jobs are drained and HTTP is closed: stop cameras now
     log.info("collector.stopped")
 
@@ -127,9 +129,12 @@ async def _serve_http(
     config: Config,
     shutdown_trigger: Callable[[], Awaitable[None]],
     done: trio.Event,
+    send_timeout_s: float,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    http_send.install()  # answers go out without a scheduler pass per piece (http_send.py)
+    # answers go out without a scheduler pass per piece, and a client that takes nothing of one
+    # for send_timeout_s is dropped (http_send.py)
+    http_send.install(send_timeout_s)
     try:
         await hypercorn_serve(
             app, config, shutdown_trigger=shutdown_trigger, task_status=task_status  # type: ignore[arg-type]

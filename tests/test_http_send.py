@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
@@ -11,7 +12,8 @@ import trio
 import trio.testing
 from hypercorn.events import RawData
 
-from collector.http_send import _protocol_send, install
+from collector import http_send
+from collector.http_send import _protocol_send, abort_sends, install
 
 
 @pytest.fixture
@@ -109,9 +111,10 @@ async def test_a_message_once_begun_goes_whole_even_if_cancelled(pair):
     assert received == big
 
 
-async def test_what_the_socket_does_not_take_goes_the_stock_way_in_order(pair):
-    """A full send buffer: the first part is written at once, the rest waits (stock path) until
-    the client reads; every byte arrives, in order, and a later send queues behind it."""
+async def test_what_the_socket_does_not_take_waits_for_room_in_order(pair):
+    """A full send buffer: the first part is written at once, the rest waits behind the
+    connection's lock until the client reads; every byte arrives, in order, and a later send
+    queues behind it."""
     stream, client = pair
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     server = _server(stream)
@@ -121,7 +124,7 @@ async def test_what_the_socket_does_not_take_goes_the_stock_way_in_order(pair):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_protocol_send, server, RawData(data=big))
             await trio.sleep(0.2)
-            assert server.send_lock.locked()  # the rest waits on the stock path
+            assert server.send_lock.locked()  # the rest waits for room
             nursery.start_soon(_protocol_send, server, RawData(data=b"next"))
             received.append(await trio.to_thread.run_sync(_read, client, len(big) + 4))
             client.close()  # what is still being sent now fails, instead of hanging the test
@@ -129,7 +132,7 @@ async def test_what_the_socket_does_not_take_goes_the_stock_way_in_order(pair):
 
 
 async def test_a_send_waits_behind_one_under_way(pair):
-    """While another send of the connection holds it (the stock path, waiting for room), a send
+    """While another send of the connection holds it (waiting for room), a send
     does not jump ahead, even when the socket has room."""
     stream, client = pair
     server = _server(stream)
@@ -144,7 +147,8 @@ async def test_a_send_waits_behind_one_under_way(pair):
 
 
 async def test_a_broken_connection_is_reported_as_hypercorn_does(pair):
-    """The client has gone: the stock path finds out and hands hypercorn `Closed`."""
+    """The client has gone: the send finds out and hands hypercorn `Closed`, as the stock path
+    does."""
     stream, client = pair
     server = _server(stream)
     client.close()
@@ -153,8 +157,9 @@ async def test_a_broken_connection_is_reported_as_hypercorn_does(pair):
     assert [type(e).__name__ for e in server.closed] == ["Closed"]
 
 
-async def test_tls_streams_go_the_stock_way(pair):
-    """Not a plain socket stream: the stock send (its checkpoint raises in a cancelled scope)."""
+async def test_tls_streams_are_sent_behind_the_lock(pair):
+    """Not a plain socket stream: no direct write; the lock's checkpoint raises in a cancelled
+    scope, as on the stock path."""
     stream, _ = pair
     server = _server(SimpleNamespace(send_all=stream.send_all))
     with trio.fail_after(5):
@@ -164,9 +169,100 @@ async def test_tls_streams_go_the_stock_way(pair):
         assert scope.cancelled_caught
 
 
-def test_install_patches_hypercorn_once():
+def test_install_patches_hypercorn_once(monkeypatch):
     from hypercorn.trio.tcp_server import TCPServer
 
-    install()
-    install()
+    monkeypatch.setattr(http_send, "_send_timeout_s", http_send._send_timeout_s)
+    install(7.5)
+    install(7.5)
     assert TCPServer.protocol_send is _protocol_send
+    assert http_send._send_timeout_s == 7.5
+
+
+async def _abort_after(seconds: float) -> None:
+    """A send that never gave up would be shielded from the test's own timeout and hang it:
+    end it after `seconds`, so that the test fails on its timing instead."""
+    await trio.sleep(seconds)
+    abort_sends()
+
+
+async def test_a_client_that_takes_nothing_is_dropped_after_the_send_timeout(pair, monkeypatch):
+    """The rest of an answer waits for room; when the client takes nothing for the send timeout,
+    the send ends, the connection is closed and hypercorn hears `Closed` (the stock path would
+    wait for good)."""
+    monkeypatch.setattr(http_send, "_send_timeout_s", 0.3)
+    stream, client = pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    server = _server(stream)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_abort_after, 3)
+            started = trio.current_time()
+            await _protocol_send(server, RawData(data=b"x" * 4_000_000))
+            waited = trio.current_time() - started
+            nursery.cancel_scope.cancel()
+    assert 0.3 <= waited < 2
+    assert [type(e).__name__ for e in server.closed] == ["Closed"]
+    assert stream.socket.fileno() == -1  # closed: the client sees the connection end
+    client.settimeout(2)
+    received = await trio.to_thread.run_sync(_read, client, 4_000_000)
+    assert 0 < len(received) < 4_000_000  # what the buffers held, then the end
+
+
+async def test_a_slow_client_that_keeps_taking_is_not_dropped(pair, monkeypatch):
+    """Every byte the client takes starts the timeout anew: a client that reads slowly, but
+    more often than the timeout, gets the whole answer though it takes several timeouts long."""
+    monkeypatch.setattr(http_send, "_send_timeout_s", 0.4)
+    stream, client = pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    server = _server(stream)
+    big = bytes(range(256)) * 8192  # 2 MiB
+
+    def read_slowly() -> bytes:
+        data = b""
+        while len(data) < len(big):
+            time.sleep(0.15)
+            want = min(256 * 1024, len(big) - len(data))
+            chunk = _read(client, want)
+            data += chunk
+            if len(chunk) < want:  # the connection ended
+                break
+        return data
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_protocol_send, server, RawData(data=big))
+            started = time.monotonic()
+            received = await trio.to_thread.run_sync(read_slowly)
+            took = time.monotonic() - started
+    assert received == big
+    assert took > 3 * 0.4  # longer than the timeout several times over
+    assert server.closed == []
+
+
+async def test_abort_sends_ends_a_waiting_send_that_cancellation_cannot(pair, monkeypatch):
+    """A send waiting for a client that takes nothing is shielded: cancelling its task does not
+    end it, `abort_sends()` (the end of a shutdown) does, at once."""
+    monkeypatch.setattr(http_send, "_send_timeout_s", 60)
+    stream, client = pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    server = _server(stream)
+    done = trio.Event()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def send() -> None:
+                with scope:
+                    await _protocol_send(server, RawData(data=b"x" * 4_000_000))
+                done.set()
+
+            nursery.start_soon(send)
+            await trio.sleep(0.2)
+            scope.cancel()
+            await trio.sleep(0.3)
+            assert not done.is_set()  # shielded: still waiting for the client
+            abort_sends()
+            await done.wait()
+    assert [type(e).__name__ for e in server.closed] == ["Closed"]
+    assert stream.socket.fileno() == -1
