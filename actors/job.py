@@ -36,6 +36,7 @@ from actors.messages import (
     SupervisorMessage,
     UnsubscribeCamera,
     queued,
+    tell_even_if_cancelled,
 )
 from actors.records import JobRecord, SourceRecord
 from collector.errors import CollectorError, SegmentError
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _subscriber_ids = itertools.count(1)
 CLOSE_GRACE_S = 10.0  # how long closing a segment may take when a job is stopped
+UNSUBSCRIBE_PATIENCE_S = 5.0  # how long a job's end waits for room in a full supervisor inbox
 
 
 class SourceFailed(Exception):
@@ -199,11 +201,12 @@ class Job:
             raise SourceFailed(f"source {src.name!r} fell behind its camera and was dropped",
                                names_source=True)
         finally:
-            try:
-                self.supervisor.send_nowait(
-                    UnsubscribeCamera(subscriber=sid, url=src.url, options=options)
-                )
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            # Lost, it would leave the camera recording for nobody: a full supervisor inbox is
+            # waited for, even by a cancelled job, for a while
+            if not await tell_even_if_cancelled(
+                self.supervisor, UnsubscribeCamera(subscriber=sid, url=src.url, options=options),
+                patience_s=UNSUBSCRIBE_PATIENCE_S,
+            ):
                 log.warning("job.unsubscribe_lost job=%s source=%s", self.record.id, src.name)
 
     async def _on_camera_event(self, src: SourceRecord, loan: RecorderLoan,

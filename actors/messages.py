@@ -46,6 +46,28 @@ async def ask(inbox: trio.MemorySendChannel[Any], make: Callable[[Reply], Any]) 
     return result.unwrap()
 
 
+async def tell_even_if_cancelled(inbox: trio.MemorySendChannel[T], message: T,
+                                 *, patience_s: float) -> bool:
+    """Send `message`, which must not be lost (a `finally` that releases something the receiver
+    holds for us), from a task that may be cancelled: at once when the inbox has room, else
+    waiting for room, shielded, for at most `patience_s`. False when it could not be sent (the
+    inbox stayed full, or its receiver is gone)."""
+    try:
+        inbox.send_nowait(message)
+        return True
+    except trio.WouldBlock:
+        pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return False
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + patience_s):
+        try:
+            await inbox.send(message)
+            return True
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    return False
+
+
 def answer(reply: Reply, result: outcome.Outcome[Any]) -> bool:
     """Answer an `ask` and close `reply`; False when the caller had gone (its end is closed)."""
     with reply:

@@ -84,3 +84,56 @@ async def test_ask_sends_at_once_and_a_cancelled_caller_sends_nothing():
             await trio.testing.wait_all_tasks_blocked()
             assert got == ["SECOND"]
             nursery.cancel_scope.cancel()
+
+
+async def test_tell_even_if_cancelled_waits_for_room_shielded():
+    """A full inbox and a cancelled sender (a job's `finally`): the message still goes once the
+    receiver makes room, instead of being lost."""
+    from actors.messages import tell_even_if_cancelled
+
+    send, receive = trio.open_memory_channel[str](1)
+    send.send_nowait("filler")
+    results: list[bool] = []
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+
+            async def sender() -> None:
+                with trio.CancelScope() as scope:
+                    scope.cancel()  # already cancelled, as a job being stopped
+                    results.append(await tell_even_if_cancelled(send, "unsubscribe",
+                                                                patience_s=60))
+
+            nursery.start_soon(sender)
+            await trio.testing.wait_all_tasks_blocked()
+            assert results == []  # waiting for room, not given up
+            assert await receive.receive() == "filler"
+            assert await receive.receive() == "unsubscribe"
+    assert results == [True]
+
+
+async def test_tell_even_if_cancelled_sends_at_once_when_there_is_room():
+    from actors.messages import tell_even_if_cancelled
+
+    send, receive = trio.open_memory_channel[str](1)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        assert await tell_even_if_cancelled(send, "m", patience_s=1) is True
+    assert receive.receive_nowait() == "m"
+    receive.close()
+    assert await tell_even_if_cancelled(send, "n", patience_s=1) is False  # nobody to read
+
+
+async def test_tell_even_if_cancelled_gives_up_after_its_patience(autojump_clock):
+    """Nobody makes room: False after `patience_s`, not a wait for good."""
+    import pytest
+
+    from actors.messages import tell_even_if_cancelled
+
+    send, receive = trio.open_memory_channel[str](1)
+    send.send_nowait("filler")
+    started = trio.current_time()
+    assert await tell_even_if_cancelled(send, "lost", patience_s=5) is False
+    assert trio.current_time() - started == 5
+    assert receive.receive_nowait() == "filler"
+    with pytest.raises(trio.WouldBlock):
+        receive.receive_nowait()
