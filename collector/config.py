@@ -36,7 +36,7 @@ class Settings:
     io_timeout_s: float = 10.0  # FFmpeg socket timeout on open and on every read
     stall_timeout_s: float = 10.0  # no packets for this long: the session has failed
     graceful_timeout_s: float = 10.0  # SIGTERM: how long jobs and connections get to finish
-    send_timeout_s: float = 10.0  # a client that takes nothing of an answer this long is dropped
+    send_timeout_s: float = 60.0  # a client that takes nothing of an answer this long is dropped
     camera_threads: int = 256  # worker threads for PyAV sessions (one per camera session)
     writer_threads: int = 64  # worker threads that fsync closed segments (100 at once: p99 12 ms)
     subscriber_buffer: int = 256  # batches a job may fall behind its camera before it is dropped

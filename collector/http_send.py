@@ -17,9 +17,17 @@ that a cancelled handler does not leave half a message) and has no timeout: a cl
 reading a download or a WebSocket held its connection and tasks for good, and kept a SIGTERM from
 ever finishing (the root nursery's cancel cannot reach a shielded send). What the socket does not
 take at once is sent here, still shielded and in order behind the connection's lock, but a send
-that makes no progress for `send_timeout_s` (any byte taken counts) ends: the connection is
-closed and hypercorn told, as for a client that went away. At the end of a shutdown,
-`abort_sends()` ends every such send at once.
+that makes no progress for `send_timeout_s` ends: the connection is closed and hypercorn told,
+as for a client that went away. Progress is what the client's kernel acknowledges: our writes,
+and, between them, the send queue going down (`SIOCOUTQ`, looked at every second while we wait),
+since the kernel wakes a writer only once much of its buffer is free, which a slow link or
+reader can take longer than the timeout to free (measured on loopback: a client reading 10 KB/s
+was dropped within 1 s of a 1 s timeout on our writes alone). A reader so slow that its kernel
+acknowledges nothing for the whole timeout (TCP reopens a window in steps) is dropped like one
+that stopped: hence a default of 60 s, as nginx's `send_timeout`. On TLS connections (the
+service configures none) the bound is per piece instead. At the end of a shutdown,
+`abort_sends()` ends every such send at once, and any begun after it (one process serves one
+server).
 
 As with the stock path, a cancelled task sends nothing and a message once begun is sent whole
 (unless the connection is given up). What reaches the client is byte for byte the same.
@@ -27,8 +35,11 @@ As with the stock path, a cancelled task sends nothing and a message once begun 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import struct
+import termios
 from typing import Any
 
 import trio
@@ -38,8 +49,10 @@ from hypercorn.trio.tcp_server import TCPServer
 log = logging.getLogger(__name__)
 
 _stock = TCPServer.protocol_send
-_send_timeout_s = 10.0
+_send_timeout_s = 60.0
 _waiting: set[trio.CancelScope] = set()  # the sends now waiting for a client to take their rest
+_aborted = False  # abort_sends() was called: a send that has to wait gives up at once
+_PROGRESS_CHECK_S = 1.0  # how often a waiting send looks whether the client took anything
 
 
 async def _protocol_send(self: Any, event: Any) -> None:
@@ -72,6 +85,8 @@ async def _send_rest(server: Any, data: bytes | memoryview, plain: bool) -> None
             _waiting.add(scope)
             try:
                 scope.deadline = trio.current_time() + _send_timeout_s
+                if _aborted:
+                    scope.cancel()
                 if plain:
                     await _write_all(server.stream.socket, data, scope)
                 else:
@@ -83,16 +98,16 @@ async def _send_rest(server: Any, data: bytes | memoryview, plain: bool) -> None
                 _waiting.discard(scope)
         if scope.cancelled_caught:
             log.info("http.client_stalled send_timeout_s=%g", _send_timeout_s)
-            transport = getattr(server.stream, "transport_stream", server.stream)
-            with trio.CancelScope(shield=True):
-                await transport.aclose()  # a socket's close does not wait
+            with trio.CancelScope(shield=True):  # hypercorn hears Closed even if we are cancelled
+                await trio.aclose_forcefully(server.stream)  # does not wait for the client
         await server.protocol.handle(Closed())
 
 
 async def _write_all(sock: trio.socket.SocketType, data: bytes | memoryview,
                      scope: trio.CancelScope) -> None:
-    """Write `data` as the socket takes it; every byte taken moves `scope`'s deadline on."""
+    """Write `data` as the socket takes it; what the client takes moves `scope`'s deadline on."""
     view = memoryview(data)
+    queued = _unsent(sock)
     while view:
         try:
             sent = os.write(sock.fileno(), view)
@@ -101,19 +116,37 @@ async def _write_all(sock: trio.socket.SocketType, data: bytes | memoryview,
         if sent:
             view = view[sent:]
             scope.deadline = trio.current_time() + _send_timeout_s
-        else:
+            queued = _unsent(sock)
+            continue
+        with trio.move_on_after(min(_PROGRESS_CHECK_S, _send_timeout_s / 4)):
             await trio.lowlevel.wait_writable(sock)
+        now_queued = _unsent(sock)
+        if now_queued is not None and queued is not None and now_queued < queued:
+            scope.deadline = trio.current_time() + _send_timeout_s  # the client took some
+        queued = now_queued
+
+
+def _unsent(sock: trio.socket.SocketType) -> int | None:
+    """Bytes in the socket's send queue not yet taken by the client (Linux `SIOCOUTQ`), or None
+    where the kernel does not say."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return None
 
 
 def abort_sends() -> None:
-    """End every send waiting for a client (shutdown: past the grace, nothing waits longer)."""
+    """End every send waiting for a client, and any that would wait from now on (shutdown:
+    past the grace, nothing waits longer)."""
+    global _aborted
+    _aborted = True
     for scope in list(_waiting):
         scope.cancel()
 
 
-def install(send_timeout_s: float = 10.0) -> None:
+def install(send_timeout_s: float = 60.0) -> None:
     """Patch hypercorn's trio TCP server (idempotent; pyproject.toml pins the hypercorn whose
     `protocol_send` this replaces). `send_timeout_s`: how long a send may take nothing."""
-    global _send_timeout_s
-    _send_timeout_s = send_timeout_s
+    global _send_timeout_s, _aborted
+    _send_timeout_s, _aborted = send_timeout_s, False
     TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]

@@ -244,6 +244,7 @@ async def test_abort_sends_ends_a_waiting_send_that_cancellation_cannot(pair, mo
     """A send waiting for a client that takes nothing is shielded: cancelling its task does not
     end it, `abort_sends()` (the end of a shutdown) does, at once."""
     monkeypatch.setattr(http_send, "_send_timeout_s", 60)
+    monkeypatch.setattr(http_send, "_aborted", False)
     stream, client = pair
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     server = _server(stream)
@@ -266,3 +267,64 @@ async def test_abort_sends_ends_a_waiting_send_that_cancellation_cannot(pair, mo
             await done.wait()
     assert [type(e).__name__ for e in server.closed] == ["Closed"]
     assert stream.socket.fileno() == -1
+
+
+async def test_a_slow_reader_over_tcp_is_kept_though_the_socket_stays_full(monkeypatch):
+    """Over TCP the kernel wakes a writer only once much of its buffer is free, which a slow
+    reader can take longer than the timeout to free: what the client's kernel acknowledges
+    (the send queue going down) counts as progress too, so a client reading ~20 KB/s, steadily,
+    gets an 80 KiB answer whole with a timeout of 0.5 s (our own writes alone would have
+    dropped it)."""
+    monkeypatch.setattr(http_send, "_send_timeout_s", 0.5)
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: no growth
+    client.settimeout(5)
+    await trio.to_thread.run_sync(client.connect, listener.getsockname())
+    conn, _ = await listener.accept()
+    listener.close()
+    big = bytes(range(256)) * 320  # 80 KiB
+
+    def read_slowly() -> bytes:
+        data = b""
+        while len(data) < len(big):
+            time.sleep(0.05)
+            chunk = client.recv(1024)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    with client:
+        async with trio.SocketStream(conn) as stream:
+            server = _server(stream)
+            with trio.fail_after(20):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_abort_after, 15)
+                    nursery.start_soon(_protocol_send, server, RawData(data=big))
+                    received = await trio.to_thread.run_sync(read_slowly)
+                    nursery.cancel_scope.cancel()
+    assert received == big
+    assert server.closed == []
+
+
+async def test_a_send_that_has_to_wait_after_abort_sends_gives_up_at_once(pair, monkeypatch):
+    """After `abort_sends()`, a send that would wait for the client (one that got the lock in
+    the same pass, say) does not start a wait of its own: the end of a shutdown is final."""
+    monkeypatch.setattr(http_send, "_send_timeout_s", 60)
+    monkeypatch.setattr(http_send, "_aborted", False)
+    stream, client = pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    server = _server(stream)
+    abort_sends()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_abort_after, 3)  # a send that waited would be ended here
+            started = trio.current_time()
+            await _protocol_send(server, RawData(data=b"x" * 4_000_000))
+            waited = trio.current_time() - started
+            nursery.cancel_scope.cancel()
+    assert waited < 1
+    assert [type(e).__name__ for e in server.closed] == ["Closed"]
