@@ -129,10 +129,15 @@ async def _write_all(sock: trio.socket.SocketType, data: bytes | memoryview,
 def _unsent(sock: trio.socket.SocketType) -> int | None:
     """Bytes in the socket's send queue not yet taken by the client (Linux `SIOCOUTQ`), or None
     where the kernel does not say."""
+    if _OUTQ is None:
+        return None
     try:
-        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
     except OSError:
         return None
+
+
+_OUTQ = getattr(termios, "TIOCOUTQ", None)  # SIOCOUTQ on Linux sockets
 
 
 def abort_sends() -> None:
