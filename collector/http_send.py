@@ -1,7 +1,7 @@
-"""Answers written straight to the socket, and never waiting forever on a client that stops reading.
+"""How answers reach the client: at once, never waiting forever, and closed when they should be.
 
-Two changes to how hypercorn (0.18) sends each piece of an answer (the status line and headers,
-the body or a chunk of a download, each WebSocket message):
+Three changes to how hypercorn (0.18) sends each piece of an answer (the status line and headers,
+the body or a chunk of a download, each WebSocket message) and closes a connection:
 
 **No scheduler pass when nothing waits.** hypercorn sends under a `trio.Lock` and with
 `SocketStream.send_all`, and each yields to trio's scheduler even when nothing else waits, so an
@@ -29,6 +29,11 @@ service configures none) the bound is per piece instead. At the end of a shutdow
 `abort_sends()` ends every such send at once, and any begun after it (one process serves one
 server).
 
+**Closing what is to be closed.** An answer to `Connection: close` or to HTTP/1.0 ends with
+closing the connection, which hypercorn does from the request's task after quart-trio has
+cancelled it; the close was cancelled with it, and such a client (one that reads to the end,
+as HTTP/1.0 ones do) waited for good. The close is shielded here.
+
 As with the stock path, a cancelled task sends nothing and a message once begun is sent whole
 (unless the connection is given up). What reaches the client is byte for byte the same.
 """
@@ -53,10 +58,20 @@ _send_timeout_s = 60.0
 _waiting: set[trio.CancelScope] = set()  # the sends now waiting for a client to take their rest
 _aborted = False  # abort_sends() was called: a send that has to wait gives up at once
 _PROGRESS_CHECK_S = 1.0  # how often a waiting send looks whether the client took anything
+_CLOSE_TIMEOUT_S = 5.0  # how long closing a connection may take
 
 
 async def _protocol_send(self: Any, event: Any) -> None:
-    if type(event) is not RawData:  # Closed, Updated: hypercorn's own handling
+    if type(event) is Closed:
+        # hypercorn closes a `Connection: close` (or HTTP/1.0) connection from the request's own
+        # task, after quart-trio has cancelled it: the stock close then stops at its first
+        # checkpoint and the client waits for an end that never comes. Shielded, it happens; it
+        # does not wait for the client on a plain socket (a half-close and a close), and TLS's
+        # goodbye is given a bound.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _CLOSE_TIMEOUT_S):
+            await _stock(self, event)
+        return
+    if type(event) is not RawData:  # Updated: hypercorn's own handling
         await _stock(self, event)
         return
     data = event.data

@@ -138,3 +138,27 @@ async def test_sigterm_finishes_while_a_client_has_stopped_reading(tmp_path, nur
             await process.proc.wait()
     assert code == 0
     assert took < 5  # drain (no jobs) + 1 s of hypercorn's grace + 1 s, not the 600 s timeout
+
+
+@pytest.mark.parametrize("request_line", [
+    b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+])
+async def test_a_connection_to_be_closed_is_closed_after_the_answer(collector, request_line):
+    """`Connection: close` and HTTP/1.0: the whole answer, then the end of the connection (a
+    client that reads to the end, as HTTP/1.0 ones do, does not wait for good)."""
+
+    def exchange() -> bytes:
+        with socket.create_connection(("127.0.0.1", _port(collector.url))) as sock:
+            sock.settimeout(3)  # an end that never comes fails the test instead of hanging it
+            sock.sendall(request_line)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            return data
+
+    with trio.fail_after(10):
+        data = await trio.to_thread.run_sync(exchange)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == b'{"message":"Camera Collector API is running!"}\n'
