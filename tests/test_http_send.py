@@ -16,6 +16,14 @@ from collector import http_send
 from collector.http_send import _protocol_send, abort_sends, install
 
 
+@pytest.fixture(autouse=True)
+def fresh_state(monkeypatch):
+    """The module's state as a newly installed server has it: a service stopped earlier in the
+    same test process has called `abort_sends()`."""
+    monkeypatch.setattr(http_send, "_aborted", False)
+    monkeypatch.setattr(http_send, "_send_timeout_s", 60.0)
+
+
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[trio.SocketStream, socket.socket]]:
     """A trio stream (the server's side) and a plain blocking socket (the client's)."""
@@ -244,7 +252,6 @@ async def test_abort_sends_ends_a_waiting_send_that_cancellation_cannot(pair, mo
     """A send waiting for a client that takes nothing is shielded: cancelling its task does not
     end it, `abort_sends()` (the end of a shutdown) does, at once."""
     monkeypatch.setattr(http_send, "_send_timeout_s", 60)
-    monkeypatch.setattr(http_send, "_aborted", False)
     stream, client = pair
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     server = _server(stream)
@@ -314,7 +321,6 @@ async def test_a_send_that_has_to_wait_after_abort_sends_gives_up_at_once(pair, 
     """After `abort_sends()`, a send that would wait for the client (one that got the lock in
     the same pass, say) does not start a wait of its own: the end of a shutdown is final."""
     monkeypatch.setattr(http_send, "_send_timeout_s", 60)
-    monkeypatch.setattr(http_send, "_aborted", False)
     stream, client = pair
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     server = _server(stream)
