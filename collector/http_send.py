@@ -18,13 +18,13 @@ reading a download or a WebSocket held its connection and tasks for good, and ke
 ever finishing (the root nursery's cancel cannot reach a shielded send). What the socket does not
 take at once is sent here, still shielded and in order behind the connection's lock, but a send
 that makes no progress for `send_timeout_s` ends: the connection is closed and hypercorn told,
-as for a client that went away. Progress is what the client's kernel acknowledges: our writes,
-and, between them, the send queue going down (`SIOCOUTQ`, looked at every second while we wait),
-since the kernel wakes a writer only once much of its buffer is free, which a slow link or
-reader can take longer than the timeout to free (measured on loopback: a client reading 10 KB/s
-was dropped within 1 s of a 1 s timeout on our writes alone). A reader so slow that its kernel
-acknowledges nothing for the whole timeout (TCP reopens a window in steps) is dropped like one
-that stopped: hence a default of 60 s, as nginx's `send_timeout`. On TLS connections (the
+as for a client that went away. Progress is a write the socket takes, tried again every second
+while we wait, since the kernel wakes a writer only once much of its buffer is free, which a
+slow link or reader can take longer than the timeout to free (measured on loopback: a client
+reading 10 KB/s was dropped within 1 s of a 1 s timeout when we waited for the wake-up). A
+reader so slow that its kernel acknowledges nothing for the whole timeout (TCP reopens a window
+in steps) is dropped like one that stopped: hence a default of 60 s, as nginx's
+`send_timeout`. On TLS connections (the
 service configures none) the bound is per piece instead. At the end of a shutdown,
 `abort_sends()` ends every such send at once, and any begun after it (one process serves one
 server).
@@ -40,11 +40,8 @@ As with the stock path, a cancelled task sends nothing and a message once begun 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-import struct
-import termios
 from typing import Any
 
 import trio
@@ -57,7 +54,7 @@ _stock = TCPServer.protocol_send
 _send_timeout_s = 60.0
 _waiting: set[trio.CancelScope] = set()  # the sends now waiting for a client to take their rest
 _aborted = False  # abort_sends() was called: a send that has to wait gives up at once
-_PROGRESS_CHECK_S = 1.0  # how often a waiting send looks whether the client took anything
+_RETRY_S = 1.0  # how often a waiting send tries again without the kernel's wake-up
 _CLOSE_TIMEOUT_S = 5.0  # how long closing a connection may take
 
 
@@ -96,12 +93,12 @@ async def _send_rest(server: Any, data: bytes | memoryview, plain: bool) -> None
     """The stock path's send (in order behind the lock, shielded), bounded by the client's
     progress; a send that ends without sending everything closes the connection."""
     async with server.send_lock:
-        with trio.CancelScope(shield=True) as scope:
+        with trio.CancelScope(shield=True,
+                              deadline=trio.current_time() + _send_timeout_s) as scope:
             _waiting.add(scope)
+            if _aborted:
+                scope.cancel()
             try:
-                scope.deadline = trio.current_time() + _send_timeout_s
-                if _aborted:
-                    scope.cancel()
                 if plain:
                     await _write_all(server.stream.socket, data, scope)
                 else:
@@ -122,7 +119,6 @@ async def _write_all(sock: trio.socket.SocketType, data: bytes | memoryview,
                      scope: trio.CancelScope) -> None:
     """Write `data` as the socket takes it; what the client takes moves `scope`'s deadline on."""
     view = memoryview(data)
-    queued = _unsent(sock)
     while view:
         try:
             sent = os.write(sock.fileno(), view)
@@ -131,28 +127,12 @@ async def _write_all(sock: trio.socket.SocketType, data: bytes | memoryview,
         if sent:
             view = view[sent:]
             scope.deadline = trio.current_time() + _send_timeout_s
-            queued = _unsent(sock)
             continue
-        with trio.move_on_after(min(_PROGRESS_CHECK_S, _send_timeout_s / 4)):
+        # The kernel wakes a writer only once much of its buffer is free, which a slow reader
+        # can take longer than the timeout to free: try again every second, so that any room
+        # its reading makes counts
+        with trio.move_on_after(min(_RETRY_S, _send_timeout_s / 4)):
             await trio.lowlevel.wait_writable(sock)
-        now_queued = _unsent(sock)
-        if now_queued is not None and queued is not None and now_queued < queued:
-            scope.deadline = trio.current_time() + _send_timeout_s  # the client took some
-        queued = now_queued
-
-
-def _unsent(sock: trio.socket.SocketType) -> int | None:
-    """Bytes in the socket's send queue not yet taken by the client (Linux `SIOCOUTQ`), or None
-    where the kernel does not say."""
-    if _OUTQ is None:
-        return None
-    try:
-        return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
-    except OSError:
-        return None
-
-
-_OUTQ = getattr(termios, "TIOCOUTQ", None)  # SIOCOUTQ on Linux sockets
 
 
 def abort_sends() -> None:

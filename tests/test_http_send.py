@@ -278,10 +278,10 @@ async def test_abort_sends_ends_a_waiting_send_that_cancellation_cannot(pair, mo
 
 async def test_a_slow_reader_over_tcp_is_kept_though_the_socket_stays_full(monkeypatch):
     """Over TCP the kernel wakes a writer only once much of its buffer is free, which a slow
-    reader can take longer than the timeout to free: what the client's kernel acknowledges
-    (the send queue going down) counts as progress too, so a client reading ~20 KB/s, steadily,
-    gets an 80 KiB answer whole with a timeout of 0.5 s (our own writes alone would have
-    dropped it)."""
+    reader can take longer than the timeout to free: a waiting send tries again without the
+    wake-up, so any room the reading makes counts, and a client reading ~20 KB/s, steadily,
+    gets an 80 KiB answer whole with a timeout of 0.5 s (waiting for the wake-up alone would
+    have dropped it)."""
     monkeypatch.setattr(http_send, "_send_timeout_s", 0.5)
     listener = trio.socket.socket()
     await listener.bind(("127.0.0.1", 0))

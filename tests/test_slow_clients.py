@@ -1,5 +1,6 @@
-"""Clients that read slowly or not at all: a stalled one is dropped after the send timeout and
-cannot hold up a SIGTERM; a slow one that keeps reading gets all of a long download."""
+"""How connections to clients end: a client that reads not at all is dropped after the send
+timeout and cannot hold up a SIGTERM; a slow one that keeps reading gets all of a long download;
+a connection to be closed (`Connection: close`, HTTP/1.0) is closed after its answer."""
 
 from __future__ import annotations
 
@@ -52,7 +53,10 @@ def _read_response(sock: socket.socket, pause_s: float = 0.0, chunk: int = 1 << 
     of the connection; a read that times out raises."""
     data = b""
     while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
+        more = sock.recv(65536)
+        if not more:
+            raise AssertionError(f"the connection ended before the headers: {data!r}")
+        data += more
     head, _, body = data.partition(b"\r\n\r\n")
     length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                       if line.lower().startswith(b"content-length:")))
