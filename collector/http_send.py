@@ -71,7 +71,7 @@ async def _protocol_send(self: Any, event: Any) -> None:
     if type(event) is not RawData:  # Updated: hypercorn's own handling
         await _stock(self, event)
         return
-    data = event.data
+    data: bytes | memoryview = event.data
     plain = type(self.stream) is trio.SocketStream
     if plain and not self.send_lock.locked():
         # As the stock path: a cancelled task sends nothing (this does not yield otherwise)

@@ -7,12 +7,14 @@ query string answer 500 and a camera's reply kill the process. Use `ascii_int`.
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-D = TypeVar("D", int, None)
+from typing import overload
 
 
-def ascii_int(text: str, default: D = None, *, most_digits: int = 18) -> int | D:
+@overload
+def ascii_int(text: str, default: None = None, *, most_digits: int = 18) -> int | None: ...
+@overload
+def ascii_int(text: str, default: int, *, most_digits: int = 18) -> int: ...
+def ascii_int(text: str, default: int | None = None, *, most_digits: int = 18) -> int | None:
     """`text` as a non-negative integer when it is 1 to `most_digits` ASCII digits, else
     `default`."""
     if 0 < len(text) <= most_digits and text.isascii() and text.isdigit():

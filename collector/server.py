@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -143,7 +143,7 @@ async def _serve_http(
         done.set()
 
 
-async def _stop_on_signal(signals: trio.abc.ReceiveChannel[int], stop: trio.Event) -> None:
+async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
     async for signum in signals:
         log.info("collector.signal name=%s", signal.Signals(signum).name)
         stop.set()

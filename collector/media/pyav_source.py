@@ -18,6 +18,7 @@ from fractions import Fraction
 import av
 import av.error
 import trio
+from av.audio.codeccontext import AudioCodecContext
 
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media.aac import audio_specific_config, strip_adts
@@ -89,7 +90,8 @@ def describe_streams(
         tb = s.time_base or Fraction(1, 90_000)
         extradata = None
         ctx = s.codec_context
-        if ctx.name == "aac" and not ctx.extradata:  # ADTS framing: we strip it per packet
+        if isinstance(ctx, AudioCodecContext) and ctx.name == "aac" and not ctx.extradata:
+            # ADTS framing: we strip it per packet
             extradata = audio_specific_config(ctx.profile, ctx.sample_rate, ctx.channels)
         infos.append(
             StreamInfo(

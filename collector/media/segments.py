@@ -213,7 +213,7 @@ class SegmentWriter:
         # PyAV reads a time base's numerator and denominator, which a Fraction computes in
         # Python: the stream's own, as plain numbers, when the packet's is that very object.
         carried, plain = self._time_bases[index]
-        packet.time_base = plain if pkt.time_base is carried else pkt.time_base
+        packet.time_base = plain if pkt.time_base is carried else pkt.time_base  # type: ignore[assignment]
         packet.pts = pts
         packet.dts = dts
         packet.duration = pkt.duration

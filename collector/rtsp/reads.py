@@ -146,15 +146,16 @@ def route(framer: Framer, session: Session, paths: Shortcuts, early: list[Event]
     while pos < size:
         if buf[pos] != 0x24:  # not '$': an RTSP message, or junk
             framer._pos = pos
-            event = framer.next_event()
+            message = framer.next_event()
             pos = framer._pos
-            if event is None:
+            if message is None:
                 break
-            if type(event) is Interleaved:
-                got_media, got_bye = interleaved(session, event.channel, event.payload, batch, now)
+            if type(message) is Interleaved:
+                got_media, got_bye = interleaved(session, message.channel, message.payload, batch,
+                                                 now)
                 media, bye = media or got_media, bye or got_bye
             else:
-                events.append(event)
+                events.append(message)
             continue
         end = pos + 4
         if end > size:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 import io
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import av
 import av.error
+from av.audio.stream import AudioStream
 
 from collector.errors import UnsupportedSource
 
@@ -58,7 +59,7 @@ def audio_template(sample_rate: int, channels: int, codec: str = "aac") -> Any:
     buf = io.BytesIO()
     try:
         with av.open(buf, "w", format=HOLDER_FORMAT) as out:
-            stream = out.add_stream(codec, rate=sample_rate, layout=layout)
+            stream = cast(AudioStream, out.add_stream(codec, rate=sample_rate, layout=layout))
             ctx = stream.codec_context
             packed = av.AudioFormat(ctx.format.name).packed
             frame = av.AudioFrame(format=packed.name, layout=layout, samples=ctx.frame_size or 1024)
