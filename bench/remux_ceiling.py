@@ -1,6 +1,7 @@
 """How fast can any PyAV remux loop go? The ceiling under offline ingest's target.
 
     .venv/bin/python bench/remux_ceiling.py [--seconds 120,300] [--runs 5]
+                                            [--sides ffmpeg,minimal,pipeline[,threaded]]
 
 The clips of bench/offline_ingest.py (MPEG-TS over HTTP, 720p25 H.264 + AAC) are remuxed into
 10 s fragmented-MP4 segments three ways, one after the other and alternating, each in its own
@@ -13,7 +14,12 @@ process:
   new file at the first key frame after each 10 s. No copy, no timestamps touched, no checks;
 * `pipeline`: what a job's reading thread does, without the service around it:
   `pyav_source.describe_streams` and `to_media_packet`, batches of 256 handed to a `Recorder`
-  (cut plan, timestamp shift and repair, `SegmentWriter`, fsync-free).
+  (cut plan, timestamp shift and repair, `SegmentWriter`, fsync-free);
+* `threaded` (only when asked for): the same pipeline split over two threads, the demux and
+  `to_media_packet` in one, the `Recorder` in the other, batches of 256 through a queue of 4.
+  Both threads spend much of their time in FFmpeg without the GIL (reading, muxing), so this
+  asks whether the second core helps. It does not: each packet's two GIL releases become
+  hand-overs between the threads (BENCHMARKS.md, tenth session).
 
 Times are taken inside each process, from opening the URL to the last file closed (the
 interpreter's start and the imports are left out; ffmpeg's process start is in, ~10 ms). Every
@@ -43,7 +49,8 @@ from bench.cameras import count_frames  # noqa: E402
 from bench.offline_ingest import TAIL_S, make_inputs, serve_files  # noqa: E402
 
 SEGMENT_S = 10
-SIDES = ("ffmpeg", "minimal", "pipeline")
+SIDES = ("ffmpeg", "minimal", "pipeline", "threaded")
+DEFAULT_SIDES = "ffmpeg,minimal,pipeline"
 
 
 def minimal(url: str, out: Path) -> None:
@@ -119,6 +126,54 @@ def pipeline(url: str, out: Path, duration: float) -> None:
     container.close()
 
 
+def threaded(url: str, out: Path, duration: float) -> None:
+    import queue
+    import threading
+
+    import av
+
+    from collector.media.cutting import CutPlan
+    from collector.media.packets import SessionInfo
+    from collector.media.pyav_source import describe_streams, to_media_packet
+    from collector.media.recorder import Recorder
+
+    container = av.open(url)
+    chosen, infos = describe_streams(container)
+    bases = {i.index: i.time_base for i in infos}
+    adts = {i.index: i.extradata is not None for i in infos}
+    recorder = Recorder(out, "mp4", CutPlan(duration=duration, segment_seconds=SEGMENT_S))
+    recorder.new_session(SessionInfo(session=1, streams=infos))
+    batches: queue.Queue[list | None] = queue.Queue(maxsize=4)
+    done = threading.Event()
+
+    def read() -> None:
+        batch: list = []
+        for packet in container.demux(chosen):
+            if packet.size == 0:
+                continue
+            index = packet.stream_index
+            batch.append(to_media_packet(packet, bases[index], adts[index]))
+            if len(batch) >= 256:
+                batches.put(batch)
+                batch = []
+                if done.is_set():
+                    break
+        batches.put(batch)
+        batches.put(None)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    while (batch := batches.get()) is not None:
+        if recorder.write(batch).done:
+            done.set()
+            while batches.get() is not None:  # let the reader finish its put and stop
+                pass
+            break
+    recorder.stop()
+    reader.join()
+    container.close()
+
+
 def child(side: str, url: str, out: Path, duration: float) -> None:
     import av  # noqa: F401  (imports before the clock: the functions' own imports are then free)
 
@@ -128,6 +183,8 @@ def child(side: str, url: str, out: Path, duration: float) -> None:
     started = time.perf_counter()
     if side == "minimal":
         minimal(url, out)
+    elif side == "threaded":
+        threaded(url, out, duration)
     else:
         pipeline(url, out, duration)
     print(json.dumps({"wall_s": time.perf_counter() - started}))
@@ -172,7 +229,7 @@ async def main(args: argparse.Namespace) -> None:
             base = {s: await nursery.start(serve_files, folders[s]) for s in args.seconds}
             for run in range(args.runs):
                 for seconds in args.seconds:
-                    for side in SIDES:
+                    for side in args.sides:
                         wall, n = await run_side(side, f"{base[seconds]}/clip.ts",
                                                  Path(tmp) / side, seconds)
                         walls.setdefault((side, seconds), []).append(wall)
@@ -185,7 +242,7 @@ async def main(args: argparse.Namespace) -> None:
           + f" | long-file limit ({short} -> {long} s) x realtime | / ffmpeg's |")
     print("|---|" + "---:|" * (len(args.seconds) + 2))
     limits = {}
-    for side in SIDES:
+    for side in args.sides:
         cells = []
         for s in args.seconds:
             wall = statistics.median(walls[side, s])
@@ -203,12 +260,18 @@ def parse_args() -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", default="120,300", help="two or more clip lengths")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sides", default=DEFAULT_SIDES,
+                        help=f"comma-separated, from {', '.join(SIDES)}; ffmpeg is always run")
     parser.add_argument("--child", nargs=4, metavar=("SIDE", "URL", "OUT", "DURATION"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return args
     args.seconds = sorted({int(s) for s in args.seconds.split(",") if s.strip()})
+    sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    if unknown := set(sides) - set(SIDES):
+        parser.error(f"--sides: unknown {', '.join(sorted(unknown))}")
+    args.sides = ["ffmpeg", *[s for s in SIDES[1:] if s in sides]]
     if len(args.seconds) < 2 or args.runs < 1:
         parser.error("--seconds needs two lengths, --runs at least 1")
     return args
