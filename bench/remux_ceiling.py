@@ -38,7 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -95,7 +97,9 @@ def minimal(url: str, out: Path) -> None:
     inp.close()
 
 
-def pipeline(url: str, out: Path, duration: float) -> None:
+def _read_path(url: str, out: Path, duration: float) -> tuple[Any, Iterator[list], Any]:
+    """The job's read path without the service: the open input, an iterator of its packets as
+    batches of 256 `MediaPacket`s (the last one shorter), and the `Recorder` for them."""
     import av
 
     from collector.media.cutting import CutPlan
@@ -109,19 +113,28 @@ def pipeline(url: str, out: Path, duration: float) -> None:
     adts = {i.index: i.extradata is not None for i in infos}
     recorder = Recorder(out, "mp4", CutPlan(duration=duration, segment_seconds=SEGMENT_S))
     recorder.new_session(SessionInfo(session=1, streams=infos))
-    batch: list = []
-    for packet in container.demux(chosen):
-        if packet.size == 0:
-            continue
-        index = packet.stream_index
-        batch.append(to_media_packet(packet, bases[index], adts[index]))
-        if len(batch) >= 256:
-            done = recorder.write(batch).done
-            batch = []
-            if done:
-                break
-    if batch:
-        recorder.write(batch)
+
+    def batches() -> Iterator[list]:
+        batch: list = []
+        for packet in container.demux(chosen):
+            if packet.size == 0:
+                continue
+            index = packet.stream_index
+            batch.append(to_media_packet(packet, bases[index], adts[index]))
+            if len(batch) >= 256:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    return container, batches(), recorder
+
+
+def pipeline(url: str, out: Path, duration: float) -> None:
+    container, batches, recorder = _read_path(url, out, duration)
+    for batch in batches:
+        if recorder.write(batch).done:
+            break
     recorder.stop()
     container.close()
 
@@ -130,43 +143,23 @@ def threaded(url: str, out: Path, duration: float) -> None:
     import queue
     import threading
 
-    import av
-
-    from collector.media.cutting import CutPlan
-    from collector.media.packets import SessionInfo
-    from collector.media.pyav_source import describe_streams, to_media_packet
-    from collector.media.recorder import Recorder
-
-    container = av.open(url)
-    chosen, infos = describe_streams(container)
-    bases = {i.index: i.time_base for i in infos}
-    adts = {i.index: i.extradata is not None for i in infos}
-    recorder = Recorder(out, "mp4", CutPlan(duration=duration, segment_seconds=SEGMENT_S))
-    recorder.new_session(SessionInfo(session=1, streams=infos))
-    batches: queue.Queue[list | None] = queue.Queue(maxsize=4)
+    container, batches, recorder = _read_path(url, out, duration)
+    handed: queue.Queue[list | None] = queue.Queue(maxsize=4)
     done = threading.Event()
 
     def read() -> None:
-        batch: list = []
-        for packet in container.demux(chosen):
-            if packet.size == 0:
-                continue
-            index = packet.stream_index
-            batch.append(to_media_packet(packet, bases[index], adts[index]))
-            if len(batch) >= 256:
-                batches.put(batch)
-                batch = []
-                if done.is_set():
-                    break
-        batches.put(batch)
-        batches.put(None)
+        for batch in batches:
+            handed.put(batch)
+            if done.is_set():
+                break
+        handed.put(None)
 
     reader = threading.Thread(target=read)
     reader.start()
-    while (batch := batches.get()) is not None:
+    while (batch := handed.get()) is not None:
         if recorder.write(batch).done:
             done.set()
-            while batches.get() is not None:  # let the reader finish its put and stop
+            while handed.get() is not None:  # let the reader finish its put and stop
                 pass
             break
     recorder.stop()
