@@ -23,12 +23,33 @@ PROTOCOL_WHITELIST = {
 
 DEMO_URL = "demo://testsrc"
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]*)@")
+# Everything up to the last '@' before the path: URL parsers (urllib, FFmpeg) split the user
+# information off at the last '@', so a password may hold '@' ("admin:p@ss@host").
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]*)@")
 
 
 def redact(text: str) -> str:
     """Replace the user:password part of every URL in `text` with `***`."""
     return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def _check_userinfo(url: str, field: str) -> None:
+    """Refuse a URL whose user information a parser would split somewhere else than its writer
+    meant: an unencoded '#', '?' or '/' in a password ends the host part early, so the rest of
+    the password would be taken for a port, a path or a query, and shown as such."""
+    authority, slash, rest = url.partition("://")[2].partition("/")
+    userinfo, at, _ = authority.rpartition("@")
+    if at and ("#" in userinfo or "?" in userinfo):
+        raise RequestError(
+            field, "a user name or password holding '#' or '?' must be percent-encoded "
+            "(%23, %3F); a query holding '@' needs a path before it (host/?...)"
+        )
+    path = rest.partition("?")[0].partition("#")[0]
+    if not at and slash and "@" in path:
+        raise RequestError(
+            field, "'@' in the path: a password holding '/' must be percent-encoded (%2F), "
+            "and an '@' in the path too (%40)"
+        )
 
 
 def check_source_url(url: object, field: str) -> str:
@@ -41,11 +62,15 @@ def check_source_url(url: object, field: str) -> str:
         raise RequestError(field, "URL must not contain whitespace or control characters")
     if url == DEMO_URL:
         return url
+    _check_userinfo(url, field)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise RequestError(field, f"not a valid URL: {redact(str(exc))}") from None
+        # urllib's text quotes what it took for the port or host, which can be part of a password
+        what = "the port must be a number from 0 to 65535" if "port" in str(exc).lower() else (
+            "its host cannot be read")
+        raise RequestError(field, f"not a valid URL: {what}") from None
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         allowed = ", ".join(sorted(ALLOWED_SCHEMES))

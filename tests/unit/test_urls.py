@@ -15,6 +15,24 @@ def test_redact_every_url_in_text():
 
 
 @pytest.mark.parametrize(
+    ("text", "shown"),
+    [("rtsp://admin:p@ss@w0rd@10.0.0.5:554/s", "rtsp://***@10.0.0.5:554/s"),  # up to the last @
+     ("rtsp://admin:p@ss@10.0.0.5", "rtsp://***@10.0.0.5"),
+     ("failed: rtsp://a:b#c@h/x (refused)", "failed: rtsp://***@h/x (refused)"),
+     ("http://h/v.cgi?user=a@b", "http://h/v.cgi?user=a@b"),  # an '@' past the host is not hidden
+     ("rtsp://h:554 admin@x", "rtsp://h:554 admin@x")],
+)
+def test_redact_hides_everything_before_the_host(text, shown):
+    assert redact(text) == shown
+
+
+def test_a_password_with_at_signs_is_accepted_as_parsers_read_it():
+    """urllib (and FFmpeg) take the last '@' as the end of the user information."""
+    assert check_source_url("rtsp://admin:p@ss@10.0.0.5/s", "f") == "rtsp://admin:p@ss@10.0.0.5/s"
+    assert check_source_url("http://h/v.cgi?pwd=p@ss", "f") == "http://h/v.cgi?pwd=p@ss"
+
+
+@pytest.mark.parametrize(
     "url", ["file:///etc/passwd", "/etc/passwd", "concat:a|b", "subfile:x", "pipe:0", "data:,x"]
 )
 def test_local_and_odd_schemes_refused(url):
