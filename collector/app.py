@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,9 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[dict[str, str], int]:
-        field = "body" if exc.code == 413 else "path"
-        return {"error": (exc.description or exc.name).rstrip("."), "field": field}, exc.code or 500
+        code = exc.code or 500
+        field = "body" if code == 413 else "path" if code < 500 else "server"
+        return {"error": (exc.description or exc.name).rstrip("."), "field": field}, code
 
     @app.before_request
     async def check_token_http() -> tuple[dict[str, str], int] | None:
@@ -141,10 +143,16 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
         path = await trio.to_thread.run_sync(_servable_file, segment["path"], settings.data_dir)
         if path is None:
             raise NotFound("index", "segment file is gone")
+        # Not `conditional=True` (Range requests): Quart 0.22's range answer fails werkzeug's
+        # ContentRange check (500), so a Range header is ignored and the whole file sent
         response = await send_file(
             path, mimetype=_MIME.get(path.suffix, "application/octet-stream"),
             as_attachment=True, attachment_filename=f"{job_id}-{source_i}-{path.name}",
         )
+        # Quart marks a file public for 12 h: no shared cache may keep a recording, and with the
+        # API token the answer is for the token's holder only
+        response.headers["Cache-Control"] = "no-store"
+        response.headers.pop("Expires", None)
         # No cap on the whole download (Quart's RESPONSE_TIMEOUT, 60 s, would cut a long segment
         # to a slow client): a client that takes nothing is dropped after send_timeout_s instead
         response.timeout = None
@@ -241,9 +249,43 @@ async def _json_body() -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError("body", f"not valid JSON: {exc}") from None
+    except RecursionError:  # ~1000 nested arrays or objects: 2 KB of brackets
+        raise RequestError("body", "not valid JSON: nested too deeply") from None
+    # JSON's \ud800 escapes make text that is not Unicode (a lone surrogate): it cannot be
+    # stored, logged or sent as UTF-8, so it stops here rather than in the database writer.
+    if b"\\u" in raw and (where := _unencodable_text(body)) is not None:
+        raise RequestError(where, "text must be valid Unicode: it holds a lone surrogate "
+                           "(a \\ud800-\\udfff escape)")
+    return body
+
+
+def _unencodable_text(value: Any) -> str | None:
+    """The field name of the first string (or key) in `value` that UTF-8 cannot encode."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, field = stack.pop()
+        if isinstance(item, str):
+            if not _utf8(item):
+                return field or "body"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not _utf8(key):
+                    return field or "body"
+                stack.append((child, f"{field}.{key}" if field else key))
+        elif isinstance(item, list):
+            stack.extend((child, f"{field}[{i}]") for i, child in enumerate(item))
+    return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _time_arg(name: str) -> float | None:
@@ -251,9 +293,12 @@ def _time_arg(name: str) -> float | None:
     if raw is None:
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise RequestError(name, "must be a Unix time in seconds") from None
+        value = math.nan
+    if not math.isfinite(value):  # float() takes "nan" and "inf"
+        raise RequestError(name, "must be a Unix time in seconds")
+    return value
 
 
 _UNAUTHORIZED = {"error": "missing or invalid bearer token", "field": "authorization"}

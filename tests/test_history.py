@@ -37,12 +37,19 @@ async def test_job_view_events_and_download(collector, client):
         events = (await client.get(f"/jobs/{job_id}/events")).json()["events"]
         job = (await client.get(f"/jobs/{job_id}")).json()
         seg = job["sources"][0]["segments"][1]
-        r = await client.get(f"/jobs/{job_id}/sources/0/segments/{seg['index']}")
+        url = f"/jobs/{job_id}/sources/0/segments/{seg['index']}"
+        r = await client.get(url)
+        ranged = await client.get(url, headers={"Range": "bytes=100-1099"})
         missing = await client.get(f"/jobs/{job_id}/sources/0/segments/99")
+    whole = await trio.Path(seg["path"]).read_bytes()
     assert [e["message"] for e in events] == expected_texts(job_id, 2)
     assert [e["seq"] for e in events] == [1, 2, 3, 4]
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
-    assert r.content == await trio.Path(seg["path"]).read_bytes()
+    assert r.content == whole
+    # no cache may keep a recording (Quart's default was "public, max-age=43200")
+    assert r.headers["cache-control"] == "no-store" and "expires" not in r.headers
+    # Range is not supported (see download_segment): the whole file, not a 500
+    assert ranged.status_code == 200 and ranged.content == whole
     assert missing.status_code == 404 and missing.json()["field"] == "index"
 
 
