@@ -1,5 +1,10 @@
 """Logging to stdout, one line per event, with credentials redacted at the sink.
 
+One line per event holds even for text from outside (a request's path in the access log, a
+camera's error text): line breaks and other control characters in a message are escaped
+(`\\n`, `\\x00`), so nobody can forge a log line or make the log look binary. An exception's
+traceback still follows its line, as Python writes it.
+
 `COLLECTOR_LOG_FORMAT=json` writes one JSON object per line (`time`, `level`, `logger`, `message`,
 and the `key=value` pairs of our event-shaped messages as fields) for log collectors.
 """
@@ -14,10 +19,32 @@ import sys
 from collector.urls import redact
 
 _PAIR = re.compile(r"(\w+)=(\S+)")
+# What str.splitlines() splits at, and the rest of C0 and DEL
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats the record, then removes the user:password part of every URL in the line."""
+    """Formats the record on one line (a traceback follows it), then removes the user:password
+    part of every URL."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

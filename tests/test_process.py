@@ -96,6 +96,23 @@ async def test_procfile_process_serves_the_original_api(process):
     assert transcript.code == 1000
 
 
+async def test_a_request_cannot_forge_log_lines(process):
+    """A path with an encoded line break and NUL is logged on its own line, escaped: the access
+    log used to write the decoded path, so a client could add a line of its choosing."""
+    base = f"http://127.0.0.1:{process.port}"
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(base_url=base) as http:
+            r = await http.get("/jobs/x%0a2026-11-28 12:00:00,000 ERROR forged%00%0d")
+            assert r.status_code == 404
+            while b"ERROR forged" not in process.output:
+                await trio.sleep(0.05)
+            await trio.sleep(0.1)  # the rest of the line
+    line = next(ln for ln in process.output.decode().splitlines() if "ERROR forged" in ln)
+    assert " hypercorn.access " in line
+    assert '"GET /jobs/x\\n2026-11-28 12:00:00,000 ERROR forged\\x00\\r 1.1" 404' in line
+    assert b"\x00" not in process.output
+
+
 async def test_sigterm_drains(process, tmp_path):
     """SIGTERM mid-job: the WebSocket closes with 1001, every segment file (including the one being
     written) is readable, the job's log says interrupted, and the process exits 0."""

@@ -131,3 +131,16 @@ async def test_credentials_never_shown(collector, client, caplog):
     )
     assert "hunter2" not in everything and "Secret" not in everything
     assert texts.messages[-1].startswith(f"Error with Job ID {job_id}: source 'source-1'")
+
+
+async def test_a_camera_with_text_utf8_cannot_encode_is_refused(client):
+    """It was a 500 that still registered the camera in memory (but not in the database)."""
+    with trio.fail_after(10):
+        r = await client.post(
+            "/cameras", content='{"name": "sur", "url": "rtsp://127.0.0.1:1/\\ud800"}',
+            headers={"content-type": "application/json"},
+        )
+        listing = await client.get("/cameras")
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "url" and "lone surrogate" in r.json()["error"]
+    assert '"sur"' not in listing.text
