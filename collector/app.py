@@ -215,8 +215,11 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
                         await send(event)
                         last = event
                 nursery.cancel_scope.cancel()
-        if draining.is_set() or (last is not None and last.type == "interrupted"):
+        if draining.is_set():
             await websocket.close(WS_CLOSE_GOING_AWAY, "server shutting down")
+        elif last is not None and last.type == "interrupted":  # a replay, after a restart
+            await websocket.close(WS_CLOSE_NORMAL, "interrupted: the collector stopped while the "
+                                  "job was running")
         elif last is not None and last.type in TERMINAL:
             await websocket.close(WS_CLOSE_NORMAL)
         else:

@@ -201,6 +201,8 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
             killed = (await client.get(f"/jobs/{killed_id}")).json()
             listing = (await client.get("/jobs")).json()["jobs"]
         replay = await read_ws(ws_url(base, done_id))
+        killed_text = await read_ws(ws_url(base, killed_id))
+        killed_json = await read_ws(ws_url(base, killed_id, "format=json"))
         second.proc.kill()
         await second.proc.wait()
     assert again == done
@@ -208,6 +210,17 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
     assert replay.messages == expected_texts(done_id, 2) and replay.code == 1000
     assert killed["status"] == "interrupted"
     assert killed["error"] == "the collector stopped while the job was running"
+    # its replay ends: the event a drain would have written, then a normal close (it was a 1008
+    # "subscriber too slow; reconnect to resume", which sent clients back for ever)
+    assert killed_text.messages[0] == f"Collection started with Job ID: {killed_id}"
+    assert killed_text.messages[1:] == [f"Progress: Step {i}/30"
+                                        for i in range(1, len(killed_text.messages))]
+    assert killed_text.code == 1000
+    assert killed_text.reason == "interrupted: the collector stopped while the job was running"
+    last = json.loads(killed_json.messages[-1])
+    assert last["type"] == "interrupted"
+    assert last["reason"] == "the collector stopped while the job was running"
+    assert killed_json.code == 1000
     assert [j["job_id"] for j in listing] == [killed_id, done_id]
     files = sorted((tmp_path / "data" / "jobs" / killed_id).rglob("segment-*.mp4"))
     assert len(files) >= 2

@@ -133,7 +133,9 @@ class Store:
                 _write(tx, row)
 
     def interrupt_running(self, reason: str, at: float) -> list[str]:
-        """Mark queued/running jobs and their queued/running sources `interrupted`; their ids."""
+        """Mark queued/running jobs and their queued/running sources `interrupted`, and end their
+        event logs with the `interrupted` event a drain would have written (else a WebSocket
+        replay ends nowhere, and its client is told to reconnect for more); their ids."""
         with self._backend.transaction(write=True) as tx:
             ids = [r[0] for r in tx.execute(
                 "SELECT job_id FROM jobs WHERE status IN (?, ?) ORDER BY created_at, job_id",
@@ -148,6 +150,12 @@ class Store:
                     "UPDATE sources SET status = ? WHERE job_id = ? AND status IN (?, ?)",
                     ("interrupted", job_id, *ACTIVE),
                 )
+                last = tx.execute(
+                    "SELECT MAX(seq) FROM events WHERE job_id = ?", (job_id,)
+                ).fetchone()[0]
+                tx.execute(_INSERT_EVENT, (
+                    job_id, (last or 0) + 1, at, "interrupted", None, _dumps({"reason": reason}),
+                ))
         return ids
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
