@@ -4,6 +4,11 @@ Job actors hand it rows (`collector.storage.Write`) with `send_nowait`; it appli
 batches, each batch one transaction in its own worker thread, so a job never waits for the disk and
 state changes land in the order they happened. `flush()` waits until everything sent before it is
 committed (used before reads that must see a job's latest state, and on shutdown).
+
+A batch that fails is retried (a locked or briefly unreachable database), unless the failure is
+in the rows themselves (text the database cannot encode, a value it cannot bind), which no retry
+mends. Then its rows are written one at a time, so one bad row costs only itself: a batch holds
+the rows of every running job, and dropping it whole lost other jobs' progress.
 """
 
 from __future__ import annotations
@@ -74,8 +79,23 @@ class DatabaseWriter:
                 return
             except Exception as exc:  # a database error must not take the collector down
                 log.error("db.write_failed attempt=%d rows=%d error=%s", attempt, len(rows), exc)
+                if isinstance(exc, (ValueError, TypeError)):  # the rows', not the database's
+                    break
                 await trio.sleep(RETRY_S * attempt)
         self.failed_batches += 1
+        if len(rows) > 1:
+            await self._apply_one_by_one(rows)
+
+    async def _apply_one_by_one(self, rows: list[Write]) -> None:
+        dropped: list[str] = []
+        for row in rows:
+            try:
+                await trio.to_thread.run_sync(self.store.apply, [row], limiter=self._thread)
+                self.written += 1
+            except Exception as exc:
+                dropped.append(f"{type(row).__name__}({row.job_id}): {exc}")
+        if dropped:
+            log.error("db.rows_dropped rows=%d of=%d first=%s", len(dropped), len(rows), dropped[0])
 
 
 def coalesce(rows: list[Write]) -> list[Write]:

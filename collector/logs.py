@@ -2,8 +2,8 @@
 
 One line per event holds even for text from outside (a request's path in the access log, a
 camera's error text): line breaks and other control characters in a message are escaped
-(`\\n`, `\\x00`), so nobody can forge a log line or make the log look binary. An exception's
-traceback still follows its line, as Python writes it.
+(`\\n`, `\\x00`; a lone surrogate as `\\ud800`), so nobody can forge a log line or make
+the log look binary. An exception's traceback still follows its line, as Python writes it.
 
 `COLLECTOR_LOG_FORMAT=json` writes one JSON object per line (`time`, `level`, `logger`, `message`,
 and the `key=value` pairs of our event-shaped messages as fields) for log collectors.
@@ -19,8 +19,9 @@ import sys
 from collector.urls import redact
 
 _PAIR = re.compile(r"(\w+)=(\S+)")
-# What str.splitlines() splits at, and the rest of C0 and DEL
-_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+# What str.splitlines() splits at, the rest of C0 and DEL, and lone surrogates (which stdout
+# cannot encode: the line was lost, and a "Logging error" traceback written instead)
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
