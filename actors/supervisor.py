@@ -141,6 +141,8 @@ class Supervisor:
                 log.warning(
                     "supervisor.interrupted_on_start jobs=%d ids=%s", len(stale), ",".join(stale)
                 )
+            # The job table's counts (`camera_collector_jobs`): no job is in memory yet
+            self._evicted = await trio.to_thread.run_sync(reader_store.job_counts)
             for row in await trio.to_thread.run_sync(reader_store.cameras):
                 self.cameras[row.name] = SourceSpec(name=row.name, url=row.url, options=row.options)
             for spec in self.config_cameras:
@@ -198,8 +200,8 @@ class Supervisor:
                         RequestError("job_id", "job is still running; cancel it first")
                     ))
                 else:
-                    self._jobs.pop(job_id, None)
-                    self._later(reply, self._purge, job_id)
+                    in_memory = self._jobs.pop(job_id, None) is not None
+                    self._later(reply, self._purge, job_id, in_memory)
             case SubscribeJob(job_id=job_id, reply=reply):
                 if job_id in self._jobs:
                     subscription = self._jobs[job_id].events.subscribe()
@@ -275,11 +277,13 @@ class Supervisor:
         )
         return {"jobs": page, "next": cursor}
 
-    async def _purge(self, job_id: str) -> dict[str, Any]:
+    async def _purge(self, job_id: str, in_memory: bool) -> dict[str, Any]:
         assert self._db is not None and self._reader is not None
         await self._db.flush()
         view = await self._stored(Store.get_job, job_id)
         paths = await self._reader.read(Store.delete_job, job_id)
+        if not in_memory and self._evicted.get(view["status"], 0) > 0:  # counted as evicted
+            self._evicted[view["status"]] -= 1
         await trio.to_thread.run_sync(self._delete_files, job_id, paths)
         log.info("job.purged job=%s files=%d", job_id, len(paths))
         return _summary(view)
@@ -479,6 +483,6 @@ class Supervisor:
         for job_id in dict.fromkeys(doomed):
             if job_id in self._jobs and self._jobs[job_id].record.active:
                 continue
-            self._jobs.pop(job_id, None)
-            await self._purge(job_id)
+            in_memory = self._jobs.pop(job_id, None) is not None
+            await self._purge(job_id, in_memory)
             log.info("retention.deleted job=%s", job_id)

@@ -202,3 +202,38 @@ def test_loop_lag_histogram_is_cumulative():
     assert buckets["0.001"] == 2 and buckets["0.005"] == 4 and buckets["5.0"] == 4
     assert buckets["+Inf"] == lag.count == 5
     assert lag.last_s == 0.0
+
+
+async def test_the_jobs_gauge_counts_the_job_table(settings, nursery, monkeypatch):
+    """`camera_collector_jobs{status}` is the job table's count: after a restart (it read 0 for
+    every status) and after purging a job no longer held in memory (it kept counting it)."""
+    import functools
+
+    import httpx
+
+    import actors.supervisor
+    from collector.server import serve
+
+    monkeypatch.setattr(actors.supervisor, "FINISHED_KEPT_IN_MEMORY", 1)
+    with trio.fail_after(40):
+        async with trio.open_nursery() as first_life:  # ends when the first server has stopped
+            stop = trio.Event()
+            first = await first_life.start(functools.partial(serve, settings, stop=stop))
+            async with httpx.AsyncClient(base_url=first.url, timeout=10) as client:
+                ids = []
+                for _ in range(3):
+                    r = await client.post("/collect", json={"duration": 0.5,
+                                                            "segment_seconds": 0.5})
+                    ids.append(r.json()["job_id"])
+                    await wait_job(client, ids[-1])
+                last = (await client.post("/collect", json={"duration": 0.5})).json()["job_id"]
+                await wait_job(client, last)  # its end evicts the older ones from memory
+                assert (await scrape(client))['camera_collector_jobs{status="completed"}'] == 4
+                assert (await client.delete(f"/jobs/{ids[0]}?purge=1")).status_code == 200
+                purged = await scrape(client)
+            stop.set()
+        second = await nursery.start(functools.partial(serve, settings, stop=trio.Event()))
+        async with httpx.AsyncClient(base_url=second.url, timeout=10) as client:
+            restarted = await scrape(client)
+    assert purged['camera_collector_jobs{status="completed"}'] == 3
+    assert restarted['camera_collector_jobs{status="completed"}'] == 3

@@ -158,6 +158,12 @@ class Store:
                 ))
         return ids
 
+    def job_counts(self) -> dict[str, int]:
+        """How many jobs the table holds, by status."""
+        with self._backend.transaction() as tx:
+            rows = tx.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        return {status: count for status, count in rows}
+
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job as `JobRecord.view()` shows it, or None."""
         with self._backend.transaction() as tx:
