@@ -50,9 +50,10 @@ from actors.records import JobRecord, SourceRecord
 from collector.config import Settings
 from collector.errors import NotFound, RequestError
 from collector.media.opener import Opener
+from collector.media.recovery import leftovers
 from collector.memory import RELEASE_INTERVAL_S, release_free_memory
 from collector.params import CollectRequest, SourceSpec
-from collector.storage import CameraRow, EventRow, Store
+from collector.storage import CameraRow, EventRow, SegmentRow, Store
 from collector.urls import redact
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,11 @@ class Supervisor:
                 log.warning(
                     "supervisor.interrupted_on_start jobs=%d ids=%s", len(stale), ",".join(stale)
                 )
+            for job_id in stale:
+                rows = await trio.to_thread.run_sync(self._leftover_rows, reader_store, job_id)
+                if rows:
+                    await trio.to_thread.run_sync(writer_store.apply, rows)
+                    log.info("recovery.listed job=%s segments=%d", job_id, len(rows))
             # The job table's counts (`camera_collector_jobs`): no job is in memory yet
             self._evicted = await trio.to_thread.run_sync(reader_store.job_counts)
             for row in await trio.to_thread.run_sync(reader_store.cameras):
@@ -287,6 +293,26 @@ class Supervisor:
         await trio.to_thread.run_sync(self._delete_files, job_id, paths)
         log.info("job.purged job=%s files=%d", job_id, len(paths))
         return _summary(view)
+
+    def _leftover_rows(self, store: Store, job_id: str) -> list[SegmentRow]:
+        """Rows for the segment files a crash left open in `job_id`'s folders (media/recovery.py),
+        placed after each source's listed segments. Blocking: runs in a worker thread."""
+        view = store.get_job(job_id)
+        rows: list[SegmentRow] = []
+        for source_index, source in enumerate(view["sources"] if view else []):
+            listed = source["segments"]
+            position = max((s["start_seconds"] + s["duration"] for s in listed), default=0.0)
+            folder = Path(self.settings.data_dir) / "jobs" / job_id / source["name"]
+            for found in leftovers(folder, {s["index"] for s in listed}):
+                rows.append(SegmentRow(
+                    job_id=job_id, source_index=source_index, index=found.index,
+                    path=str(found.path), start_time=found.start_time, end_time=found.end_time,
+                    start_seconds=round(position, 6), duration=found.duration, bytes=found.bytes,
+                    frames=found.frames, keyframes=found.keyframes, end_reason="crash",
+                    format=found.format, codec=found.codec,
+                ))
+                position += found.duration
+        return rows
 
     def _delete_files(self, job_id: str, paths: list[str]) -> None:
         root = (Path(self.settings.data_dir) / "jobs").resolve()

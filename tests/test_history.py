@@ -184,6 +184,12 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
             await trio.sleep(3.5)
         first.proc.kill()
         await first.proc.wait()
+        # A segment the kill left open, readable up to its last fragment, made deterministic: the
+        # kill's own open segment often holds no whole fragment yet. Two thirds of a closed one.
+        folder = tmp_path / "data" / "jobs" / killed_id / "demo"  # the bare call's camera
+        whole = (folder / "segment-00001.mp4").read_bytes()
+        planted = folder / "segment-00099.mp4"
+        planted.write_bytes(whole[: len(whole) * 2 // 3])
 
         release = procfile_command("release")
         migrated = await trio.to_thread.run_sync(functools.partial(
@@ -222,10 +228,25 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
     assert last["reason"] == "the collector stopped while the job was running"
     assert killed_json.code == 1000
     assert [j["job_id"] for j in listing] == [killed_id, done_id]
-    files = sorted((tmp_path / "data" / "jobs" / killed_id).rglob("segment-*.mp4"))
+    files = sorted(f for f in folder.glob("segment-*.mp4") if f != planted)
     assert len(files) >= 2
     frames = [count_frames(f) for f in files]  # each opens in ffprobe
     assert all(n > 0 for n in frames[:-1])  # the newest may have been opened just before the kill
+    # Every file with a frame is listed, so downloadable: those the kill left open too, described
+    # from their own packets (they were on disk but in no record)
+    listed = {s["index"]: s for s in killed["sources"][0]["segments"]}
+    on_disk = {int(f.stem.removeprefix("segment-")): n for f, n in zip(files, frames, strict=True)}
+    on_disk[99] = count_frames(planted)
+    assert 0 < on_disk[99] < on_disk[1]
+    assert set(listed) == {i for i, n in on_disk.items() if n > 0}
+    crashed = sorted(i for i, s in listed.items() if s["end_reason"] == "crash")
+    assert crashed[-1] == 99 and crashed == sorted(listed)[len(listed) - len(crashed):]
+    for i in crashed:
+        assert listed[i]["frames"] == on_disk[i] and listed[i]["duration"] > 0
+        assert listed[i]["codec"] == "h264" and listed[i]["format"] == "mp4"
+        assert listed[i]["bytes"] == (folder / f"segment-{i:05d}.mp4").stat().st_size
+    before = [s for i, s in sorted(listed.items()) if i != 99][-1]
+    assert listed[99]["start_seconds"] == round(before["start_seconds"] + before["duration"], 6)
     recorded = killed["sources"][0]["segments"]
     assert len(recorded) >= 2 and all([await trio.Path(s["path"]).exists() for s in recorded])
 
