@@ -252,14 +252,19 @@ async def _json_body() -> Any:
     if not raw.strip():
         return None
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # UTF-8 only (RFC 8259): json.loads would take UTF-16 and -32 bytes too
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError("body", f"not valid JSON: not UTF-8 ({exc.reason})") from None
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
         raise RequestError("body", f"not valid JSON: {exc}") from None
     except RecursionError:  # ~1000 nested arrays or objects: 2 KB of brackets
         raise RequestError("body", "not valid JSON: nested too deeply") from None
     # JSON's \ud800 escapes make text that is not Unicode (a lone surrogate): it cannot be
     # stored, logged or sent as UTF-8, so it stops here rather than in the database writer.
-    if b"\\u" in raw and (where := _unencodable_text(body)) is not None:
+    if "\\u" in text and (where := _unencodable_text(body)) is not None:
         raise RequestError(where, "text must be valid Unicode: it holds a lone surrogate "
                            "(a \\ud800-\\udfff escape)")
     return body

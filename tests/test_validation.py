@@ -32,7 +32,7 @@ BAD_BODIES = [
     ('{"streams": ["rtsp://admin:1234?x@10.0.0.5/s"]}', "streams[0].url",
      "password holding '#' or '?' must be percent-encoded"),
     ('{"streams": ["rtsp://admin:pa/ss@10.0.0.5/s"]}', "streams[0].url",
-     "a password holding '/' must be percent-encoded"),
+     "not a valid URL: the port must be a number"),  # quoted 'pa' before
     # text JSON can carry but UTF-8 cannot: it broke the database writer's whole batch
     ('{"streams": ["rtsp://127.0.0.1:1/\\ud800"]}', "streams[0]", "lone surrogate"),
     ('{"streams": [{"url": "rtsp://h/x", "name": "a\\udfffb"}]}', "streams[0].name",
@@ -131,6 +131,19 @@ async def test_credentials_never_shown(collector, client, caplog):
     )
     assert "hunter2" not in everything and "Secret" not in everything
     assert texts.messages[-1].startswith(f"Error with Job ID {job_id}: source 'source-1'")
+
+
+async def test_a_body_must_be_utf8(client):
+    """json.loads takes UTF-16 and -32 bytes too: such a body passed the lone-surrogate check
+    (its escape is not the bytes '\\u') and got a 500 from POST /cameras."""
+    body = '{"name": "sur", "url": "rtsp://127.0.0.1:1/\\ud800"}'.encode("utf-16-le")
+    with trio.fail_after(10):
+        r = await client.post("/cameras", content=body,
+                              headers={"content-type": "application/json"})
+        listing = await client.get("/cameras")
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "body" and "not valid JSON" in r.json()["error"]
+    assert '"sur"' not in listing.text
 
 
 async def test_a_camera_with_text_utf8_cannot_encode_is_refused(client):

@@ -32,6 +32,23 @@ def test_a_password_with_at_signs_is_accepted_as_parsers_read_it():
     assert check_source_url("http://h/v.cgi?pwd=p@ss", "f") == "http://h/v.cgi?pwd=p@ss"
 
 
+@pytest.mark.parametrize("url", [
+    "https://xxx-lh.akamaihd.net/i/stream_1@123456/master.m3u8",  # CDN stream names
+    "rtmp://cp12345.live.edgefcs.net/live/streamname@12345",
+    "rtsp://10.0.0.5/cam@main",
+    "https://u:p@host/i/s@1/x.m3u8",
+])
+def test_an_at_sign_in_the_path_is_legal(url):
+    assert check_source_url(url, "f") == url
+
+
+def test_a_url_utf8_cannot_encode_is_refused():
+    """The config file's cameras come here too, not only the API's JSON bodies."""
+    with pytest.raises(RequestError) as info:
+        check_source_url("rtsp://h/\ud800", "f")
+    assert "lone surrogate" in info.value.as_json()["error"]
+
+
 @pytest.mark.parametrize(
     "url", ["file:///etc/passwd", "/etc/passwd", "concat:a|b", "subfile:x", "pipe:0", "data:,x"]
 )
