@@ -8,7 +8,9 @@ committed (used before reads that must see a job's latest state, and on shutdown
 A batch that fails is retried (a locked or briefly unreachable database), unless the failure is
 in the rows themselves (text the database cannot encode, a value it cannot bind), which no retry
 mends. Then its rows are written one at a time, so one bad row costs only itself: a batch holds
-the rows of every running job, and dropping it whole lost other jobs' progress.
+the rows of every running job, and dropping it whole lost other jobs' progress. A batch the
+database itself keeps refusing is dropped whole after three tries (row by row, each row would
+wait as long: a busy timeout of 10 s is 80 minutes for 500 rows).
 """
 
 from __future__ import annotations
@@ -79,23 +81,35 @@ class DatabaseWriter:
                 return
             except Exception as exc:  # a database error must not take the collector down
                 log.error("db.write_failed attempt=%d rows=%d error=%s", attempt, len(rows), exc)
-                if isinstance(exc, (ValueError, TypeError)):  # the rows', not the database's
-                    break
+                if _in_the_rows(exc):
+                    self.failed_batches += 1
+                    if len(rows) > 1:
+                        await self._apply_one_by_one(rows)
+                    return
                 await trio.sleep(RETRY_S * attempt)
+        # The database itself (locked, unreachable, full): rows one by one would each wait as
+        # long, so the batch is given up as a whole
         self.failed_batches += 1
-        if len(rows) > 1:
-            await self._apply_one_by_one(rows)
+        log.error("db.batch_dropped rows=%d", len(rows))
 
     async def _apply_one_by_one(self, rows: list[Write]) -> None:
         dropped: list[str] = []
-        for row in rows:
+        for i, row in enumerate(rows):
             try:
                 await trio.to_thread.run_sync(self.store.apply, [row], limiter=self._thread)
                 self.written += 1
             except Exception as exc:
                 dropped.append(f"{type(row).__name__}({row.job_id}): {exc}")
+                if not _in_the_rows(exc):  # the database failed meanwhile: give up the rest
+                    dropped += [f"{type(r).__name__}({r.job_id})" for r in rows[i + 1 :]]
+                    break
         if dropped:
             log.error("db.rows_dropped rows=%d of=%d first=%s", len(dropped), len(rows), dropped[0])
+
+
+def _in_the_rows(exc: Exception) -> bool:
+    """A failure no retry mends: a value the database cannot encode or bind."""
+    return isinstance(exc, (ValueError, TypeError))
 
 
 def coalesce(rows: list[Write]) -> list[Write]:

@@ -116,6 +116,7 @@ class Supervisor:
         self.settings, self.opener_for = settings, opener_for
         self.database_url, self.config_cameras = database_url, config_cameras
         self._evicted: dict[str, int] = {}  # finished jobs no longer in memory, by status
+        self._purging: set[str] = set()  # job ids whose purge is under way
         self._db: DatabaseWriter | None = None
         self._reader: DatabaseReader | None = None
         self.inbox, self._inbox = trio.open_memory_channel[SupervisorMessage](1024)
@@ -143,10 +144,13 @@ class Supervisor:
                     "supervisor.interrupted_on_start jobs=%d ids=%s", len(stale), ",".join(stale)
                 )
             for job_id in stale:
-                rows = await trio.to_thread.run_sync(self._leftover_rows, reader_store, job_id)
-                if rows:
-                    await trio.to_thread.run_sync(writer_store.apply, rows)
-                    log.info("recovery.listed job=%s segments=%d", job_id, len(rows))
+                try:
+                    rows = await trio.to_thread.run_sync(self._leftover_rows, reader_store, job_id)
+                    if rows:
+                        await trio.to_thread.run_sync(writer_store.apply, rows)
+                        log.info("recovery.listed job=%s segments=%d", job_id, len(rows))
+                except Exception as exc:  # the files stay on disk; the service must start
+                    log.error("recovery.failed job=%s error=%s", job_id, exc)
             # The job table's counts (`camera_collector_jobs`): no job is in memory yet
             self._evicted = await trio.to_thread.run_sync(reader_store.job_counts)
             for row in await trio.to_thread.run_sync(reader_store.cameras):
@@ -285,9 +289,15 @@ class Supervisor:
 
     async def _purge(self, job_id: str, in_memory: bool) -> dict[str, Any]:
         assert self._db is not None and self._reader is not None
-        await self._db.flush()
-        view = await self._stored(Store.get_job, job_id)
-        paths = await self._reader.read(Store.delete_job, job_id)
+        if job_id in self._purging:  # a second DELETE while the first is under way
+            raise NotFound("job_id", "job not found (a purge of it is under way)")
+        self._purging.add(job_id)
+        try:
+            await self._db.flush()
+            view = await self._stored(Store.get_job, job_id)
+            paths = await self._reader.read(Store.delete_job, job_id)
+        finally:
+            self._purging.discard(job_id)
         if not in_memory and self._evicted.get(view["status"], 0) > 0:  # counted as evicted
             self._evicted[view["status"]] -= 1
         await trio.to_thread.run_sync(self._delete_files, job_id, paths)

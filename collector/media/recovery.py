@@ -47,7 +47,7 @@ def leftovers(folder: Path, listed: set[int]) -> list[Leftover]:
     """The readable segment files in `folder` whose index is not in `listed`, by index."""
     found = []
     try:
-        names = sorted(os.listdir(folder))
+        names = os.listdir(folder)
     except OSError:  # no folder: the source never opened a segment
         return []
     for name in names:
@@ -60,7 +60,7 @@ def leftovers(folder: Path, listed: set[int]) -> list[Leftover]:
             continue
         if (leftover := describe(path, index, _FORMAT_BY_EXT[ext])) is not None:
             found.append(leftover)
-    return found
+    return sorted(found, key=lambda leftover: leftover.index)  # past 99999 names do not sort
 
 
 def describe(path: Path, index: int, fmt: str) -> Leftover | None:

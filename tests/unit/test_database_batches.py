@@ -38,3 +38,31 @@ def test_coalesce_never_merges_events() -> None:
     events = [EventRow(job_id="a", seq=i, at=1.0, type="progress", text="x", data={})
               for i in (1, 1, 2)]
     assert coalesce(events) == events
+
+
+async def test_a_database_that_keeps_failing_costs_three_tries_not_one_per_row(monkeypatch):
+    """Rows one at a time are for errors in the rows; a locked or unreachable database would make
+    each row wait its own timeout."""
+    import sqlite3
+
+    import trio
+
+    import actors.database
+    from actors.database import DatabaseWriter
+
+    class LockedStore:
+        calls = 0
+
+        def apply(self, rows):
+            LockedStore.calls += 1
+            raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(actors.database, "RETRY_S", 0.01)
+    writer = DatabaseWriter(LockedStore())  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        with trio.fail_after(5):
+            writer.send(*[job_row(f"j{i}", float(i), "running") for i in range(50)])
+            await writer.flush()
+        nursery.cancel_scope.cancel()
+    assert LockedStore.calls == 3 and writer.failed_batches == 1 and writer.written == 0
