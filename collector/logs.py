@@ -26,9 +26,7 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def one_line(text: str) -> str:
-    """`text` with its control characters escaped."""
-    if not _CONTROL.search(text):
-        return text
+    """`text` with its control characters escaped (the same string when it has none)."""
     return _CONTROL.sub(_escape, text)
 
 

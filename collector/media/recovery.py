@@ -90,7 +90,7 @@ def _describe(container: Any, path: Path, index: int, fmt: str,
         keyframes += packet.is_keyframe
         first = packet.pts if first is None else min(first, packet.pts)
         end = max(end or 0, packet.pts + (packet.duration or 0))
-    if frames == 0 or first is None or end is None:
+    if first is None or end is None:  # no whole frame
         return None
     duration = round(float((end - first) * video.time_base), 6)
     return Leftover(
