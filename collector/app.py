@@ -15,6 +15,7 @@ from typing import Any
 import trio
 from quart import Response, g, request, send_file, websocket
 from quart_trio import QuartTrio
+from quart_trio.wrappers.response import TrioFileBody
 from werkzeug.exceptions import HTTPException
 
 from actors.events import TERMINAL, JobEvent, not_found
@@ -34,12 +35,13 @@ from actors.messages import (
 )
 from actors.supervisor import Supervisor
 from collector.config import Settings
-from collector.errors import NotFound, RequestError
+from collector.errors import NotFound, RangeNotSatisfiable, RequestError
 from collector.inflight import InFlight
 from collector.metrics import Metrics
 from collector.numbers import ascii_int
 from collector.openapi import document
 from collector.params import parse_camera, parse_collect
+from collector.ranges import Unsatisfiable, byte_range, range_applies
 
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 WS_CLOSE_NORMAL, WS_CLOSE_GOING_AWAY, WS_CLOSE_POLICY = 1000, 1001, 1008
@@ -54,8 +56,8 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
     sup = supervisor.inbox
 
     @app.errorhandler(RequestError)
-    async def request_error(exc: RequestError) -> tuple[dict[str, str], int]:
-        return exc.as_json(), exc.status
+    async def request_error(exc: RequestError) -> tuple[dict[str, str], int, dict[str, str]]:
+        return exc.as_json(), exc.status, exc.headers()
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[dict[str, str], int]:
@@ -143,12 +145,11 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
         path = await trio.to_thread.run_sync(_servable_file, segment["path"], settings.data_dir)
         if path is None:
             raise NotFound("index", "segment file is gone")
-        # Not `conditional=True` (Range requests): Quart 0.22's range answer fails werkzeug's
-        # ContentRange check (500), so a Range header is ignored and the whole file sent
         response = await send_file(
             path, mimetype=_MIME.get(path.suffix, "application/octet-stream"),
             as_attachment=True, attachment_filename=f"{job_id}-{source_i}-{path.name}",
         )
+        await _apply_range(response)
         # Quart marks a file public for 12 h: no shared cache may keep a recording, and with the
         # API token the answer is for the token's holder only
         response.headers["Cache-Control"] = "no-store"
@@ -236,6 +237,28 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
 
 _PUBLIC = frozenset({"/", "/openapi.json", "/docs"})  # need no token
 _MIME = {".mp4": "video/mp4", ".mkv": "video/x-matroska", ".ts": "video/mp2t"}
+
+
+async def _apply_range(response: Response) -> None:
+    """Answer a Range request for one byte range with 206 (see collector/ranges.py; not Quart's
+    `conditional=True`, which answers some ranges with a 500)."""
+    size = response.content_length or 0
+    response.headers["Accept-Ranges"] = "bytes"
+    if not range_applies(request.headers.get("If-Range"), response.headers.get("ETag"),
+                         response.headers.get("Last-Modified")):
+        return
+    try:
+        wanted = byte_range(request.headers.get("Range"), size)
+    except Unsatisfiable:
+        raise RangeNotSatisfiable(size) from None
+    if wanted is None:
+        return
+    body = response.response
+    assert isinstance(body, TrioFileBody)  # send_file of a path
+    await body.make_conditional(wanted.start, wanted.stop)
+    response.status_code = 206
+    response.content_length = wanted.stop - wanted.start
+    response.headers["Content-Range"] = wanted.content_range(size)
 
 
 def _servable_file(segment_path: str, data_dir: Path) -> Path | None:

@@ -3,7 +3,8 @@ these at the boundary where they happen, so the actors only ever reason about th
 
     CollectorError
     ├── RequestError          bad input from a client; carries the field and the problem (HTTP 4xx)
-    │   └── NotFound          an id that names nothing (HTTP 404)
+    │   ├── NotFound          an id that names nothing (HTTP 404)
+    │   └── RangeNotSatisfiable  a download's byte range lies past the file's end (HTTP 416)
     ├── SourceError           a camera could not be read; `reason` is a short machine word
     │   ├── SourceUnavailable refused, DNS, timeout, stall, TLS, 401/404, a redirect not followed
     │   ├── SourceEnded       the stream ended (EOF / TCP close) while we still wanted video
@@ -31,9 +32,23 @@ class RequestError(CollectorError):
     def as_json(self) -> dict[str, str]:
         return {"error": self.problem, "field": self.field}
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class NotFound(RequestError):
     status = 404
+
+
+class RangeNotSatisfiable(RequestError):
+    status = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__("Range", f"no byte of the range is in the file ({size} bytes)")
+        self.size = size
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.size}"}
 
 
 class SourceError(CollectorError):

@@ -190,7 +190,7 @@ DOCUMENTED: dict[str, tuple[type | None, type | None, dict[int, type]]] = {
     "get_job": (None, None, {200: Job, 401: Error, 404: Error}),
     "cancel_job": (None, CancelQuery, {200: JobSummary, 400: Error, 401: Error, 404: Error}),
     "job_events_log": (None, None, {200: EventList, 401: Error, 404: Error}),
-    "download_segment": (None, None, {401: Error, 404: Error}),
+    "download_segment": (None, None, {401: Error, 404: Error, 416: Error}),
     "list_cameras": (None, None, {200: CameraList, 401: Error}),
     "add_camera": (CameraIn, None, {201: Camera, 400: Error, 401: Error}),
     "delete_camera": (None, None, {200: CameraDeleted, 401: Error, 404: Error}),
