@@ -222,11 +222,10 @@ class Supervisor:
             case ListCameras(reply=reply):
                 answer(reply, outcome.Value(self._camera_views()))
             case PutCamera(name=name, url=url, options=options, reply=reply):
-                self.cameras[name] = SourceSpec(name=name, url=url, options=dict(options))
                 row = CameraRow(name=name, url=url, options=dict(options), created_at=time.time())
                 self._later(reply, self._put_camera, row)
             case DeleteCamera(name=name, reply=reply):
-                if self.cameras.pop(name, None) is None:
+                if name not in self.cameras:
                     answer(reply, outcome.Error(NotFound("name", f"unknown camera {name!r}")))
                 else:
                     self._later(reply, self._delete_camera, name)
@@ -340,15 +339,19 @@ class Supervisor:
             for c in sorted(self.cameras.values(), key=lambda c: c.name)
         ]
 
+    # The registry in memory follows the store: a camera the database did not take is not
+    # used either, and one it did not delete stays, as it would after a restart.
     async def _put_camera(self, row: CameraRow) -> dict[str, Any]:
         assert self._reader is not None
         await self._reader.read(Store.put_camera, row)
+        self.cameras[row.name] = SourceSpec(name=row.name, url=row.url, options=dict(row.options))
         log.info("camera.registered name=%s url=%s", row.name, redact(row.url))
         return {"name": row.name, "url": redact(row.url), "options": dict(row.options)}
 
     async def _delete_camera(self, name: str) -> dict[str, Any]:
         assert self._reader is not None
         await self._reader.read(Store.delete_camera, name)
+        self.cameras.pop(name, None)
         return {"name": name, "deleted": True}
 
     def _save(self, *rows: Any) -> None:

@@ -331,3 +331,27 @@ async def test_retention_by_age(tmp_path, database_url):
             while (await client.get(f"/jobs/{job_id}")).status_code != 404:  # noqa: ASYNC110
                 await trio.sleep(0.2)
     assert not folder.exists()
+
+
+async def test_the_registry_follows_the_database(collector, client, monkeypatch):
+    """A camera the database does not take is not registered (a job cannot use it, as after a
+    restart it would be gone), and one the database does not delete stays registered."""
+    from collector.storage import Store
+
+    def fail(*args):
+        raise OSError(5, "Input/output error")
+
+    with trio.fail_after(20):
+        assert (await client.post("/cameras", json={"name": "kept",
+                                                     "url": "demo://testsrc"})).status_code == 201
+        monkeypatch.setattr(Store, "put_camera", fail)
+        monkeypatch.setattr(Store, "delete_camera", fail)
+        put = await client.post("/cameras", json={"name": "lost", "url": "demo://testsrc"})
+        deleted = await client.delete("/cameras/kept")
+        names = [c["name"] for c in (await client.get("/cameras")).json()["cameras"]]
+        job = await client.post("/collect", json={"cameras": ["lost"]})
+    assert put.status_code == 500 and put.json()["field"] == "server"
+    assert deleted.status_code == 500 and deleted.json()["field"] == "server"
+    assert "lost" not in names and "kept" in names
+    assert job.status_code == 400 and job.json() == {"error": "unknown camera 'lost'",
+                                                     "field": "cameras[0]"}

@@ -1,4 +1,4 @@
-"""Byte ranges of a download: what RFC 9110 asks a server to answer with 206, 416 or the whole file."""
+"""Byte ranges of a download: when RFC 9110 asks for 206, 416 or the whole file."""
 
 from __future__ import annotations
 
