@@ -20,7 +20,13 @@ def test_redact_every_url_in_text():
      ("rtsp://admin:p@ss@10.0.0.5", "rtsp://***@10.0.0.5"),
      ("failed: rtsp://a:b#c@h/x (refused)", "failed: rtsp://***@h/x (refused)"),
      ("http://h/v.cgi?user=a@b", "http://h/v.cgi?user=a@b"),  # an '@' past the host is not hidden
-     ("rtsp://h:554 admin@x", "rtsp://h:554 admin@x")],
+     ("rtsp://h:554 admin@x", "rtsp://h:554 admin@x"),
+     # an unencoded '/' in a password that starts with digits: read as a port and a path
+     ("rtsp://admin:1234/x@10.0.0.5/s", "rtsp://***@10.0.0.5/s"),
+     ("rtsp://admin:12/3/4@10.0.0.5:554/s", "rtsp://***@10.0.0.5:554/s"),
+     ("rtsp://u:p@h:554/a@b", "rtsp://***@h:554/a@b"),
+     ("https://xxx-lh.akamaihd.net/i/stream_1@123456/m.m3u8",
+      "https://xxx-lh.akamaihd.net/i/stream_1@123456/m.m3u8")],
 )
 def test_redact_hides_everything_before_the_host(text, shown):
     assert redact(text) == shown
