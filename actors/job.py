@@ -313,9 +313,11 @@ class Job:
                 raise SourceFailed(f"cannot write segments: {exc}") from None
 
     def _apply(self, src: SourceRecord, progress: Progress) -> None:
+        """List each closed (and fsync'ed) segment, then announce the steps it completed, each
+        with that segment."""
         rec = self.record
         index = rec.sources.index(src)
-        for seg in progress.segments:
+        for seg, steps in zip(progress.segments, progress.steps, strict=True):
             src.add_segment(seg)
             self.save(src.segment_row(rec.id, index))
             log.info(
@@ -323,14 +325,13 @@ class Job:
                 " reason=%s",
                 rec.id, src.name, seg.index, seg.frames, seg.duration, seg.bytes, seg.reason,
             )
-        while src.steps_done < progress.steps_done:
-            src.steps_done += 1
-            rec.step += 1
-            self._save(src)
-            last = src.segments[-1] if src.segments else {}
-            self.events.publish(
-                events.progress(rec.id, rec.step, rec.total, source=src.name, segment=last)
-            )
+            while src.steps_done < steps:
+                src.steps_done += 1
+                rec.step += 1
+                self._save(src)
+                self.events.publish(events.progress(
+                    rec.id, rec.step, rec.total, source=src.name, segment=src.segments[-1],
+                ))
 
 
 @contextlib.contextmanager

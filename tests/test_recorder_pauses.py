@@ -56,8 +56,9 @@ def test_pausing_before_segment_changes_writes_the_same(media_clip: ClipInfo, tm
     assert segments(got_paused) == segments(got_plain)
     assert pauses == 6  # the first segment's start, four cuts, the end of the 9 s
     assert [s[6] for s in segments(got_plain)] == ["boundary"] * 4 + ["end"]
-    final = lambda got: (got[-1].steps_done, got[-2].done)  # noqa: E731
-    assert final(got_paused) == final(got_plain) == (5, True)
+    steps = lambda got: [n for p in got for n in p.steps]  # noqa: E731
+    assert steps(got_paused) == steps(got_plain) == [1, 2, 3, 4, 5]  # one per closed segment
+    assert got_paused[-2].done and got_plain[-2].done
     for name in sorted(p.name for p in (tmp_path / "plain").iterdir()):
         assert (tmp_path / "paused" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
         assert count_frames(tmp_path / "paused" / name) == (25 if name.endswith("5.mp4") else 50)
@@ -77,3 +78,19 @@ def test_a_paused_batch_is_dropped_on_stop(media_clip: ClipInfo, tmp_path: Path)
     assert (segment.reason, segment.frames, segment.duration) == ("stopped", 50, 2.0)
     assert count_frames(segment.path) == 50
     assert recorder.stop().segments == ()
+
+
+def test_a_pending_cut_is_not_counted(media_clip: ClipInfo, tmp_path: Path):
+    """Paused before a cut, the plan has already counted the step that cut completes; the
+    progress counts only what its closed segments completed. (It said 2 steps here, and the job
+    announced step 2 before segment 2 was closed, with segment 1.)"""
+    session, packets = clip_packets(media_clip.path)
+    recorder = Recorder(tmp_path, "mp4", CutPlan(duration=9, segment_seconds=2))
+    recorder.new_session(session)
+    assert recorder.write(packets, pause=True).paused  # before the first segment's start
+    progress = recorder.resume()
+    assert progress.paused and progress.segments == () and progress.steps == ()  # before 2 s
+    progress = recorder.resume()  # the cut at 2 s: closes segment 1, pauses before 4 s
+    assert progress.paused and [s.index for s in progress.segments] == [1]
+    assert progress.steps == (1,)
+    recorder.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import trio
@@ -75,10 +76,20 @@ async def test_three_sources_fifteen_steps(collector, client, media_clip, media_
             ).json()["job_id"]
             transcript_a = await read_ws(ws_url(collector.url, job_a))
             transcript_b = await read_ws(ws_url(collector.url, job_b))
+            events_a = await read_ws(ws_url(collector.url, job_a, "format=json"))
         servers.cancel_scope.cancel()
 
     assert transcript_a.messages == expected_texts(job_a, 15)
     assert transcript_a.code == 1000
+    # With the clip's 2 s GOP and 2 s segments, a source's k-th step is completed by its k-th
+    # segment, which the step's event carries. (Steps decided in one batch were announced with
+    # the batch's last segment, and a step whose cut was pending with the segment before it.)
+    steps: dict[str, int] = {}
+    for event in map(json.loads, events_a.messages):
+        if event["type"] == "progress":
+            steps[event["source"]] = steps.get(event["source"], 0) + 1
+            assert event["segment"]["index"] == steps[event["source"]], event
+    assert steps == {"rtsp-tcp": 5, "rtsp-udp": 5, "http-ts": 5}
     assert transcript_b.messages == expected_texts(job_b, 4)
 
     a = (await client.get(f"/jobs/{job_a}")).json()

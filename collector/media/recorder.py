@@ -19,12 +19,15 @@ from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.segments import FORMATS, SegmentResult, SegmentWriter
 
 _WRITE = Decision.WRITE
+Closed = tuple[SegmentResult, int]  # a closed segment, and the steps done once it was closed
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    segments: tuple[SegmentResult, ...]
-    steps_done: int
+    segments: tuple[SegmentResult, ...]  # closed, in order
+    # Per closed segment, the source's steps done once it is closed: the step of a segment whose
+    # change is still pending (`paused`) is not counted, though the plan has decided it.
+    steps: tuple[int, ...]
     done: bool
     paused: bool = False  # stopped before opening or closing a segment file: `resume()` goes on
 
@@ -63,13 +66,13 @@ class Recorder:
         assert self._pending is not None
         rest, pkt, decision = self._pending
         self._pending = None
-        closed: list[SegmentResult] = []
+        closed: list[Closed] = []
         if self._change(pkt, decision, closed):
             return self._progress(closed)
         return self._write(rest, True, closed)
 
     def _write(self, packets: Iterator[MediaPacket], pause: bool,
-               closed: list[SegmentResult]) -> Progress:
+               closed: list[Closed]) -> Progress:
         place, decide = self.plan.place, self.plan.decide
         for pkt in packets:
             placed = place(pkt)
@@ -92,7 +95,7 @@ class Recorder:
                 break
         return self._progress(closed)
 
-    def _change(self, pkt: MediaPacket, decision: Decision, closed: list[SegmentResult]) -> bool:
+    def _change(self, pkt: MediaPacket, decision: Decision, closed: list[Closed]) -> bool:
         """Close and open segments as `decision` says (what it closed goes to `closed`), then
         write `pkt`; True when the recording is finished (and `pkt` not written)."""
         if decision is Decision.RESTART:
@@ -137,11 +140,14 @@ class Recorder:
             start_seconds=round(self.plan.position(pkt), 6),
         )
 
-    def _close(self, reason: str) -> list[SegmentResult]:
+    def _close(self, reason: str) -> list[Closed]:
+        """Close the open segment, if any, with the steps done once it is closed: at a cut or
+        the finish, the plan has just counted the steps this segment completes."""
         writer, self._writer = self._writer, None
         if writer is None:
             return []
-        return [writer.close(reason)]
+        return [(writer.close(reason), self.plan.steps_done)]
 
-    def _progress(self, closed: list[SegmentResult], paused: bool = False) -> Progress:
-        return Progress(tuple(closed), self.plan.steps_done, self.plan.done, paused)
+    def _progress(self, closed: list[Closed], paused: bool = False) -> Progress:
+        return Progress(tuple(c[0] for c in closed), tuple(c[1] for c in closed), self.plan.done,
+                        paused)

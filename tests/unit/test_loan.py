@@ -51,7 +51,7 @@ class FakeRecorder:
 
     def new_session(self, session: SessionInfo) -> Progress:
         self.sessions += 1
-        return Progress((), 0, False)
+        return Progress((), (), False)
 
     def write(self, packets: Sequence[MediaPacket]) -> Progress:
         n = number(packets)
@@ -61,11 +61,11 @@ class FakeRecorder:
         if n == self.fail_on:
             raise OSError("disk full")
         self.batches.append(n)
-        return Progress((), n, n == self.done_after)  # steps_done: which batch it was
+        return Progress((n,), (n,), n == self.done_after)  # type: ignore[arg-type]  # batch n
 
 
 def values(results: list) -> list[int]:
-    return [r.unwrap().steps_done for r in results]
+    return [r.unwrap().steps[0] for r in results]
 
 
 async def test_a_recorder_is_written_by_the_thread_only_while_lent():
@@ -192,7 +192,7 @@ async def play_job(loan: RecorderLoan, receive: trio.MemoryReceiveChannel,
 
 
 def number_of(result: object) -> int:
-    return result.unwrap().steps_done  # type: ignore[attr-defined]
+    return result.unwrap().steps[0]  # type: ignore[attr-defined]
 
 
 async def test_paced_batches_reach_each_recorder_once_in_order(autojump_clock):

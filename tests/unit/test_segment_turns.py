@@ -24,13 +24,14 @@ class FakeRecorder:
     def write(self, batch: list[int], *, pause: bool = False) -> Progress:
         assert pause
         self.calls.append(f"write {len(batch)}")
-        return Progress((), 0, False, paused=True)
+        return Progress((), (), False, paused=True)
 
     def resume(self) -> Progress:
         self.changes_left -= 1
         self.calls.append("resume")
         closed = ("segment",) if self.changes_left < 1 else ()  # the second change closes one
-        return Progress(closed, 1, False, paused=self.changes_left > 0)  # type: ignore[arg-type]
+        return Progress(closed, (1,) * len(closed), False,  # type: ignore[arg-type]
+                        paused=self.changes_left > 0)
 
 
 @dataclass
@@ -72,7 +73,7 @@ async def test_what_a_paused_step_closed_is_announced_before_going_on():
         def resume(self) -> Progress:
             self.changes_left -= 1
             self.calls.append("resume")
-            return Progress(("first",), 1, False,  # type: ignore[arg-type]
+            return Progress(("first",), (1,), False,  # type: ignore[arg-type]
                             paused=self.changes_left > 0)
 
     recorder, announcer = ClosingFirst(), FakeAnnouncer()
