@@ -174,6 +174,10 @@ class Camera:
                     error: SourceError = SourceEnded(f"stream ended at {redact(self.url)}")
                 except SourceError as exc:
                     error = exc
+                except Exception as exc:  # a bug of ours, or a foreign error nobody translated:
+                    # this camera's session fails (and is retried) rather than the whole process
+                    log.exception("camera.session_crashed url=%s", redact(self.url))
+                    error = SourceError(f"internal error: {redact(str(exc))}", reason="internal")
                 finally:
                     sink.active = False  # an abandoned worker thread can no longer reach us
                 nursery.cancel_scope.cancel()

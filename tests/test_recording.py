@@ -130,6 +130,30 @@ async def test_two_concurrent_jobs_share_one_session(collector, client):
     assert collector.supervisor.statistics().sessions_opened == 1
 
 
+async def test_audio_no_format_holds_is_left_out(collector, client, media_clip, tmp_path):
+    """G.711 in FLV over HTTP: its video is recorded, the audio left out. (Describing such a
+    source raised a ValueError that ended the whole process, and every other job with it.)"""
+    from tests.media.clips import make_flv_alaw
+
+    flv = make_flv_alaw(media_clip.path, tmp_path / "media" / "alaw.flv")
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, flv.parent)
+        with trio.fail_after(40):
+            other = (await client.post("/collect", json={"duration": 3, "segment_seconds": 1})
+                     ).json()["job_id"]
+            job_id = (await client.post("/collect", json={
+                "streams": [{"name": "alaw", "url": http.url(flv)}], "duration": 4,
+                "segment_seconds": 2, "format": "mkv"})).json()["job_id"]
+            job, other_job = await wait_job(client, job_id), await wait_job(client, other)
+        servers.cancel_scope.cancel()
+    assert (job["status"], other_job["status"]) == ("completed", "completed")
+    (source,) = job["sources"]
+    assert [s["codec"] for s in source["segments"]] == ["h264", "h264"]
+    for seg in source["segments"]:
+        assert probe(Path(seg["path"])).audio is None
+    check_source_files(source, 4, "mkv")
+
+
 async def test_formats_mkv_and_ts(collector, client):
     """`format` mkv and ts produce readable files of the right container."""
     with trio.fail_after(20):

@@ -79,14 +79,24 @@ def map_av_error(exc: BaseException, url: str) -> SourceError:
 def describe_streams(
     container: av.container.InputContainer,
 ) -> tuple[tuple, tuple[StreamInfo, ...]]:
-    """Pick the video and audio streams of `container` and make templates that outlive it."""
+    """Pick the video and audio streams of `container` and make templates that outlive it. An
+    audio stream whose codec the template cannot hold is left out, as no segment could hold it."""
     chosen = [s for s in container.streams if s.type in ("video", "audio")]
     if not any(s.type == "video" for s in chosen):
         raise UnsupportedSource("no video stream", reason="no_video")
     holder = av.open(io.BytesIO(), "w", format="matroska")  # never written: holds templates
-    infos = []
+    infos, kept = [], []
     for s in chosen:
-        template = holder.add_stream_from_template(s, opaque=True)
+        try:
+            template = holder.add_stream_from_template(s, opaque=True)
+        except ValueError as exc:  # a codec Matroska cannot hold (G.711, say): none of ours can
+            if s.type == "video":
+                raise UnsupportedSource(f"video codec {s.codec_context.name!r}: {exc}",
+                                        reason="codec") from None
+            log.info("pyav.track_skipped stream=%d codec=%s reason=%s", s.index,
+                     s.codec_context.name, exc)
+            continue
+        kept.append(s)
         tb = s.time_base or Fraction(1, 90_000)
         extradata = None
         ctx = s.codec_context
@@ -106,7 +116,7 @@ def describe_streams(
                 template=template,
             )
         )
-    return tuple(chosen), tuple(infos)
+    return tuple(kept), tuple(infos)
 
 
 def to_media_packet(packet: av.Packet, time_base: Fraction, adts: bool = False) -> MediaPacket:

@@ -119,3 +119,12 @@ def make_ts(clip: Path, path: Path) -> Path:
     _run([FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error", "-i", str(clip),
           "-c", "copy", "-f", "mpegts", str(path)])
     return path
+
+
+def make_flv_alaw(clip: Path, path: Path) -> Path:
+    """``clip``'s video copied into FLV beside its audio as G.711 A-law (8 kHz mono): a codec
+    no segment format of ours holds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _run([FFMPEG, "-y", "-loglevel", "error", "-i", str(clip), "-c:v", "copy",
+          "-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1", "-f", "flv", str(path)])
+    return path

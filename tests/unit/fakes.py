@@ -28,7 +28,7 @@ class Stream:
 
 @dataclass
 class ScriptedOpener:
-    script: list[SourceError | Stream]
+    script: list[Exception | Stream]  # an exception is raised by that attempt
     open_times: list[float] = field(default_factory=list)
     done: trio.Event = field(default_factory=trio.Event)
 
@@ -38,7 +38,7 @@ class ScriptedOpener:
             self.done.set()
             await trio.sleep_forever()
         step = self.script.pop(0)
-        if isinstance(step, SourceError):
+        if isinstance(step, Exception):
             raise step
         sink.opened(STREAMS)
         frame = 0

@@ -50,6 +50,29 @@ async def test_reconnect_times_follow_backoff(autojump_clock):
     assert camera.statistics().sessions == 1 and camera.statistics().failures == 3
 
 
+async def test_an_unexpected_error_fails_the_session_not_the_process(autojump_clock):
+    """An exception outside our tree (a bug, or a foreign error nobody translated: PyAV's
+    ValueError for a codec it cannot template used to end the whole process) fails that
+    session, with its text redacted, and the camera reconnects."""
+    opener = ScriptedOpener([ValueError("odd codec at rtsp://admin:pw@h/x"), Stream(batches=1)])
+    camera = Camera("rtsp://admin:pw@h/x", {}, opener, POLICY)
+    send, receive = trio.open_memory_channel(100)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(camera.run)
+        camera.inbox.send_nowait(AddSubscriber(subscriber=1, channel=send))
+        got = []
+        async for event in receive:
+            got.append(event)
+            if isinstance(event, Packets):
+                break
+        camera.inbox.close()
+    down = got[0]
+    assert isinstance(down, SourceDown) and down.failures == 1
+    assert down.error.reason == "internal"
+    assert str(down.error) == "internal error: odd codec at rtsp://***@h/x"
+    assert isinstance(got[1], SessionInfo) and opener.open_times == [0, 0.5]
+
+
 async def test_stable_session_resets_backoff(autojump_clock):
     """A session that delivered video for longer than `stable_after` resets the failure count."""
     opener = ScriptedOpener([
