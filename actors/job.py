@@ -39,7 +39,7 @@ from actors.messages import (
     tell_even_if_cancelled,
 )
 from actors.records import JobRecord, SourceRecord
-from collector.errors import CollectorError, SegmentError
+from collector.errors import CollectorError, SegmentError, SourceEnded
 from collector.media.cutting import CutPlan
 from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.recorder import Progress, Recorder
@@ -228,6 +228,17 @@ class Job:
                 progress = self._recorded(recorder.new_session, event)
             case Packets():
                 progress = await self._write(recorder, announcer, event.batch)
+            case SourceDown(error=SourceEnded(finished=True) as error):
+                await announcer.caught_up()
+                progress = await self._durable(self._recorded(recorder.source_finished))
+                self._apply(src, progress)
+                if progress.done:
+                    return True
+                raise SourceFailed(
+                    f"source {src.name!r} ({redact(src.url)}) ended after "
+                    f"{recorder.plan.recorded:.2f} s of video, {self.request.duration:g} s were "
+                    f"asked for: {redact(str(error))} (a file is read once)", names_source=True,
+                )
             case SourceDown(error=error, failures=failures):
                 src.failures += 1
                 message = f"{error} (attempt {failures})"

@@ -69,6 +69,13 @@ class SourceUnavailable(SourceError):
 class SourceEnded(SourceError):
     reason = "ended"
 
+    def __init__(self, message: str, *, reason: str | None = None,
+                 finished: bool = False) -> None:
+        super().__init__(message, reason=reason)
+        # Read to its end: a file over HTTP (its size was given) or a VOD playlist. There is no
+        # more to it, so a job does not wait for a reconnection, which would read it again.
+        self.finished = finished
+
 
 class UnsupportedSource(SourceError):
     reason = "unsupported"

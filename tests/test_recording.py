@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.client import expected_texts, read_ws, wait_job, wait_step, ws_url
@@ -152,6 +153,63 @@ async def test_audio_no_format_holds_is_left_out(collector, client, media_clip, 
     for seg in source["segments"]:
         assert probe(Path(seg["path"])).audio is None
     check_source_files(source, 4, "mkv")
+
+
+@pytest.mark.parametrize("kind", ["ts", "hls"])
+@pytest.mark.parametrize("duration", [12, 20])
+async def test_a_file_is_read_once(collector, client, media_ts, media_hls, kind, duration):
+    """A file (or VOD playlist) of 12 s: asked for its own length, the job completes with every
+    frame once (no packet reaches 12 s, so the end of the file finishes it); asked for more, it
+    fails saying how much there was, its segments kept. It used to be read again from its
+    start, and the job 'completed' with the start recorded twice."""
+    path = media_ts if kind == "ts" else media_hls
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, path.parent)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [{"name": "file", "url": http.url(path)}], "duration": duration,
+                "segment_seconds": 2})).json()["job_id"]
+            job = await wait_job(client, job_id)
+            transcript = await read_ws(ws_url(collector.url, job_id))
+        servers.cancel_scope.cancel()
+    (source,) = job["sources"]
+    assert source["attempts"] == 1 and source["gaps"] == []
+    assert [s["end_reason"] for s in source["segments"]] == ["boundary"] * 5 + ["end"]
+    assert sum(s["frames"] for s in source["segments"]) == 12 * FPS
+    check_source_files(source, 12)
+    if duration == 12:
+        assert job["status"] == "completed"
+        assert transcript.messages == expected_texts(job_id, 6)
+    else:
+        assert job["status"] == "failed"
+        url = http.url(path)
+        error = (f"source 'file' ({url}) ended after 12.00 s of video, 20 s were asked for: "
+                 f"the file ended at {url} (a file is read once)")
+        assert job["error"] == error
+        assert transcript.messages == [*expected_texts(job_id, 10)[:6],
+                                       f"Error with Job ID {job_id}: {error}"]
+
+
+async def test_a_live_http_stream_that_ends_is_read_again(collector, client, media_ts):
+    """A stream without a Content-Length is live: its end is an outage, retried, with a gap,
+    and the job goes on recording from the next session until it has its duration."""
+    from tests.media.misbehaving import serve_live_http
+
+    async with trio.open_nursery() as servers:
+        port = await servers.start(serve_live_http, media_ts)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [f"http://127.0.0.1:{port}/live.ts"], "duration": 16,
+                "segment_seconds": 4, "retry": {"initial_backoff": 0.1}})).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    (source,) = job["sources"]
+    assert job["status"] == "completed", job
+    # (FFmpeg reports the close of a stream without a length as an I/O error: reason "ffmpeg")
+    assert source["attempts"] == 2 and len(source["gaps"]) == 1
+    assert [s["end_reason"] for s in source["segments"]] == ["boundary"] * 2 + [
+        "discontinuity", "boundary", "end"]
+    check_source_files(source, 16)
 
 
 async def test_formats_mkv_and_ts(collector, client):

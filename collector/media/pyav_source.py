@@ -195,6 +195,8 @@ class PyAVOpener:
             if batch:
                 hand_over(batch, time.monotonic())
             paced_hand_over.report()
+            if is_finite(container, url):
+                raise SourceEnded(f"the file ended at {redact(url)}", finished=True)
         raise SourceEnded(f"stream ended at {redact(url)}")
 
 
@@ -227,6 +229,15 @@ class _PacedHandOver:
         if self.unreported is not None:
             self.trio_token.run_sync_soon(self.sink.packets_written, self.unreported)
             self.unreported = None
+
+
+def is_finite(container: av.container.InputContainer, url: str) -> bool:
+    """Is this source a file rather than a live stream? An HLS playlist is when it is a VOD one
+    (`#EXT-X-ENDLIST`: FFmpeg then knows its duration); anything else over HTTP when the server
+    gave its size (a live stream has no Content-Length: avio_size answers an error)."""
+    if container.format.name == "hls":
+        return container.duration is not None
+    return is_pull(url) and container.size > 0
 
 
 def is_pull(url: str) -> bool:

@@ -123,6 +123,14 @@ class Recorder:
         self._pending = None
         return self._progress(self._close(reason))
 
+    def source_finished(self) -> Progress:
+        """The source was read to its end (a file): what it held is all there is. The open
+        segment closes as the `end`; the recording is done if it reached the duration (a file
+        exactly as long as the duration has no packet at or past it), else it stays short."""
+        self._pending = None
+        self.plan.finish_run()  # before the close, which counts the steps it completes
+        return self._progress(self._close("end"))
+
     def _open(self, pkt: MediaPacket) -> None:
         assert self._session is not None
         self._count += 1

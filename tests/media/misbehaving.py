@@ -4,6 +4,8 @@
   open and silent (a camera whose encoder hung).
 - `serve_pausing_http`: answers HTTP 200 with a whole file, pausing at given byte offsets for a
   while or until the test says so (a file held at a known point).
+- `serve_live_http`: answers HTTP 200 without a Content-Length (as a live stream does) with a
+  whole file, then closes the connection (the stream ended).
 - `serve_garbage`: accepts TCP and writes bytes that are no protocol at all.
 - `serve_silent`: accepts TCP and never says anything.
 """
@@ -79,6 +81,24 @@ async def serve_pausing_http(
                 await stream.send_all(data[sent:])
             except trio.BrokenResourceError:
                 return  # the client stopped reading (a job cancelled mid-file): not our error
+
+    await _serve(handler, task_status)
+
+
+async def serve_live_http(
+    payload: Path, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    data = await trio.Path(payload).read_bytes()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            if not await _read_request(stream):
+                return
+            try:
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n"
+                                      b"Connection: close\r\n\r\n" + data)
+            except trio.BrokenResourceError:
+                return
 
     await _serve(handler, task_status)
 
