@@ -9,6 +9,7 @@ and registers the live channel in one atomic step: nothing is lost or repeated b
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,15 +93,20 @@ def not_found(job_id: str) -> JobEvent:
 
 
 class EventLog:
-    def __init__(
-        self, buffer: int, on_publish: Callable[[int, JobEvent], None] | None = None
-    ) -> None:
+    """A job's events, kept whole for late subscribers, and handed to every live subscriber.
+
+    A subscriber is never dropped for lagging: its backlog holds references to events the
+    history keeps anyway (8 bytes each), so it is bounded by the job's own history. (A bound of
+    256 queued events closed prompt clients with 1008 while a file was read at hundreds of
+    times real time: a step every few milliseconds.) A client that stops reading is dropped by
+    the send timeout instead (collector/http_send.py).
+    """
+
+    def __init__(self, on_publish: Callable[[int, JobEvent], None] | None = None) -> None:
         self.on_publish = on_publish  # (sequence number, event): the job persists it
         self.history: list[JobEvent] = []
-        self._buffer = buffer
         self._subscribers: set[trio.MemorySendChannel[JobEvent]] = set()
         self.closed = False
-        self.dropped = 0
 
     @property
     def subscribers(self) -> int:
@@ -119,11 +125,7 @@ class EventLog:
             self.on_publish(len(self.history), event)
         for channel in list(self._subscribers):
             try:
-                channel.send_nowait(event)
-            except trio.WouldBlock:  # a slow subscriber is dropped, never waited for
-                self.dropped += 1
-                self._subscribers.discard(channel)
-                channel.close()
+                channel.send_nowait(event)  # unbounded: never blocks
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.discard(channel)
 
@@ -135,7 +137,7 @@ class EventLog:
         self._subscribers.clear()
 
     def subscribe(self) -> trio.MemoryReceiveChannel[JobEvent]:
-        send, receive = trio.open_memory_channel[JobEvent](len(self.history) + self._buffer)
+        send, receive = trio.open_memory_channel[JobEvent](math.inf)
         for event in self.history:
             send.send_nowait(event)
         if self.closed:

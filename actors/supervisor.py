@@ -387,7 +387,7 @@ class Supervisor:
             self._save(EventRow(job_id=job_id, seq=seq, at=event.at, type=event.type,
                                 text=event.text, data=event.data))
 
-        log_ = events.EventLog(self.settings.ws_buffer, on_publish=persist_event)
+        log_ = events.EventLog(on_publish=persist_event)
         self._save(*record.rows())
         job = Job(
             record,

@@ -40,7 +40,7 @@ class Settings:
     camera_threads: int = 256  # worker threads for PyAV sessions (one per camera session)
     writer_threads: int = 64  # worker threads that fsync closed segments (100 at once: p99 12 ms)
     subscriber_buffer: int = 256  # batches a job may fall behind its camera before it is dropped
-    ws_buffer: int = 256  # events a WebSocket subscriber may fall behind before it is dropped
+    ws_buffer: int = 256  # unused since 2026-11-28 (actors/events.py); accepted so configs start
     log_level: str = "INFO"
     log_format: str = "plain"  # COLLECTOR_LOG_FORMAT: plain or json
     database_url: str = ""  # DATABASE_URL: postgresql://...; empty = SQLite file in data_dir

@@ -80,3 +80,43 @@ async def test_a_client_that_talks_then_vanishes_leaks_nothing(collector, client
         assert collector.supervisor.statistics().websocket_subscribers == 0
         assert (await client.delete(f"/jobs/{job_id}")).status_code == 200
         assert (await wait_job(client, job_id))["status"] == "cancelled"
+
+
+async def test_subscribers_keep_up_with_a_file_read_faster_than_real_time(settings, nursery,
+                                                                          media_ts):
+    """A file is read at hundreds of times real time and its steps come in bursts. Subscribers
+    that read promptly get the whole sequence and a normal close, whatever the burst: they were
+    closed with 1008 "too slow" once more events queued than `ws_buffer` (2 here, to make the
+    burst certain; 256 by default, which a 20-minute file's 2400 steps overran)."""
+    import dataclasses
+    import functools
+
+    import httpx
+
+    from collector.server import serve
+    from tests.media.servers import serve_http
+
+    stop = trio.Event()
+    running = await nursery.start(functools.partial(
+        serve, dataclasses.replace(settings, ws_buffer=2), stop=stop))
+    async with trio.open_nursery() as servers, httpx.AsyncClient(base_url=running.url) as client:
+        http = await servers.start(serve_http, media_ts.parent)
+        with trio.fail_after(30):
+            job_id = (await client.post("/collect", json={
+                "streams": [http.url(media_ts)], "duration": 12, "segment_seconds": 2,
+            })).json()["job_id"]
+            transcripts: list = []
+
+            async def reader(query: str) -> None:
+                transcripts.append(await read_ws(ws_url(running.url, job_id, query)))
+
+            async with trio.open_nursery() as readers:
+                for query in ("", "", "format=json"):
+                    readers.start_soon(reader, query)
+        servers.cancel_scope.cancel()
+    stop.set()
+    assert all(t.code == 1000 for t in transcripts), [(t.code, t.reason) for t in transcripts]
+    texts = [t.messages for t in transcripts if not t.messages[0].startswith("{")]
+    assert texts == [expected_texts(job_id, 6)] * 2
+    (json_events,) = [t.messages for t in transcripts if t.messages[0].startswith("{")]
+    assert len(json_events) == 8
