@@ -190,7 +190,7 @@ class Supervisor:
                         {"seq": i, **e.as_json()} for i, e in enumerate(history, 1)
                     ]))
                 else:
-                    self._later(reply, self._stored, Store.events, job_id)
+                    self._later(reply, self._stored_events, job_id)
             case ListJobs(
                 status=status, since=since, until=until, limit=limit, before=before, reply=reply
             ):
@@ -264,6 +264,11 @@ class Supervisor:
         if found is None:
             raise NotFound("job_id", "job not found")
         return found
+
+    async def _stored_events(self, job_id: str) -> list[dict[str, Any]]:
+        """A stored job's event log in the shape a job in memory answers with."""
+        rows = await self._stored(Store.events, job_id)
+        return [{"seq": row["seq"], **events.from_row(job_id, row).as_json()} for row in rows]
 
     async def _stored_summary(self, job_id: str) -> dict[str, Any]:
         return _summary(await self._stored(Store.get_job, job_id))

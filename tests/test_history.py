@@ -355,3 +355,21 @@ async def test_the_registry_follows_the_database(collector, client, monkeypatch)
     assert "lost" not in names and "kept" in names
     assert job.status_code == 400 and job.json() == {"error": "unknown camera 'lost'",
                                                      "field": "cameras[0]"}
+
+
+async def test_events_read_the_same_after_a_restart(tmp_path, database_url):
+    """`GET /jobs/{id}/events` answers a job in memory and a stored one (after a restart, or
+    once newer jobs pushed it out of memory) in the same shape: it gave `{type, text, data, at,
+    seq}` rows for a stored job."""
+    with trio.fail_after(30):
+        async with collector_with(tmp_path, database_url) as client:
+            job_id = (await client.post("/collect", json={
+                "streams": ["demo://testsrc"], "duration": 2, "segment_seconds": 1,
+            })).json()["job_id"]
+            await wait_job(client, job_id)
+            live = (await client.get(f"/jobs/{job_id}/events")).json()["events"]
+        async with collector_with(tmp_path, database_url) as client:
+            stored = (await client.get(f"/jobs/{job_id}/events")).json()["events"]
+    assert [e["type"] for e in live] == ["started", "progress", "progress", "completed"]
+    assert live[1]["message"] == "Progress: Step 1/2" and live[1]["segment"]["index"] == 1
+    assert stored == live
