@@ -88,6 +88,7 @@ class Job:
         self.stop_status: str | None = None  # cancelled | interrupted | failed once asked to stop
         self.stop_reason = ""
         self.finished = trio.Event()
+        self._streaks: dict[str, int] = {}  # per source: consecutive failed sessions it saw
 
     def stop(self, status: str, reason: str = "") -> None:
         """Ask the job to stop: segments are closed cleanly, then it ends with `status`."""
@@ -239,7 +240,11 @@ class Job:
                     f"{recorder.plan.recorded:.2f} s of video, {self.request.duration:g} s were "
                     f"asked for: {redact(str(error))} (a file is read once)", names_source=True,
                 )
-            case SourceDown(error=error, failures=failures):
+            case SourceDown(error=error, failures=camera_failures):
+                # The camera counts its consecutive failures since its last stable session; a
+                # job that joined it mid-way counts only those it saw (never more than that).
+                failures = min(camera_failures, self._streaks.get(src.name, 0) + 1)
+                self._streaks[src.name] = failures
                 src.failures += 1
                 message = f"{error} (attempt {failures})"
                 src.errors.append(redact(message))

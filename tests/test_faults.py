@@ -241,6 +241,24 @@ async def test_camera_backoff_follows_the_jobs_retry(collector, client):
     assert 3.5 <= elapsed < 10  # two waits of 2 s (+-10% jitter) between three attempts
 
 
+async def test_a_job_joining_a_failing_camera_counts_its_own_attempts(collector, client):
+    """Job B joins a camera that has already failed four times for job A: B gives up after its
+    own `max_attempts` (3) failed sessions, not at once with A's count ("after 5 attempts")."""
+    url = "rtsp://127.0.0.1:9/cam"
+    retry = {"initial_backoff": 0.2, "max_backoff": 0.2}
+    with trio.fail_after(30):
+        a = (await client.post("/collect", json={
+            "streams": [url], "duration": 4, "retry": {**retry, "max_attempts": 30}})).json()
+        events_a = f"/jobs/{a['job_id']}/events"
+        while len((await client.get(events_a)).json()["events"]) < 5:  # noqa: ASYNC110
+            await trio.sleep(0.05)  # started + 4 retries
+        b = await collect_one(client, url, retry={**retry, "max_attempts": 3})
+        events = (await client.get(f"/jobs/{b['job_id']}/events")).json()["events"]
+        await client.delete(f"/jobs/{a['job_id']}")
+    assert b["status"] == "failed" and "failed after 3 attempts" in b["error"], b["error"]
+    assert [e["attempt"] for e in events if e["type"] == "retry"] == [1, 2, 3]
+
+
 async def test_a_folder_that_cannot_be_made_fails_the_source_not_the_process(collector, client,
                                                                                settings, media_ts):
     """The camera's reading thread opens the job's first segment and the source's folder cannot
