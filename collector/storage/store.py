@@ -9,6 +9,7 @@ it keeps what it is given, and only `CameraRow.url` is given with credentials.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -85,6 +86,18 @@ def _write(tx: Tx, row: Write) -> None:
             ))
         case _:
             raise TypeError(f"not a storage write: {row!r}")
+
+
+def _cursor(before: str) -> tuple[float | None, str]:
+    """A `next` cursor's creation time and job id; (None, before) for a bare job id."""
+    created, sep, job_id = before.partition("_")
+    try:
+        at = float(created) if sep and job_id else None
+    except ValueError:
+        at = None
+    if at is None or not math.isfinite(at):
+        return None, before
+    return at, job_id
 
 
 def _summary(row: Sequence[Any]) -> dict[str, Any]:
@@ -231,8 +244,11 @@ class Store:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Summaries newest first, `(created_at, job_id)` descending; `since <= created_at < until`.
 
-        `before` is the cursor: the id of the last job of the previous page (the `next` this
-        returned). The order is total, so pages never repeat or skip a job, whatever the ties.
+        `before` is the cursor, the `next` this returned: `<created_at>_<job_id>` of the last
+        job of the previous page, so it still leads on once that job is deleted (retention
+        deletes the oldest jobs, where a newest-first walk is heading); a bare job id, the
+        cursor before 2026-11-28, is still taken while the job exists. The order is total, so
+        pages never repeat or skip a job, whatever the ties.
         """
         if limit < 1:
             raise RequestError("limit", "must be at least 1")
@@ -240,13 +256,16 @@ class Store:
         params: list[Any] = []
         with self._backend.transaction() as tx:
             if before is not None:
-                cursor = tx.execute(
-                    "SELECT created_at FROM jobs WHERE job_id = ?", (before,)
-                ).fetchone()
-                if cursor is None:
-                    raise RequestError("before", "unknown cursor")
+                created, job_id = _cursor(before)
+                if created is None:
+                    found = tx.execute(
+                        "SELECT created_at FROM jobs WHERE job_id = ?", (before,)
+                    ).fetchone()
+                    if found is None:
+                        raise RequestError("before", "unknown cursor")
+                    created = found[0]
                 where.append("(created_at < ? OR (created_at = ? AND job_id < ?))")
-                params += [cursor[0], cursor[0], before]
+                params += [created, created, job_id]
             if status is not None:
                 where.append("status = ?")
                 params.append(status)
@@ -263,7 +282,9 @@ class Store:
                 (*params, limit + 1),
             ).fetchall()
         page = [_summary(r) for r in rows[:limit]]
-        return page, (page[-1]["job_id"] if len(rows) > limit else None)
+        if len(rows) <= limit:
+            return page, None
+        return page, f"{page[-1]['created_at']!r}_{page[-1]['job_id']}"
 
     def events(self, job_id: str) -> list[dict[str, Any]] | None:
         """The job's events `{type, text, data, at, seq}` in `seq` order; None for no such job."""

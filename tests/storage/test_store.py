@@ -390,3 +390,18 @@ def test_postgres_alias_opens(database_url: str) -> None:
         assert store.schema_version() == LATEST
     finally:
         store.close()
+
+
+def test_a_cursor_outlives_its_job(store: Store) -> None:
+    """Paging on after the job that ended the last page was deleted (retention deletes the
+    oldest jobs, where a newest-first walk is heading): the cursor was that job's id, and its
+    deletion answered 400 "unknown cursor", leaving every older job out of reach."""
+    store.apply([job_row(f"j{i}", float(i), status="completed") for i in range(6)])
+    page, cursor = store.list_jobs(status=None, since=None, until=None, limit=2, before=None)
+    assert [j["job_id"] for j in page] == ["j5", "j4"] and cursor is not None
+    store.delete_job("j4")
+    page, cursor = store.list_jobs(status=None, since=None, until=None, limit=2, before=cursor)
+    assert [j["job_id"] for j in page] == ["j3", "j2"]
+    # a bare job id, the cursor of older versions, is still taken while its job exists
+    page, _ = store.list_jobs(status=None, since=None, until=None, limit=2, before="j2")
+    assert [j["job_id"] for j in page] == ["j1", "j0"]
