@@ -16,6 +16,7 @@ from collector.logs import setup_logging
 from collector.params import config_cameras
 from collector.rtsp.tls import context_trusting
 from collector.server import serve
+from collector.storage.owner import DatabaseInUse
 
 CLIENT_COMMANDS = ("collect", "jobs", "watch")
 
@@ -43,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     # stalled the event loop that long (measured; 8-21 ms once frozen).
     gc.collect()
     gc.freeze()
-    trio.run(serve, settings)
+    try:
+        trio.run(serve, settings)
+    except DatabaseInUse as exc:
+        print(f"camera-collector: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

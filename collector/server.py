@@ -8,6 +8,7 @@ connections, then the supervisor gets a bounded grace before it is cancelled.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from collector.params import config_cameras
 from collector.rtsp.opener import RtspOpener
 from collector.rtsp.tls import context_trusting
 from collector.storage import database_url
+from collector.storage.owner import hold
 from collector.urls import DEMO_URL, scheme_of
 
 log = logging.getLogger(__name__)
@@ -91,13 +93,27 @@ async def serve(
     draining, drained = trio.Event(), trio.Event()
     in_flight = InFlight()
     await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    url = database_url(settings.database_url or None, Path(settings.data_dir))
+    # a process that is draining may hold it for its grace, and a little more to exit
+    owner = await hold(url, settings.graceful_timeout_s + 2)
+    try:
+        await _serve(settings, url, stop, draining, drained, in_flight, task_status)
+    finally:
+        if owner is not None:
+            os.close(owner)
+
+
+async def _serve(
+    settings: Settings, url: str, stop: trio.Event, draining: trio.Event, drained: trio.Event,
+    in_flight: InFlight, task_status: trio.TaskStatus[Running],
+) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as root:
             supervisor = await root.start(
                 Supervisor(
                     settings,
                     make_opener_for(settings, in_flight),
-                    database_url(settings.database_url or None, Path(settings.data_dir)),
+                    url,
                     config_cameras(settings),
                 ).run
             )

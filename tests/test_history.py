@@ -373,3 +373,40 @@ async def test_events_read_the_same_after_a_restart(tmp_path, database_url):
     assert [e["type"] for e in live] == ["started", "progress", "progress", "completed"]
     assert live[1]["message"] == "Progress: Step 1/2" and live[1]["segment"]["index"] == 1
     assert stored == live
+
+
+async def test_one_process_per_data_directory(settings, nursery):
+    """A second collector on the same data directory waits for the first to stop (a restart, a
+    deploy that starts the new process before the old one has drained) and then serves; while
+    the first keeps serving, it gives up. (It marked the first one's live jobs `interrupted`,
+    and their event logs then lost events to clashing sequence numbers.)"""
+    import dataclasses
+    import functools
+
+    import httpx
+
+    from collector.server import serve
+    from collector.storage.owner import DatabaseInUse
+
+    if settings.database_url.startswith("postgres"):
+        pytest.skip("one process per PostgreSQL database is not guarded (storage/owner.py)")
+    settings = dataclasses.replace(settings, graceful_timeout_s=0.5)  # a second waits 2.5 s
+    stop_first = trio.Event()
+    first = await nursery.start(functools.partial(serve, settings, stop=stop_first))
+    async with httpx.AsyncClient(base_url=first.url) as client:
+        job_id = (await client.post("/collect", json={"duration": 30})).json()["job_id"]
+        with trio.fail_after(10):
+            started = trio.current_time()
+            with pytest.raises(DatabaseInUse, match="another collector process is serving"):
+                await serve(settings)
+            assert trio.current_time() - started >= 2.5
+            assert (await client.get(f"/jobs/{job_id}")).json()["status"] == "running"
+    with trio.fail_after(20):
+        stop_second = trio.Event()
+        stop_first.set()  # the first drains and exits while the second waits for its lock
+        async with trio.open_nursery() as inner:
+            second = await inner.start(functools.partial(serve, settings, stop=stop_second))
+            async with httpx.AsyncClient(base_url=second.url) as client:
+                job = (await client.get(f"/jobs/{job_id}")).json()
+            stop_second.set()
+    assert job["status"] == "interrupted"
