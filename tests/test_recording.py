@@ -212,6 +212,38 @@ async def test_a_live_http_stream_that_ends_is_read_again(collector, client, med
     check_source_files(source, 16)
 
 
+async def test_mjpeg_frames_are_stamped_when_they_arrive(collector, client):
+    """A 10 fps MJPEG camera over HTTP (multipart; ffmpeg serving it live): FFmpeg's demuxer
+    numbers its frames at an assumed 25 fps, so 3 s of video took 7.5 s and stored 75 frames
+    that played 2.5x too fast. Stamped at arrival, 3 s is ~30 frames and files say so."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/cam.mjpg"
+    camera = await trio.lowlevel.open_process(
+        ["ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10",
+         "-c:v", "mjpeg", "-q:v", "5", "-f", "mpjpeg", "-listen", "1", url],
+        stdin=subprocess.DEVNULL)
+    try:
+        with trio.fail_after(30):
+            job_id = (await client.post("/collect", json={
+                "streams": [url], "duration": 3, "segment_seconds": 1, "format": "mkv",
+                "retry": {"initial_backoff": 0.2}})).json()["job_id"]
+            job = await wait_job(client, job_id)
+    finally:
+        camera.kill()
+        await camera.wait()
+    assert job["status"] == "completed", job
+    (source,) = job["sources"]
+    frames = [count_frames(Path(seg["path"])) for seg in source["segments"]]
+    assert frames == [seg["frames"] for seg in source["segments"]]
+    assert 27 <= sum(frames) <= 31, frames  # 3 s at 10 fps, give or take the cut frames
+    assert abs(sum(seg["duration"] for seg in source["segments"]) - 3) < 0.35
+
+
 async def test_formats_mkv_and_ts(collector, client):
     """`format` mkv and ts produce readable files of the right container."""
     with trio.fail_after(20):

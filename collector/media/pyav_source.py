@@ -9,6 +9,7 @@ a native trio client for exactly that reason.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
@@ -128,6 +129,23 @@ def to_media_packet(packet: av.Packet, time_base: Fraction, adts: bool = False) 
                        packet.dts, packet.duration or 0, packet.is_keyframe, time_base)
 
 
+# Formats whose packets carry no timestamps of their own: FFmpeg's multipart-JPEG demuxer
+# (MJPEG cameras over HTTP) numbers frames at an assumed 25 fps, so a 10 fps camera's minute was
+# stored as 24 s of video, and `duration` counted that. Their frames are stamped with the time
+# they were read instead, in a fine time base.
+WALLCLOCK_FORMATS = frozenset({"mpjpeg"})
+WALLCLOCK_TIME_BASE = Fraction(1, 90_000)
+
+
+class _WallClock:
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+
+    def packet(self, packet: av.Packet, time_base: Fraction, adts: bool = False) -> MediaPacket:
+        ts = round((time.monotonic() - self.origin) * WALLCLOCK_TIME_BASE.denominator)
+        return to_media_packet(packet, time_base, adts)._replace(pts=ts, dts=ts, duration=0)
+
+
 class PyAVOpener:
     """Opens HTTP(S) (MPEG-TS, MJPEG, FLV), HLS, RTMP and RTSP sources through FFmpeg."""
 
@@ -160,6 +178,10 @@ class PyAVOpener:
             raise map_av_error(exc, url) from None
         with container:
             chosen, infos = describe_streams(container)
+            convert = to_media_packet
+            if container.format.name in WALLCLOCK_FORMATS:
+                infos = tuple(dataclasses.replace(i, time_base=WALLCLOCK_TIME_BASE) for i in infos)
+                convert = _WallClock(time.monotonic()).packet
             bases = {info.index: info.time_base for info in infos}
             adts = {info.index: info.extradata is not None for info in infos}
             paced = is_pull(url)
@@ -181,7 +203,7 @@ class PyAVOpener:
                     if packet.size == 0:  # flush packet at end of stream
                         continue
                     index = packet.stream_index
-                    batch.append(to_media_packet(packet, bases[index], adts[index]))
+                    batch.append(convert(packet, bases[index], adts[index]))
                     now = time.monotonic()
                     if now - flushed_at >= BATCH_SECONDS or len(batch) >= most:
                         trio.from_thread.check_cancelled()
