@@ -61,7 +61,13 @@ def error(job_id: str, message: str) -> JobEvent:
 
 
 def interrupted(job_id: str, reason: str) -> JobEvent:
-    return JobEvent(type="interrupted", job_id=job_id, text=None, data={"reason": reason})
+    """The job was cut short by a shutdown or a crash. Its text is the original API's error text,
+    so that a replay ends with `Error with Job ID ...` as the contract's sequences end. (A live
+    subscriber of a draining server is closed with 1001 before the job has stopped.)"""
+    return JobEvent(
+        type="interrupted", job_id=job_id, text=f"Error with Job ID {job_id}: {reason}",
+        data={"reason": reason},
+    )
 
 
 def from_row(job_id: str, row: dict[str, Any]) -> JobEvent:

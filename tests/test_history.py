@@ -256,8 +256,11 @@ async def test_restart_after_sigkill(tmp_path, database_url, nursery):
     # its replay ends: the event a drain would have written, then a normal close (it was a 1008
     # "subscriber too slow; reconnect to resume", which sent clients back for ever)
     assert killed_text.messages[0] == f"Collection started with Job ID: {killed_id}"
-    assert killed_text.messages[1:] == [f"Progress: Step {i}/30"
-                                        for i in range(1, len(killed_text.messages))]
+    assert killed_text.messages[1:-1] == [f"Progress: Step {i}/30"
+                                          for i in range(1, len(killed_text.messages) - 1)]
+    # ...ending as the original API's sequences end: with an error text
+    assert killed_text.messages[-1] == (f"Error with Job ID {killed_id}: the collector stopped "
+                                        "while the job was running")
     assert killed_text.code == 1000
     assert killed_text.reason == "interrupted: the collector stopped while the job was running"
     last = json.loads(killed_json.messages[-1])

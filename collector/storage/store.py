@@ -167,7 +167,9 @@ class Store:
                     "SELECT MAX(seq) FROM events WHERE job_id = ?", (job_id,)
                 ).fetchone()[0]
                 tx.execute(_INSERT_EVENT, (
-                    job_id, (last or 0) + 1, at, "interrupted", None, _dumps({"reason": reason}),
+                    job_id, (last or 0) + 1, at, "interrupted",
+                    f"Error with Job ID {job_id}: {reason}",  # as actors/events.interrupted
+                    _dumps({"reason": reason}),
                 ))
         return ids
 

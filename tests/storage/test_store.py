@@ -224,6 +224,10 @@ def test_interrupt_running(store: Store) -> None:
     assert store.get_job("run") == run.view()
     assert store.get_job("queued") == queued.view()
     assert store.get_job("done") == done.view()
+    # each log ends with the event a drain would have written, its text the original API's
+    (last,) = store.events("run")[-1:]
+    assert (last["type"], last["text"], last["data"]) == (
+        "interrupted", "Error with Job ID run: shutdown", {"reason": "shutdown"})
     assert store.interrupt_running("again", 1.0) == []
 
 

@@ -11,7 +11,7 @@ def test_texts_are_the_original_apis():
     assert events.completed("J").text == "Collection completed for Job ID: J"
     assert events.error("J", "boom").text == "Error with Job ID J: boom"
     assert events.not_found("J").text == "Error with Job ID J: job not found"
-    assert events.interrupted("J", "shutdown").text is None
+    assert events.interrupted("J", "shutdown").text == "Error with Job ID J: shutdown"
 
 
 async def test_late_subscriber_replays_then_goes_live():
