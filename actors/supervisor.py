@@ -25,7 +25,7 @@ import trio
 from actors import events
 from actors.camera import Camera, CameraStatistics
 from actors.database import DatabaseReader, DatabaseWriter
-from actors.job import Job
+from actors.job import CLOSE_GRACE_S, Job
 from actors.messages import (
     AddSubscriber,
     CancelJob,
@@ -200,7 +200,9 @@ class Supervisor:
                 if entry is not None:
                     if entry.record.active:
                         entry.actor.stop("cancelled")
-                    answer(reply, outcome.Value(entry.record.summary()))
+                        self._later(reply, self._when_stopped, entry)
+                    else:
+                        answer(reply, outcome.Value(entry.record.summary()))
                 else:
                     self._later(reply, self._stored_summary, job_id)
             case PurgeJob(job_id=job_id, reply=reply):
@@ -264,6 +266,14 @@ class Supervisor:
         if found is None:
             raise NotFound("job_id", "job not found")
         return found
+
+    async def _when_stopped(self, entry: _JobEntry) -> dict[str, Any]:
+        """A cancelled job's summary once it has stopped (its open segment closed, usually in
+        milliseconds), so that DELETE answers `cancelled` rather than `running`; as it is after
+        the job's closing grace, whatever that is."""
+        with trio.move_on_after(CLOSE_GRACE_S + 1):
+            await entry.actor.finished.wait()
+        return entry.record.summary()
 
     async def _stored_events(self, job_id: str) -> list[dict[str, Any]]:
         """A stored job's event log in the shape a job in memory answers with."""
