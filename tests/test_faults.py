@@ -121,6 +121,20 @@ async def test_garbage_port(collector, client):
     assert job["sources"][0]["segments"] == []
 
 
+@pytest.mark.parametrize("url", ["http://no-such-host.invalid/x.ts",
+                                 "rtsp://no-such-host.invalid/cam",  # the native client
+                                 "rtmp://no-such-host.invalid/live/x"])
+async def test_a_host_that_does_not_resolve_says_dns(collector, client, url):
+    """Every reader names a failed lookup `dns`: through FFmpeg it was an `ffmpeg` "Input/output
+    error", since FFmpeg's tcp protocol reports it so."""
+    with trio.fail_after(30):
+        job = await collect_one(client, url, retry={"max_attempts": 1})
+        events = (await client.get(f"/jobs/{job['job_id']}/events")).json()["events"]
+    assert job["status"] == "failed"
+    assert job["error"].endswith(f"failed after 1 attempts: host not found for {url}")
+    assert [e["reason"] for e in events if e["type"] == "retry"] == ["dns"]
+
+
 async def test_rtsp_auth_and_not_found(collector, client, media_clip, caplog):
     """Wrong credentials: `unauthorized`; right ones record; an unknown path: `not found`.
     Neither password shows up in any response, WebSocket message (text or JSON) or log record."""

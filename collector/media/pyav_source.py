@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import socket
 import time
 from collections.abc import Mapping
 from fractions import Fraction
+from urllib.parse import urlsplit
 
 import av
 import av.error
@@ -175,6 +177,10 @@ class PyAVOpener:
                     f"timed out: no answer within {self.io_timeout_s:g} s from {redact(url)}",
                     reason="timeout",
                 ) from None
+            if isinstance(exc, av.error.FFmpegError) and _unresolvable(url):
+                # FFmpeg's tcp protocol reports a failed lookup as an I/O error
+                raise SourceUnavailable(f"host not found for {redact(url)}",
+                                        reason="dns") from None
             raise map_av_error(exc, url) from None
         with container:
             chosen, infos = describe_streams(container)
@@ -251,6 +257,19 @@ class _PacedHandOver:
         if self.unreported is not None:
             self.trio_token.run_sync_soon(self.sink.packets_written, self.unreported)
             self.unreported = None
+
+
+def _unresolvable(url: str) -> bool:
+    """Does the URL's host name fail to resolve? Asked only after an open failed (blocking:
+    the worker thread's)."""
+    host = urlsplit(url).hostname
+    if not host:
+        return False
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return True
+    return False
 
 
 def is_finite(container: av.container.InputContainer, url: str) -> bool:
