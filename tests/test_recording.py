@@ -244,6 +244,37 @@ async def test_mjpeg_frames_are_stamped_when_they_arrive(collector, client):
     assert abs(sum(seg["duration"] for seg in source["segments"]) - 3) < 0.35
 
 
+@pytest.mark.parametrize("fmt", ["mp4", "mkv", "ts"])
+async def test_a_file_that_changes_size_is_cut_there(collector, client, tmp_path, fmt):
+    """MPEG-TS over HTTP whose picture size changes from 320x240 to 480x360 after 4 s, in one
+    long segment: it was one file with both sizes under the first one's header. FFmpeg does not
+    say; the PyAV source sees the key frame's new SPS and describes the session anew, so each
+    file holds one size (100 frames, then 50) and decodes cleanly, as over native RTSP."""
+    from tests.media.clips import make_switching_clip
+    from tests.rtsp.test_real_streams import frame_sizes
+
+    clip = await trio.to_thread.run_sync(
+        make_switching_clip, tmp_path / "media" / "switch.ts", ("320x240", "480x360"))
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, clip.path.parent)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [http.url(clip.path)], "duration": 6, "segment_seconds": 60,
+                "format": fmt})).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed", job
+    (source,) = job["sources"]
+    segments = source["segments"]
+    assert [(s["frames"], s["end_reason"]) for s in segments] == [(100, "discontinuity"),
+                                                                  (50, "end")]
+    assert source["attempts"] == 1
+    for seg, size in zip(segments, [(320, 240), (480, 360)], strict=True):
+        path = Path(seg["path"])
+        assert frame_sizes(path) == [size] * seg["frames"]
+        assert decode_errors(path) == ""
+
+
 async def test_formats_mkv_and_ts(collector, client):
     """`format` mkv and ts produce readable files of the right container."""
     with trio.fail_after(20):

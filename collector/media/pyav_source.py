@@ -25,6 +25,7 @@ from av.audio.codeccontext import AudioCodecContext
 
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media.aac import audio_specific_config, strip_adts
+from collector.media.h264_changes import ParameterWatch, parameter_sets
 from collector.media.opener import PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.media.pyav_streams import install as install_stream_lookup
@@ -191,6 +192,7 @@ class PyAVOpener:
             bases = {info.index: info.time_base for info in infos}
             adts = {info.index: info.extradata is not None for info in infos}
             paced = is_pull(url)
+            watch = _parameter_watch(container, chosen, infos)
 
             paced_hand_over = _PacedHandOver(sink, trio_token)
 
@@ -209,7 +211,17 @@ class PyAVOpener:
                     if packet.size == 0:  # flush packet at end of stream
                         continue
                     index = packet.stream_index
-                    batch.append(convert(packet, bases[index], adts[index]))
+                    media = convert(packet, bases[index], adts[index])
+                    if (watch is not None and media.keyframe and index == watch.info.index
+                            and (info := watch.changed(media.data)) is not None):
+                        # described anew right before this key frame: what came before first
+                        if batch:
+                            hand_over(batch, time.monotonic())
+                            batch, flushed_at = [], time.monotonic()
+                        paced_hand_over.report()
+                        infos = tuple(info if i.index == index else i for i in infos)
+                        trio.from_thread.run_sync(sink.opened, infos, True)
+                    batch.append(media)
                     now = time.monotonic()
                     if now - flushed_at >= BATCH_SECONDS or len(batch) >= most:
                         trio.from_thread.check_cancelled()
@@ -257,6 +269,19 @@ class _PacedHandOver:
         if self.unreported is not None:
             self.trio_token.run_sync_soon(self.sink.packets_written, self.unreported)
             self.unreported = None
+
+
+def _parameter_watch(container: av.container.InputContainer, chosen: tuple,
+                     infos: tuple[StreamInfo, ...]) -> ParameterWatch | None:
+    """A watch for new parameter sets on the H.264 video of an MPEG-TS or HLS source, whose key
+    frames carry them in-band (h264_changes.py); None for any other source."""
+    if container.format.name not in ("mpegts", "hls"):
+        return None
+    for stream, info in zip(chosen, infos, strict=True):
+        if info.kind == "video" and info.codec == "h264":
+            extradata = stream.codec_context.extradata
+            return ParameterWatch(info, parameter_sets(extradata)[0] if extradata else None)
+    return None
 
 
 def _unresolvable(url: str) -> bool:
