@@ -275,6 +275,48 @@ async def test_a_file_that_changes_size_is_cut_there(collector, client, tmp_path
         assert decode_errors(path) == ""
 
 
+async def test_a_live_playlist_that_stops_growing_ends_its_session(collector, client,
+                                                                    media_clip, tmp_path):
+    """Live HLS whose encoder dies (SIGKILL: no ENDLIST): FFmpeg reloaded the unchanged playlist
+    for minutes, so only the stall watchdog (10 s) ended the session, and its abandoned thread
+    went on polling the origin. With `m3u8_hold_counters` FFmpeg ends the stream after a few
+    unchanged reloads: the session ends as `ended` (so its thread has returned from FFmpeg),
+    before the watchdog."""
+    import signal
+    import subprocess
+
+    live = tmp_path / "live"
+    live.mkdir()
+    encoder = await trio.lowlevel.open_process(
+        ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(media_clip.path),
+         "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "5",
+         str(live / "live.m3u8")], stdin=subprocess.DEVNULL)
+    try:
+        async with trio.open_nursery() as servers:
+            http = await servers.start(serve_http, live)
+            with trio.fail_after(40):
+                while not (live / "live.m3u8").exists():  # noqa: ASYNC110 (ffmpeg writes it)
+                    await trio.sleep(0.1)
+                job_id = (await client.post("/collect", json={
+                    "streams": [http.url(live / "live.m3u8")], "duration": 30,
+                    "segment_seconds": 2, "retry": {"max_attempts": 1}})).json()["job_id"]
+                await wait_step(client, job_id, 1)
+                encoder.send_signal(signal.SIGKILL)
+                killed = trio.current_time()
+                job = await wait_job(client, job_id)
+                ended_after = trio.current_time() - killed
+            servers.cancel_scope.cancel()
+    finally:
+        if encoder.returncode is None:
+            encoder.kill()
+        await encoder.wait()
+    events = (await client.get(f"/jobs/{job_id}/events")).json()["events"]
+    assert job["status"] == "failed"
+    assert [e["reason"] for e in events if e["type"] == "retry"] == ["ended"]
+    assert ended_after < 9, ended_after  # before the 10 s stall watchdog
+    check_source_files(job["sources"][0], sum(s["duration"] for s in job["sources"][0]["segments"]))
+
+
 async def test_formats_mkv_and_ts(collector, client):
     """`format` mkv and ts produce readable files of the right container."""
     with trio.fail_after(20):

@@ -50,6 +50,11 @@ def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) ->
         opts.setdefault("timeout", micros)
     else:
         opts.setdefault("rw_timeout", micros)
+        # A live HLS playlist that stops growing (its encoder died) is reloaded, successfully,
+        # for ever (1000 unchanged reloads by default: minutes), so no timeout fires and an
+        # abandoned thread kept polling the origin. After 5 unchanged reloads (~2.5 target
+        # durations) FFmpeg ends the stream instead. Other formats ignore the option.
+        opts.setdefault("m3u8_hold_counters", "5")
     opts["protocol_whitelist"] = PROTOCOL_WHITELIST[scheme]
     return opts
 
