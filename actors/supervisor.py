@@ -135,6 +135,16 @@ class Supervisor:
         writer_store = await trio.to_thread.run_sync(Store.open, self.database_url)
         reader_store = await trio.to_thread.run_sync(Store.open, self.database_url)
         try:
+            # The files a crash left open are listed first, while their jobs still read as
+            # running: a start that dies in between does it again, rather than never.
+            for job_id in await trio.to_thread.run_sync(reader_store.running_jobs):
+                try:
+                    rows = await trio.to_thread.run_sync(self._leftover_rows, reader_store, job_id)
+                    if rows:
+                        await trio.to_thread.run_sync(writer_store.apply, rows)
+                        log.info("recovery.listed job=%s segments=%d", job_id, len(rows))
+                except Exception as exc:  # the files stay on disk; the service must start
+                    log.error("recovery.failed job=%s error=%s", job_id, exc)
             stale = await trio.to_thread.run_sync(
                 writer_store.interrupt_running,
                 "the collector stopped while the job was running", time.time(),
@@ -143,14 +153,6 @@ class Supervisor:
                 log.warning(
                     "supervisor.interrupted_on_start jobs=%d ids=%s", len(stale), ",".join(stale)
                 )
-            for job_id in stale:
-                try:
-                    rows = await trio.to_thread.run_sync(self._leftover_rows, reader_store, job_id)
-                    if rows:
-                        await trio.to_thread.run_sync(writer_store.apply, rows)
-                        log.info("recovery.listed job=%s segments=%d", job_id, len(rows))
-                except Exception as exc:  # the files stay on disk; the service must start
-                    log.error("recovery.failed job=%s error=%s", job_id, exc)
             # The job table's counts (`camera_collector_jobs`): no job is in memory yet
             self._evicted = await trio.to_thread.run_sync(reader_store.job_counts)
             for row in await trio.to_thread.run_sync(reader_store.cameras):

@@ -145,6 +145,15 @@ class Store:
             for row in writes:
                 _write(tx, row)
 
+    def running_jobs(self) -> list[str]:
+        """The ids of the queued and running jobs, oldest first: at start-up, those a crash (or
+        a drain cut short) left so."""
+        with self._backend.transaction() as tx:
+            return [r[0] for r in tx.execute(
+                "SELECT job_id FROM jobs WHERE status IN (?, ?) ORDER BY created_at, job_id",
+                ACTIVE,
+            ).fetchall()]
+
     def interrupt_running(self, reason: str, at: float) -> list[str]:
         """Mark queued/running jobs and their queued/running sources `interrupted`, and end their
         event logs with the `interrupted` event a drain would have written (else a WebSocket

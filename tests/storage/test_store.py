@@ -216,7 +216,9 @@ def test_interrupt_running(store: Store) -> None:
     for src in queued.sources:
         src.status = "queued"
     store.apply(rows_for(run) + rows_for(queued) + rows_for(done))
+    assert store.running_jobs() == ["run", "queued"]  # what start-up recovers first
     assert store.interrupt_running("shutdown", 1_800_000_000.0) == ["run", "queued"]
+    assert store.running_jobs() == []
     for rec in (run, queued):
         rec.status, rec.error, rec.finished_at = "interrupted", "shutdown", 1_800_000_000.0
     run.sources[1].status = "interrupted"
