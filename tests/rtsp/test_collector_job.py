@@ -77,7 +77,7 @@ async def test_job_cuts_a_segment_where_the_camera_changes_size(native_rtsp, col
     SessionInfo), closes its segment there and opens the next, so each file holds one size
     (100 frames at 320x240, then 50 at 480x360) and decodes cleanly."""
     from tests.media.clips import make_switching_clip
-    from tests.rtsp.test_real_streams import frame_sizes
+    from tests.rtsp.test_real_streams import check_cut_at_the_size_change
 
     clip = await trio.to_thread.run_sync(
         make_switching_clip, tmp_path / "switch.ts", ("320x240", "480x360"))
@@ -88,16 +88,7 @@ async def test_job_cuts_a_segment_where_the_camera_changes_size(native_rtsp, col
             job_id = (await client.post("/collect", json=body)).json()["job_id"]
             job = await wait_job(client, job_id)
         servers.cancel_scope.cancel()
-    assert job["status"] == "completed", job
-    (source,) = job["sources"]
-    segments = source["segments"]
-    assert [(s["frames"], s["end_reason"]) for s in segments] == [(100, "discontinuity"),
-                                                                  (50, "end")]
-    assert source["attempts"] == 1  # new codec parameters on the same connection: no attempt
-    for seg, size in zip(segments, [(320, 240), (480, 360)], strict=True):
-        path = Path(seg["path"])
-        assert frame_sizes(path) == [size] * seg["frames"]
-        assert decode_errors(path) == ""
+    check_cut_at_the_size_change(job, [(320, 240), (480, 360)])
     assert native_rtsp[0].statistics().sessions == 1  # one connection, described twice
     assert collector.supervisor.statistics().sessions_opened == 1  # the camera actor's count
 

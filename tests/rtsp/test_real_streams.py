@@ -106,6 +106,21 @@ def frame_sizes(path: Path) -> list[tuple[int, int]]:
     return [(f["width"], f["height"]) for f in json.loads(out)["frames"]]
 
 
+def check_cut_at_the_size_change(job: dict, sizes: list[tuple[int, int]]) -> None:
+    """A job that recorded a 320x240 -> 480x360 switch after 4 s (6 s in one long segment):
+    one connection, two files, each of one size from its first frame, decoding cleanly."""
+    assert job["status"] == "completed", job
+    (source,) = job["sources"]
+    segments = source["segments"]
+    assert [(s["frames"], s["end_reason"]) for s in segments] == [(100, "discontinuity"),
+                                                                  (50, "end")]
+    assert source["attempts"] == 1  # new codec parameters on the same connection: no attempt
+    for seg, size in zip(segments, sizes, strict=True):
+        path = Path(seg["path"])
+        assert frame_sizes(path) == [size] * seg["frames"]
+        assert decode_errors(path) == ""
+
+
 async def test_picture_size_change_starts_a_segment_per_size(switching_clip: ClipInfo,
                                                              tmp_path: Path):
     """The camera switches 320x240 -> 480x360 -> 320x240 every 4 s: the session is described

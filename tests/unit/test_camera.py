@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import trio
 
@@ -29,21 +31,27 @@ def test_backoff_doubles_to_the_cap_with_bounded_jitter():
         assert base * 0.9 <= delay <= base * 1.1
 
 
+async def events_until(camera: Camera, enough: Callable[[list], bool]) -> list:
+    """Run `camera` with one subscriber until what it received is `enough`."""
+    send, receive = trio.open_memory_channel(100)
+    got: list = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(camera.run)
+        camera.inbox.send_nowait(AddSubscriber(subscriber=1, channel=send))
+        async for event in receive:
+            got.append(event)
+            if enough(got):
+                break
+        camera.inbox.close()
+    return got
+
+
 async def test_reconnect_times_follow_backoff(autojump_clock):
     """Three refusals then success: attempts at exactly 0, 0.5, 1.5 and 3.5 virtual seconds, and
     the subscriber hears each failure with its consecutive count."""
     opener = ScriptedOpener([refused(), refused(), refused(), Stream(batches=2)])
     camera = Camera("rtsp://h/x", {}, opener, POLICY)
-    send, receive = trio.open_memory_channel(100)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(camera.run)
-        camera.inbox.send_nowait(AddSubscriber(subscriber=1, channel=send))
-        got = []
-        async for event in receive:
-            got.append(event)
-            if isinstance(event, Packets) and len([e for e in got if isinstance(e, Packets)]) == 2:
-                break
-        camera.inbox.close()
+    got = await events_until(camera, lambda got: sum(isinstance(e, Packets) for e in got) == 2)
     assert opener.open_times == [0, 0.5, 1.5, 3.5]
     assert [e.failures for e in got if isinstance(e, SourceDown)] == [1, 2, 3]
     assert isinstance(got[3], SessionInfo) and got[3].session == 1
@@ -56,16 +64,7 @@ async def test_an_unexpected_error_fails_the_session_not_the_process(autojump_cl
     session, with its text redacted, and the camera reconnects."""
     opener = ScriptedOpener([ValueError("odd codec at rtsp://admin:pw@h/x"), Stream(batches=1)])
     camera = Camera("rtsp://admin:pw@h/x", {}, opener, POLICY)
-    send, receive = trio.open_memory_channel(100)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(camera.run)
-        camera.inbox.send_nowait(AddSubscriber(subscriber=1, channel=send))
-        got = []
-        async for event in receive:
-            got.append(event)
-            if isinstance(event, Packets):
-                break
-        camera.inbox.close()
+    got = await events_until(camera, lambda got: isinstance(got[-1], Packets))
     down = got[0]
     assert isinstance(down, SourceDown) and down.failures == 1
     assert down.error.reason == "internal"
