@@ -25,7 +25,7 @@ import trio
 from actors import events
 from actors.camera import Camera, CameraStatistics
 from actors.database import DatabaseReader, DatabaseWriter
-from actors.job import CLOSE_GRACE_S, Job
+from actors.job import CLOSE_GRACE_S, UNSUBSCRIBE_PATIENCE_S, Job
 from actors.messages import (
     AddSubscriber,
     CancelJob,
@@ -273,7 +273,7 @@ class Supervisor:
         """A cancelled job's summary once it has stopped (its open segment closed, usually in
         milliseconds), so that DELETE answers `cancelled` rather than `running`; as it is after
         the job's closing grace, whatever that is."""
-        with trio.move_on_after(CLOSE_GRACE_S + 1):
+        with trio.move_on_after(UNSUBSCRIBE_PATIENCE_S + CLOSE_GRACE_S + 1):
             await entry.actor.finished.wait()
         return entry.record.summary()
 

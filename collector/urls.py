@@ -27,11 +27,11 @@ DEMO_URL = "demo://testsrc"
 # information off at the last '@', so a password may hold '@' ("admin:p@ss@host"). And, first,
 # a password with an unencoded '/' that starts with digits ("admin:1234/x@host"): parsers read
 # "admin:1234" as a host and a port, so the URL passes the checks (and fails to connect), but
-# the rest of the password must not be shown either. The price: an explicit port followed by an
-# '@' in the path ("rtsp://cam:554/live@1") is shown as "rtsp://***@1".
+# the rest of the password (up to its last '@') must not be shown either. The price: an explicit
+# port followed by an '@' in the path ("rtsp://cam:554/live@1") is shown as "rtsp://***@1".
 _USERINFO = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)"
-    r"(?P<userinfo>[^/\s@:]*:\d*(?:/[^/\s@]*)+|[^/\s]*)@"
+    r"(?P<userinfo>[^/\s@:]*:\d*/\S*|[^/\s]*)@"
 )
 
 

@@ -61,10 +61,12 @@ class ParameterWatch:
         sps, pps = parameter_sets(data)
         if sps is None or sps == self.sps:
             return None
-        first = self.sps is None
-        self.sps = sps
-        if first or not pps:  # the first one seen is the one the session was described with
+        if self.sps is None:  # the first one seen is the one the session was described with
+            self.sps = sps
             return None
+        if not pps:  # not whole here (cut off, or not resent): wait for a key frame that has it
+            return None
+        self.sps = sps
         try:
             parsed = parse_sps(sps)
         except (ValueError, IndexError):  # unreadable: carry on as described

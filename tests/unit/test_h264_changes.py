@@ -30,6 +30,7 @@ def test_a_watch_describes_anew_only_on_another_sps():
     watch = ParameterWatch(info, SPS)
     assert watch.changed(unit(SPS, PPS)) is None
     other = SPS[:3] + b"\x1e" + SPS[4:]  # another level: a different SPS of the same size
+    assert watch.changed(unit(other)) is None  # no PPS with it: not yet, and not forgotten
     described = watch.changed(unit(other, PPS))
     assert described is not None and (described.width, described.height) == (320, 240)
     assert described.extradata == (

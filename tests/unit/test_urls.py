@@ -24,6 +24,7 @@ def test_redact_every_url_in_text():
      # an unencoded '/' in a password that starts with digits: read as a port and a path
      ("rtsp://admin:1234/x@10.0.0.5/s", "rtsp://***@10.0.0.5/s"),
      ("rtsp://admin:12/3/4@10.0.0.5:554/s", "rtsp://***@10.0.0.5:554/s"),
+     ("rtsp://admin:1234/pa@ss@10.0.0.5/s1 and more", "rtsp://***@10.0.0.5/s1 and more"),
      ("rtsp://u:p@h:554/a@b", "rtsp://***@h:554/a@b"),
      ("https://xxx-lh.akamaihd.net/i/stream_1@123456/m.m3u8",
       "https://xxx-lh.akamaihd.net/i/stream_1@123456/m.m3u8")],
