@@ -234,6 +234,9 @@ class Job:
                 progress = await self._durable(self._recorded(recorder.source_finished))
                 self._apply(src, progress)
                 if progress.done:
+                    # Steps no closed segment completed: the last segment had already been
+                    # closed (a timestamp jump) when the file's end made the video enough
+                    self._apply_rest(src)
                     return True
                 raise SourceFailed(
                     f"source {src.name!r} ({redact(src.url)}) ended after "
@@ -328,6 +331,22 @@ class Job:
             except SegmentError as exc:
                 raise SourceFailed(f"cannot write segments: {exc}") from None
 
+    def _apply_rest(self, src: SourceRecord) -> None:
+        """Announce a finished source's remaining steps with its last (durable) segment."""
+        if src.segments:
+            self._announce_steps(src, src.steps_total)
+
+    def _announce_steps(self, src: SourceRecord, upto: int) -> None:
+        """Announce `src`'s steps up to `upto`, each with its last segment."""
+        rec = self.record
+        while src.steps_done < upto:
+            src.steps_done += 1
+            rec.step += 1
+            self._save(src)
+            self.events.publish(events.progress(
+                rec.id, rec.step, rec.total, source=src.name, segment=src.segments[-1],
+            ))
+
     def _apply(self, src: SourceRecord, progress: Progress) -> None:
         """List each closed (and fsync'ed) segment, then announce the steps it completed, each
         with that segment."""
@@ -341,13 +360,7 @@ class Job:
                 " reason=%s",
                 rec.id, src.name, seg.index, seg.frames, seg.duration, seg.bytes, seg.reason,
             )
-            while src.steps_done < steps:
-                src.steps_done += 1
-                rec.step += 1
-                self._save(src)
-                self.events.publish(events.progress(
-                    rec.id, rec.step, rec.total, source=src.name, segment=src.segments[-1],
-                ))
+            self._announce_steps(src, steps)
 
 
 @contextlib.contextmanager

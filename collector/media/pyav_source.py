@@ -191,7 +191,8 @@ class PyAVOpener:
         with container:
             chosen, infos = describe_streams(container)
             convert = to_media_packet
-            if container.format.name in WALLCLOCK_FORMATS:
+            if container.format.name in WALLCLOCK_FORMATS and not is_finite(container, url):
+                # (a file of such frames is read faster than real time: numbered as FFmpeg does)
                 infos = tuple(dataclasses.replace(i, time_base=WALLCLOCK_TIME_BASE) for i in infos)
                 convert = _WallClock(time.monotonic()).packet
             bases = {info.index: info.time_base for info in infos}
