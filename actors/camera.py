@@ -202,6 +202,21 @@ class Camera:
     def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> int:
         """A session's description: a new one numbers it anew for the subscribers (they close
         their segments), but only a new connection counts in `sessions`."""
+        self._describe(streams, reconfigured)
+        assert self._session is not None
+        self._broadcast(self._session)
+        return self._descriptions
+
+    async def opened_paced(self, streams: tuple[StreamInfo, ...]) -> int:
+        """The same session described anew, for a source that can wait: a subscriber without
+        room (catching up) is waited for, not dropped."""
+        self._describe(streams, True)
+        assert self._session is not None
+        self._paced = True
+        await self._deliver(self._session)
+        return self._descriptions
+
+    def _describe(self, streams: tuple[StreamInfo, ...], reconfigured: bool) -> None:
         self._descriptions += 1
         if not reconfigured:
             self._sessions += 1
@@ -209,8 +224,6 @@ class Camera:
                                     reconfigured=reconfigured)
         log.info("camera.open url=%s session=%d reconfigured=%s streams=%s", redact(self.url),
                  self._descriptions, reconfigured, ",".join(f"{s.kind}:{s.codec}" for s in streams))
-        self._broadcast(self._session)
-        return self._descriptions
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         if self._count(len(batch), sum(len(p.data) for p in batch)):
@@ -317,6 +330,10 @@ class _SessionSink:
     def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         if self.active:
             self.session = self.camera.opened(streams, reconfigured)
+
+    async def opened_paced(self, streams: tuple[StreamInfo, ...]) -> None:
+        if self.active:
+            self.session = await self.camera.opened_paced(streams)
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         if self.active:

@@ -38,6 +38,11 @@ class PacketSink(Protocol):
         `reconfigured` when the source describes the same session anew (new codec parameters
         from the next packet on)."""
 
+    async def opened_paced(self, streams: tuple[StreamInfo, ...]) -> None:
+        """`opened(streams, reconfigured=True)` for a source that can wait: returns once every
+        subscriber has room for the new description (a job catching up is waited for, as with
+        `packets_paced`, not dropped)."""
+
     def packets(self, batch: Sequence[MediaPacket]) -> None:
         """A batch of packets, in demux order (a live source: a subscriber that lags is dropped)."""
 

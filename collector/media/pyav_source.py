@@ -226,7 +226,10 @@ class PyAVOpener:
                             batch, flushed_at = [], time.monotonic()
                         paced_hand_over.report()
                         infos = tuple(info if i.index == index else i for i in infos)
-                        trio.from_thread.run_sync(sink.opened, infos, True)
+                        if paced:  # a job catching up is waited for, not dropped
+                            trio.from_thread.run(sink.opened_paced, infos)
+                        else:
+                            trio.from_thread.run_sync(sink.opened, infos, True)
                     batch.append(media)
                     now = time.monotonic()
                     if now - flushed_at >= BATCH_SECONDS or len(batch) >= most:

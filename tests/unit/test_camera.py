@@ -118,3 +118,24 @@ async def test_late_subscriber_gets_current_session_and_slow_one_is_dropped(auto
     got = [e async for e in fast]
     assert isinstance(got[0], SessionInfo)
     assert len([e for e in got if isinstance(e, Packets)]) == 30  # 3 s of 100 ms batches
+
+
+async def test_a_paced_source_described_anew_waits_for_a_full_subscriber():
+    """A file whose H.264 parameters change mid-way is described anew while a job may still be
+    catching up (its channel full: the normal state of backpressure). The description waits for
+    room, as paced packets do; broadcast, it dropped the job ("fell behind its camera")."""
+    from tests.unit.fakes import STREAMS
+
+    camera = Camera("http://h/f.ts", {}, ScriptedOpener([]), POLICY)
+    send, receive = trio.open_memory_channel(1)
+    camera._handle(AddSubscriber(subscriber=1, channel=send))
+    camera.opened(STREAMS)  # fills the subscriber's channel
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(camera.opened_paced, STREAMS)
+            await trio.testing.wait_all_tasks_blocked()
+            first = await receive.receive()
+            second = await receive.receive()
+    assert (first.session, first.reconfigured) == (1, False)
+    assert (second.session, second.reconfigured) == (2, True)
+    assert camera.statistics().dropped_subscribers == 0
