@@ -32,7 +32,7 @@ from collector.params import config_cameras
 from collector.rtsp.opener import RtspOpener
 from collector.rtsp.tls import context_trusting
 from collector.storage import database_url
-from collector.storage.owner import hold
+from collector.storage.owner import DatabaseInUse, hold
 from collector.urls import DEMO_URL, scheme_of
 
 log = logging.getLogger(__name__)
@@ -94,49 +94,62 @@ async def serve(
     in_flight = InFlight()
     await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     url = database_url(settings.database_url or None, Path(settings.data_dir))
-    # a process that is draining may hold it for its grace, and a little more to exit
-    owner = await hold(url, settings.graceful_timeout_s + 2)
-    try:
-        await _serve(settings, url, stop, draining, drained, in_flight, task_status)
-    finally:
-        if owner is not None:
-            os.close(owner)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # A process that is draining may hold the history for its grace, and a little more to
+        # exit. Stopped while waiting for it (a deploy gave up on this process), exit cleanly.
+        refused: DatabaseInUse | None = None
+        async with trio.open_nursery() as waiting:
+            waiting.start_soon(_stop_on_signal, signals, stop)
+            try:
+                owner = await hold(url, settings.graceful_timeout_s + 2, stop)
+            except DatabaseInUse as exc:  # raised out here, not in the nursery's group
+                refused = exc
+            waiting.cancel_scope.cancel()
+        if refused is not None:
+            raise refused
+        try:
+            if stop.is_set():
+                log.info("collector.stopped before it started (it waited for the history)")
+                return
+            await _serve(settings, url, stop, draining, drained, in_flight, task_status, signals)
+        finally:
+            if owner is not None:
+                os.close(owner)
 
 
 async def _serve(
     settings: Settings, url: str, stop: trio.Event, draining: trio.Event, drained: trio.Event,
-    in_flight: InFlight, task_status: trio.TaskStatus[Running],
+    in_flight: InFlight, task_status: trio.TaskStatus[Running], signals: AsyncIterator[int],
 ) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as root:
-            supervisor = await root.start(
-                Supervisor(
-                    settings,
-                    make_opener_for(settings, in_flight),
-                    url,
-                    config_cameras(settings),
-                ).run
-            )
-            app = create_app(supervisor, settings, draining, in_flight)
-            http_done = trio.Event()
-            binds = await root.start(
-                partial(_serve_http, app, hypercorn_config(settings), drained.wait, http_done,
-                        settings.send_timeout_s)
-            )
-            for bind in binds:
-                log.info("collector.listening url=%s data_dir=%s", bind, settings.data_dir)
-            task_status.started(Running(binds, supervisor))
-            root.start_soon(_stop_on_signal, signals, stop)
-            await stop.wait()
-            draining.set()
-            with trio.move_on_after(settings.graceful_timeout_s):
-                stopped = await ask(supervisor.inbox, lambda r: Drain(reason="shutdown", reply=r))
-                log.info("collector.drained jobs_interrupted=%d", stopped)
-            drained.set()
-            with trio.move_on_after(settings.graceful_timeout_s + 1):
-                await http_done.wait()
-            http_send.abort_sends()  # a client still not taking its answer waits no longer
-            root.cancel_scope.cancel()  # jobs are drained and HTTP is closed: stop cameras now
+    async with trio.open_nursery() as root:
+        supervisor = await root.start(
+            Supervisor(
+                settings,
+                make_opener_for(settings, in_flight),
+                url,
+                config_cameras(settings),
+            ).run
+        )
+        app = create_app(supervisor, settings, draining, in_flight)
+        http_done = trio.Event()
+        binds = await root.start(
+            partial(_serve_http, app, hypercorn_config(settings), drained.wait, http_done,
+                    settings.send_timeout_s)
+        )
+        for bind in binds:
+            log.info("collector.listening url=%s data_dir=%s", bind, settings.data_dir)
+        task_status.started(Running(binds, supervisor))
+        root.start_soon(_stop_on_signal, signals, stop)
+        await stop.wait()
+        draining.set()
+        with trio.move_on_after(settings.graceful_timeout_s):
+            stopped = await ask(supervisor.inbox, lambda r: Drain(reason="shutdown", reply=r))
+            log.info("collector.drained jobs_interrupted=%d", stopped)
+        drained.set()
+        with trio.move_on_after(settings.graceful_timeout_s + 1):
+            await http_done.wait()
+        http_send.abort_sends()  # a client still not taking its answer waits no longer
+        root.cancel_scope.cancel()  # jobs are drained and HTTP is closed: stop cameras now
     log.info("collector.stopped")
 
 

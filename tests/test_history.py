@@ -403,6 +403,15 @@ async def test_one_process_per_data_directory(settings, nursery):
             with pytest.raises(DatabaseInUse, match="another collector process is serving"):
                 await serve(settings)
             assert trio.current_time() - started >= 2.5
+            # stopped while it waits (SIGTERM: a deploy gave up on it), it returns at once
+            # without serving; the signal's default action used to kill it
+            stop_waiting = trio.Event()
+            async with trio.open_nursery() as waiter:
+                waiter.start_soon(functools.partial(serve, settings, stop=stop_waiting))
+                await trio.sleep(0.5)
+                stopped_at = trio.current_time()
+                stop_waiting.set()
+            assert trio.current_time() - stopped_at < 0.5
             assert (await client.get(f"/jobs/{job_id}")).json()["status"] == "running"
     with trio.fail_after(20):
         stop_second = trio.Event()

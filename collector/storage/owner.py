@@ -28,10 +28,10 @@ class DatabaseInUse(CollectorError):
     """Another collector process serves from this history."""
 
 
-async def hold(database_url: str, wait_s: float) -> int | None:
+async def hold(database_url: str, wait_s: float, stop: trio.Event | None = None) -> int | None:
     """Take the lock of `database_url`'s SQLite file, waiting up to `wait_s` for another
     process to let it go; its file descriptor (the caller closes it at exit), or None for a
-    database this does not guard."""
+    database this does not guard, or when `stop` is set while it waits."""
     if not database_url.startswith("sqlite://"):
         return None
     path = Path(database_url.removeprefix("sqlite://") + ".lock")
@@ -43,6 +43,9 @@ async def hold(database_url: str, wait_s: float) -> int | None:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return fd
                 except BlockingIOError:
+                    if stop is not None and stop.is_set():
+                        os.close(fd)
+                        return None
                     await trio.sleep(POLL_S)
         raise DatabaseInUse(
             f"another collector process is serving from {path.parent} (it holds {path.name});"
