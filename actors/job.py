@@ -234,9 +234,11 @@ class Job:
                 progress = await self._durable(self._recorded(recorder.source_finished))
                 self._apply(src, progress)
                 if progress.done:
-                    # Steps no closed segment completed: the last segment had already been
-                    # closed (a timestamp jump) when the file's end made the video enough
-                    self._apply_rest(src)
+                    # Steps no closed segment completed (the last segment had already been
+                    # closed by a timestamp jump when the file's end made the video enough)
+                    # go out with the last segment
+                    if src.segments:
+                        self._announce_steps(src, src.steps_total)
                     return True
                 raise SourceFailed(
                     f"source {src.name!r} ({redact(src.url)}) ended after "
@@ -330,11 +332,6 @@ class Job:
                 await trio.to_thread.run_sync(make_durable, paths, limiter=self.writer_limiter)
             except SegmentError as exc:
                 raise SourceFailed(f"cannot write segments: {exc}") from None
-
-    def _apply_rest(self, src: SourceRecord) -> None:
-        """Announce a finished source's remaining steps with its last (durable) segment."""
-        if src.segments:
-            self._announce_steps(src, src.steps_total)
 
     def _announce_steps(self, src: SourceRecord, upto: int) -> None:
         """Announce `src`'s steps up to `upto`, each with its last segment."""

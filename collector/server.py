@@ -90,8 +90,6 @@ async def serve(
 ) -> None:
     """Run the service until a signal arrives (or `stop` is set)."""
     stop = trio.Event() if stop is None else stop
-    draining, drained = trio.Event(), trio.Event()
-    in_flight = InFlight()
     await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     url = database_url(settings.database_url or None, Path(settings.data_dir))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -111,16 +109,18 @@ async def serve(
             if stop.is_set():
                 log.info("collector.stopped before it started (it waited for the history)")
                 return
-            await _serve(settings, url, stop, draining, drained, in_flight, task_status, signals)
+            await _serve(settings, url, stop, task_status, signals)
         finally:
             if owner is not None:
                 os.close(owner)
 
 
 async def _serve(
-    settings: Settings, url: str, stop: trio.Event, draining: trio.Event, drained: trio.Event,
-    in_flight: InFlight, task_status: trio.TaskStatus[Running], signals: AsyncIterator[int],
+    settings: Settings, url: str, stop: trio.Event, task_status: trio.TaskStatus[Running],
+    signals: AsyncIterator[int],
 ) -> None:
+    draining, drained = trio.Event(), trio.Event()
+    in_flight = InFlight()
     async with trio.open_nursery() as root:
         supervisor = await root.start(
             Supervisor(

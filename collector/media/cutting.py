@@ -154,13 +154,12 @@ class CutPlan:
             return Decision.CUT
         return Decision.WRITE
 
-    def finish_run(self) -> bool:
+    def finish_run(self) -> None:
         """The source has no more packets (a file read to its end): end the run, and finish the
-        recording, with every step done, if it holds the duration. True when it did."""
+        recording, with every step done, if it holds the duration."""
         self.end_run()
         if not self.done and self.recorded >= self.duration - EPSILON:
             self.done, self.steps_done = True, self.steps
-        return self.done
 
     def end_run(self) -> None:
         """The session ended or jumped: the next packet must start a new run at a key frame."""

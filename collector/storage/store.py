@@ -100,6 +100,13 @@ def _cursor(before: str) -> tuple[float | None, str]:
     return at, job_id
 
 
+def _running(tx: Tx) -> list[str]:
+    """The ids of the queued and running jobs, oldest first."""
+    return [r[0] for r in tx.execute(
+        "SELECT job_id FROM jobs WHERE status IN (?, ?) ORDER BY created_at, job_id", ACTIVE,
+    ).fetchall()]
+
+
 def _summary(row: Sequence[Any]) -> dict[str, Any]:
     """A `jobs` row selected as `_JOB_COLUMNS`, shaped as `JobRecord.summary()`."""
     job_id, status, created_at, started_at, finished_at, step, total, error = row
@@ -149,20 +156,14 @@ class Store:
         """The ids of the queued and running jobs, oldest first: at start-up, those a crash (or
         a drain cut short) left so."""
         with self._backend.transaction() as tx:
-            return [r[0] for r in tx.execute(
-                "SELECT job_id FROM jobs WHERE status IN (?, ?) ORDER BY created_at, job_id",
-                ACTIVE,
-            ).fetchall()]
+            return _running(tx)
 
     def interrupt_running(self, reason: str, at: float) -> list[str]:
         """Mark queued/running jobs and their queued/running sources `interrupted`, and end their
         event logs with the `interrupted` event a drain would have written (else a WebSocket
         replay ends nowhere, and its client is told to reconnect for more); their ids."""
         with self._backend.transaction(write=True) as tx:
-            ids = [r[0] for r in tx.execute(
-                "SELECT job_id FROM jobs WHERE status IN (?, ?) ORDER BY created_at, job_id",
-                ACTIVE,
-            ).fetchall()]
+            ids = _running(tx)
             for job_id in ids:
                 tx.execute(
                     "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE job_id = ?",
