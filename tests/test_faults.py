@@ -60,6 +60,12 @@ class _S:
     def packets_written(self, written) -> None:
         raise AssertionError("nobody lent a recorder, so nobody wrote a batch")
 
+    def read_before(self, file) -> None:  # type: ignore[no-untyped-def]
+        return None  # every session reads its file from the start
+
+    def handed_over(self, file, until) -> None:  # type: ignore[no-untyped-def]
+        pass
+
 
 async def test_stall_watchdog_fires_while_connection_stays_open(collector, client, media_ts):
     """An HTTP source that sends 7 s of video at once and then goes silent on an open connection:

@@ -190,6 +190,46 @@ async def test_a_file_is_read_once(collector, client, media_ts, media_hls, kind,
                                        f"Error with Job ID {job_id}: {error}"]
 
 
+@pytest.mark.parametrize("ranges", [True, False], ids=["ranges", "no-ranges"])
+async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, client, media_ts,
+                                                                    ranges):
+    """A 12 s file whose first connection breaks at 40 %. A server that takes byte ranges is
+    asked for the rest (FFmpeg's reconnect): one session, every frame once, the job completes.
+    One that does not is read again from its start, and what the jobs had is skipped: the
+    video resumes at the first key frame after the break, with a gap, never a frame twice; the
+    job, short of its 12 s, fails saying so. (Both used to record the file's start twice.)"""
+    from tests.media.misbehaving import serve_breaking_http
+
+    size = media_ts.stat().st_size
+    async with trio.open_nursery() as servers:
+        server = await servers.start(serve_breaking_http, media_ts, size * 2 // 5, ranges)
+        url = f"http://127.0.0.1:{server.port}/clip.ts"
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [{"name": "file", "url": url}], "duration": 12, "segment_seconds": 2,
+                "retry": {"initial_backoff": 0.1}})).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    (source,) = job["sources"]
+    video = [p for s in source["segments"] for p in packets(Path(s["path"]))]
+    hashes = [p.data_hash for p in video]
+    assert len(set(hashes)) == len(hashes), "a frame was recorded twice"
+    if ranges:
+        assert server.resumed and server.ranges[-1] == f"bytes={size * 2 // 5}-", server.ranges
+        assert job["status"] == "completed", job
+        assert source["attempts"] == 1 and source["gaps"] == []
+        assert [s["end_reason"] for s in source["segments"]] == ["boundary"] * 5 + ["end"]
+        assert len(video) == 12 * FPS
+        check_source_files(source, 12)
+        return
+    assert server.ranges == ["bytes=0-", "bytes=0-"]  # (FFmpeg always asks from 0 at first)
+    assert job["status"] == "failed", job
+    assert source["attempts"] == 2 and len(source["gaps"]) == 1
+    assert 12 * FPS - GOP_FRAMES <= len(video) < 12 * FPS
+    assert job["error"].startswith(f"source 'file' ({url}) ended after "), job["error"]
+    check_source_files(source, 12)
+
+
 async def test_a_live_http_stream_that_ends_is_read_again(collector, client, media_ts):
     """A stream without a Content-Length is live: its end is an outage, retried, with a gap,
     and the job goes on recording from the next session until it has its duration."""

@@ -32,6 +32,14 @@ class Written:
                        packets=self.packets + later.packets, bytes=self.bytes + later.bytes)
 
 
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Tells one file apart from another at the same URL (`PacketSink.read_before`)."""
+
+    size: int  # bytes, as the server gave them (-1: not given)
+    duration: int | None  # FFmpeg's, in AV_TIME_BASE units
+
+
 class PacketSink(Protocol):
     def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         """A session is up; called once per session, before its first packets, and again with
@@ -62,6 +70,17 @@ class PacketSink(Protocol):
     def packets_written(self, written: Written) -> None:
         """Every subscriber muxed a paced batch already (`write_here`): count it and tell them.
         Never blocks, so the opener calls it with `TrioToken.run_sync_soon`, without waiting."""
+
+    def read_before(self, file: FileIdentity) -> Mapping[int, int] | None:
+        """For a file (a finite source) read again after its connection broke, called in the
+        opener's worker thread once it is open: per stream index, the last timestamp (DTS, else
+        PTS) of what its subscribers have of it, so that the opener skips those packets (a
+        server without byte ranges can only send it again from its start). None for a file not
+        read before (or since changed: another size or duration)."""
+
+    def handed_over(self, file: FileIdentity, until: Mapping[int, int]) -> None:
+        """Called in the worker thread after each batch of a file was handed over: per stream
+        index, the last timestamp in it (what `read_before` answers next time)."""
 
 
 class Opener(Protocol):

@@ -26,7 +26,7 @@ from av.audio.codeccontext import AudioCodecContext
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media.aac import audio_specific_config, strip_adts
 from collector.media.h264_changes import ParameterWatch, parameter_sets
-from collector.media.opener import PacketSink, Written
+from collector.media.opener import FileIdentity, PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.media.pyav_streams import install as install_stream_lookup
 from collector.urls import PROTOCOL_WHITELIST, redact, scheme_of
@@ -55,6 +55,13 @@ def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) ->
         # abandoned thread kept polling the origin. After 5 unchanged reloads (~2.5 target
         # durations) FFmpeg ends the stream instead. Other formats ignore the option.
         opts.setdefault("m3u8_hold_counters", "5")
+    if scheme in ("http", "https"):
+        # A file whose connection breaks part-way is asked for the rest (`Range: bytes=N-`) at
+        # once, then after 1 s, then the session fails. FFmpeg does so only where that is safe:
+        # the server gave a length and takes byte ranges. Without this the break looked like
+        # the file's end. (A live stream, without a length, is never resumed this way.)
+        opts.setdefault("reconnect", "1")
+        opts.setdefault("reconnect_delay_max", "2")
     opts["protocol_whitelist"] = PROTOCOL_WHITELIST[scheme]
     return opts
 
@@ -201,12 +208,18 @@ class PyAVOpener:
             watch = _parameter_watch(container, chosen, infos)
 
             paced_hand_over = _PacedHandOver(sink, trio_token)
+            file = (FileIdentity(container.size, container.duration)
+                    if is_finite(container, url) else None)
+            # a file read again after its connection broke: skip what the jobs have of it
+            skip = dict(sink.read_before(file) or {}) if file is not None else {}
 
             def hand_over(batch: list[MediaPacket], now: float) -> None:
                 if paced:
                     paced_hand_over(batch, now)
                 else:
                     trio.from_thread.run_sync(sink.packets, batch)
+                if file is not None:
+                    sink.handed_over(file, _last_timestamps(batch, len(infos)))
 
             trio.from_thread.run_sync(sink.opened, infos)
             most = PACED_BATCH_PACKETS if paced else BATCH_PACKETS
@@ -217,6 +230,8 @@ class PyAVOpener:
                     if packet.size == 0:  # flush packet at end of stream
                         continue
                     index = packet.stream_index
+                    if skip and _handed_over_before(packet, index, skip):
+                        continue
                     media = convert(packet, bases[index], adts[index])
                     if (watch is not None and media.keyframe and index == watch.info.index
                             and (info := watch.changed(media.data)) is not None):
@@ -237,6 +252,8 @@ class PyAVOpener:
                         hand_over(batch, now)
                         batch, flushed_at = [], now
             except (av.error.FFmpegError, OSError) as exc:
+                if container.format.name == "mpegts":
+                    batch = _without_torn_tails(batch)
                 if batch:
                     hand_over(batch, time.monotonic())
                 paced_hand_over.report()
@@ -278,6 +295,46 @@ class _PacedHandOver:
         if self.unreported is not None:
             self.trio_token.run_sync_soon(self.sink.packets_written, self.unreported)
             self.unreported = None
+
+
+def _without_torn_tails(batch: list[MediaPacket]) -> list[MediaPacket]:
+    """`batch` without each stream's last packet: FFmpeg's MPEG-TS demuxer, when its input
+    fails, hands out what it had of each stream's packet in progress, cut where the bytes
+    stopped (a frame that fails to decode at the end of the segment). A whole one dropped here
+    is read again when the file is (`read_before`); a live stream loses it in the outage."""
+    seen: set[int] = set()
+    kept = []
+    for media in reversed(batch):
+        if media.stream in seen:
+            kept.append(media)
+        seen.add(media.stream)
+    kept.reverse()
+    return kept
+
+
+def _handed_over_before(packet: av.Packet, index: int, skip: dict[int, int]) -> bool:
+    """Is `packet` one its jobs had before the file's connection broke? Once a stream's packets
+    are past that point they are all new: its entry goes."""
+    last = skip.get(index)
+    ts = packet.dts if packet.dts is not None else packet.pts
+    if last is None or ts is None:
+        return False
+    if ts <= last:
+        return True
+    del skip[index]
+    return False
+
+
+def _last_timestamps(batch: list[MediaPacket], streams: int) -> dict[int, int]:
+    """Per stream index, the last timestamp (DTS, else PTS) in `batch` (of `streams` streams)."""
+    last: dict[int, int] = {}
+    for media in reversed(batch):
+        ts = media.dts if media.dts is not None else media.pts
+        if ts is not None and media.stream not in last:
+            last[media.stream] = ts
+            if len(last) == streams:
+                break
+    return last
 
 
 def _parameter_watch(container: av.container.InputContainer, chosen: tuple,

@@ -6,6 +6,10 @@
   while or until the test says so (a file held at a known point).
 - `serve_live_http`: answers HTTP 200 without a Content-Length (as a live stream does) with a
   whole file, then closes the connection (the stream ended).
+- `serve_breaking_http`: a file whose connection breaks part-way (Content-Length given, the
+  connection closed early at `break_at`): the first one only, later ones are whole. With
+  `ranges`, it announces byte ranges and answers `Range: bytes=N-` with 206 from there, as nginx
+  or S3 do, and every read across `break_at` breaks there until a request resumes from it.
 - `serve_garbage`: accepts TCP and writes bytes that are no protocol at all.
 - `serve_silent`: accepts TCP and never says anything.
 """
@@ -29,13 +33,18 @@ async def _serve(handler, task_status) -> None:  # type: ignore[no-untyped-def]
 
 async def _read_request(stream: trio.SocketStream) -> bool:
     """Read an HTTP request's head; False if the client went away first."""
+    return await _request_head(stream) is not None
+
+
+async def _request_head(stream: trio.SocketStream) -> bytes | None:
+    """An HTTP request's head; None if the client went away first."""
     request = b""
     while b"\r\n\r\n" not in request:
         chunk = await stream.receive_some(4096)
         if not chunk:
-            return False
+            return None
         request += chunk
-    return True
+    return request
 
 
 async def serve_stalling_http(
@@ -101,6 +110,55 @@ async def serve_live_http(
                 return
 
     await _serve(handler, task_status)
+
+
+class BreakingHttp:
+    """What `serve_breaking_http` was asked: each request's Range header (None without one)."""
+
+    def __init__(self) -> None:
+        self.ranges: list[str | None] = []
+        self.port = 0
+        self.resumed = False  # a request asked for the rest from where a read broke
+
+
+async def serve_breaking_http(
+    payload: Path, break_at: int, ranges: bool,
+    task_status: trio.TaskStatus[BreakingHttp] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    data = await trio.Path(payload).read_bytes()
+    seen = BreakingHttp()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            head = await _request_head(stream)
+            if head is None:
+                return
+            asked = next((line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"range:")), None)
+            seen.ranges.append(asked)
+            start = int(asked.removeprefix("bytes=").split("-")[0]) if ranges and asked else 0
+            if ranges:  # every read across break_at breaks there until one resumes from it
+                seen.resumed = seen.resumed or 0 < start <= break_at
+                breaks = not seen.resumed and start < break_at
+            else:  # the first connection breaks; a client can only start again
+                breaks = len(seen.ranges) == 1
+            status = b"206 Partial Content" if ranges and asked else b"200 OK"
+            extra = b"Accept-Ranges: bytes\r\n" if ranges else b""
+            if ranges and asked:
+                extra += b"Content-Range: bytes %d-%d/%d\r\n" % (start, len(data) - 1, len(data))
+            body = data[start:break_at] if breaks else data[start:]
+            try:
+                await stream.send_all(b"HTTP/1.1 " + status + b"\r\nContent-Type: video/mp2t\r\n"
+                                      + extra + b"Content-Length: %d\r\n" % (len(data) - start)
+                                      + b"Connection: close\r\n\r\n" + body)
+            except trio.BrokenResourceError:
+                return
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    seen.port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.serve_listeners, handler, listeners))
+        task_status.started(seen)
 
 
 async def serve_garbage(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:

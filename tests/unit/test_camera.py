@@ -139,3 +139,65 @@ async def test_a_paced_source_described_anew_waits_for_a_full_subscriber():
     assert (first.session, first.reconfigured) == (1, False)
     assert (second.session, second.reconfigured) == (2, True)
     assert camera.statistics().dropped_subscribers == 0
+
+
+def test_a_file_read_again_skips_what_its_jobs_have():
+    """What the reading threads ask and tell a camera's sink about a file (`read_before`,
+    `handed_over`): the same file read again gets the last timestamps handed over per stream;
+    another file at the URL (another size) starts afresh; an abandoned session's thread neither
+    reads nor records."""
+    from actors.camera import _SessionSink
+    from collector.media.opener import FileIdentity
+
+    camera = Camera("http://h/f.ts", {}, ScriptedOpener([]), POLICY)
+    file, other = FileIdentity(1000, None), FileIdentity(2000, None)
+    first = _SessionSink(camera)
+    assert first.read_before(file) is None
+    first.handed_over(file, {0: 900, 1: 800})
+    first.handed_over(file, {0: 1800})
+    first.active = False
+    first.handed_over(file, {0: 9999, 1: 9999})  # too late: its session is over
+    second = _SessionSink(camera)
+    assert second.read_before(file) == {0: 1800, 1: 800}
+    third = _SessionSink(camera)
+    assert third.read_before(other) is None
+    third.handed_over(other, {0: 5})
+    assert _SessionSink(camera).read_before(file) is None
+    dead = _SessionSink(camera)
+    dead.active = False
+    assert dead.read_before(other) is None
+
+
+def test_packets_skipped_and_kept_around_a_break():
+    """The reading thread's helpers: skip up to the last timestamp handed over (DTS, else PTS)
+    and stop checking a stream once past it; drop each stream's last packet of a batch cut by
+    an MPEG-TS input error; the last timestamps per stream of a batch."""
+    from fractions import Fraction
+
+    from collector.media.packets import MediaPacket
+    from collector.media.pyav_source import (
+        _handed_over_before,
+        _last_timestamps,
+        _without_torn_tails,
+    )
+
+    class P:  # what the helper reads of an av.Packet
+        def __init__(self, dts, pts=None):  # type: ignore[no-untyped-def]
+            self.dts, self.pts = dts, pts
+
+    skip = {0: 100, 1: 50}
+    assert _handed_over_before(P(100), 0, skip)
+    assert _handed_over_before(P(None, 90), 0, skip)
+    assert not _handed_over_before(P(None, None), 0, skip)
+    assert not _handed_over_before(P(101), 0, skip)
+    assert skip == {1: 50}  # video is past it: no more checks for stream 0
+    assert not _handed_over_before(P(5), 0, skip)
+    assert not _handed_over_before(P(51), 1, skip) and skip == {}
+
+    def media(stream: int, dts: int | None, pts: int | None = None) -> MediaPacket:
+        return MediaPacket(stream, b"x", pts, dts, 1, False, Fraction(1, 90000))
+
+    batch = [media(0, 1), media(1, 2), media(0, 3), media(0, 4), media(1, None, 5)]
+    assert _without_torn_tails(batch) == [media(0, 1), media(1, 2), media(0, 3)]
+    assert _last_timestamps(batch, 2) == {1: 5, 0: 4}
+    assert _last_timestamps(batch[:1], 2) == {0: 1}
