@@ -9,7 +9,8 @@ collects `duration` seconds of video on disk; the gap itself is not counted).
 
 Steps: the source plans ceil(duration / segment_seconds) steps. A step is done when the segment
 that crossed its boundary is closed; with a key frame interval longer than the segment length one
-segment may finish several steps, and a run cut short by an outage may finish none.
+segment may finish several steps. A run cut short by an outage finishes those whose boundary its
+video passed (`count_passed`), which may be none.
 """
 
 from __future__ import annotations
@@ -160,6 +161,14 @@ class CutPlan:
         self.end_run()
         if not self.done and self.recorded >= self.duration - EPSILON:
             self.done, self.steps_done = True, self.steps
+
+    def count_passed(self) -> None:
+        """A run cut short by an outage (its segment closes as a discontinuity, at no key frame):
+        the steps whose boundary its video passed are done, as a cut there would have counted
+        them, rather than only at the next segment's close. The last step waits for the finish."""
+        reached = self._last_end if self._origin is not None else self.recorded
+        passed = math.floor(reached / self.segment_seconds + EPSILON)
+        self.steps_done = max(self.steps_done, min(self.steps - 1, passed))
 
     def end_run(self) -> None:
         """The session ended or jumped: the next packet must start a new run at a key frame."""

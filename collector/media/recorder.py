@@ -154,6 +154,8 @@ class Recorder:
         writer, self._writer = self._writer, None
         if writer is None:
             return []
+        if reason == "discontinuity":
+            self.plan.count_passed()
         return [(writer.close(reason), self.plan.steps_done)]
 
     def _progress(self, closed: list[Closed], paused: bool = False) -> Progress:

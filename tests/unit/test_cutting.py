@@ -133,3 +133,29 @@ def test_place_is_decide_and_out_timestamps_for_written_packets():
     assert {Decision.START, Decision.CUT, Decision.RESTART, Decision.SKIP, Decision.WRITE,
             Decision.FINISH} <= decisions
     assert sum(d is Decision.WRITE for d, _ in plain) > 1000
+
+
+def test_an_outage_after_a_boundary_counts_its_step():
+    """Key frames every 2.2 s, 2 s segments: the session ends at 4.3 s, past the 4 s boundary
+    but before the key frame that would have cut there. The segment closing at the outage holds
+    video past 4 s: its close counts step 2 (not the next segment's). Before a boundary nothing
+    more counts, and the last step waits for the finish."""
+    plan = CutPlan(duration=6, segment_seconds=2)
+    packets = [video(i * 0.1, key=(i % 22 == 0)) for i in range(0, 43)]  # up to 4.2 s
+    assert [(round(t, 1), d, s) for t, d, s in run(plan, packets)] == [
+        (0.0, Decision.START, 0),
+        (2.2, Decision.CUT, 1),
+    ]
+    plan.count_passed()
+    assert plan.steps_done == 2  # the last frame ends at 4.24 s
+    plan.end_run()
+    plan.count_passed()
+    assert plan.steps_done == 2
+    later = CutPlan(duration=6, segment_seconds=2)
+    run(later, [video(i * 0.1, key=(i % 22 == 0)) for i in range(0, 39)])  # up to 3.8 s
+    later.count_passed()
+    assert later.steps_done == 1
+    short = CutPlan(duration=4, segment_seconds=2)
+    run(short, [*(video(i * 0.1, key=(i % 22 == 0)) for i in range(0, 39)), video(3.96)])
+    short.count_passed()  # the last frame ends at 4.0 s, the duration
+    assert short.steps_done == 1  # step 2 of 2 is the finish's
