@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -284,17 +285,20 @@ async def test_mjpeg_frames_are_stamped_when_they_arrive(collector, client):
     assert abs(sum(seg["duration"] for seg in source["segments"]) - 3) < 0.35
 
 
-@pytest.mark.parametrize("fmt", ["mp4", "mkv", "ts"])
-async def test_a_file_that_changes_size_is_cut_there(collector, client, tmp_path, fmt):
+@pytest.mark.parametrize(("fmt", "codec"), [("mp4", "h264"), ("mkv", "h264"), ("ts", "h264"),
+                                           ("mp4", "h265"), ("mkv", "h265")])
+async def test_a_file_that_changes_size_is_cut_there(collector, client, tmp_path, fmt, codec):
     """MPEG-TS over HTTP whose picture size changes from 320x240 to 480x360 after 4 s, in one
     long segment: it was one file with both sizes under the first one's header. FFmpeg does not
-    say; the PyAV source sees the key frame's new SPS and describes the session anew, so each
-    file holds one size (100 frames, then 50) and decodes cleanly, as over native RTSP."""
+    say; the PyAV source sees the key frame's new SPS (H.264, H.265) and describes the session
+    anew, so each file holds one size (100 frames, then 50) and decodes cleanly, as over native
+    RTSP."""
     from tests.media.clips import make_switching_clip
     from tests.rtsp.test_real_streams import check_cut_at_the_size_change
 
-    clip = await trio.to_thread.run_sync(
-        make_switching_clip, tmp_path / "media" / "switch.ts", ("320x240", "480x360"))
+    clip = await trio.to_thread.run_sync(partial(
+        make_switching_clip, tmp_path / "media" / "switch.ts", ("320x240", "480x360"),
+        codec=codec))
     async with trio.open_nursery() as servers:
         http = await servers.start(serve_http, clip.path.parent)
         with trio.fail_after(40):

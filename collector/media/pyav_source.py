@@ -25,9 +25,9 @@ from av.audio.codeccontext import AudioCodecContext
 
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media.aac import audio_specific_config, strip_adts
-from collector.media.h264_changes import ParameterWatch, parameter_sets
 from collector.media.opener import FileIdentity, PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
+from collector.media.parameter_changes import SYNTAX, ParameterWatch, parameter_sets
 from collector.media.pyav_streams import install as install_stream_lookup
 from collector.urls import PROTOCOL_WHITELIST, redact, scheme_of
 
@@ -339,14 +339,16 @@ def _last_timestamps(batch: list[MediaPacket], streams: int) -> dict[int, int]:
 
 def _parameter_watch(container: av.container.InputContainer, chosen: tuple,
                      infos: tuple[StreamInfo, ...]) -> ParameterWatch | None:
-    """A watch for new parameter sets on the H.264 video of an MPEG-TS or HLS source, whose key
-    frames carry them in-band (h264_changes.py); None for any other source."""
+    """A watch for new parameter sets on the H.264 or H.265 video of an MPEG-TS or HLS source,
+    whose key frames carry them in-band (parameter_changes.py); None for any other source."""
     if container.format.name not in ("mpegts", "hls"):
         return None
     for stream, info in zip(chosen, infos, strict=True):
-        if info.kind == "video" and info.codec == "h264":
-            extradata = stream.codec_context.extradata
-            return ParameterWatch(info, parameter_sets(extradata)[0] if extradata else None)
+        if info.kind == "video" and info.codec in SYNTAX:
+            if not (extradata := stream.codec_context.extradata):
+                return ParameterWatch(info, None)
+            described = parameter_sets(extradata, info.codec)
+            return ParameterWatch(info, described.sps, described.vps)
     return None
 
 

@@ -85,7 +85,7 @@ def _video_codec(codec: str, gop: int, bframes: int) -> list[str]:
 
 
 def make_switching_clip(path: Path, sizes: tuple[str, ...], seconds: int = 4, fps: int = 25,
-                        gop_seconds: int = 2) -> ClipInfo:
+                        gop_seconds: int = 2, codec: str = "h264") -> ClipInfo:
     """A video-only MPEG-TS clip whose picture size changes every ``seconds`` (a camera
     reconfigured mid-stream): one clip per size, timestamps continuing, joined byte for byte
     (MPEG-TS files concatenate); each part starts with a key frame and its own SPS/PPS."""
@@ -94,7 +94,7 @@ def make_switching_clip(path: Path, sizes: tuple[str, ...], seconds: int = 4, fp
     for i, size in enumerate(sizes):
         part = path.with_name(f"{path.stem}-{i}.ts")
         make_clip(part, seconds=seconds, fps=fps, gop_seconds=gop_seconds, size=size,
-                  audio=False, container="ts", ts_offset=i * seconds)
+                  audio=False, container="ts", ts_offset=i * seconds, codec=codec)
         parts.append(part.read_bytes())
     path.write_bytes(b"".join(parts))
     return ClipInfo(path=path, seconds=seconds * len(sizes), fps=fps, gop_seconds=gop_seconds,
