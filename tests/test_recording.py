@@ -352,6 +352,51 @@ async def test_a_live_playlist_that_stops_growing_ends_its_session(collector, cl
     check_source_files(job["sources"][0], sum(s["duration"] for s in job["sources"][0]["segments"]))
 
 
+async def test_a_live_playlist_read_again_does_not_record_twice(collector, client, media_clip,
+                                                                tmp_path):
+    """Live HLS whose origin answers one playlist reload with 404: the session ends, and the
+    next one starts a few segments back from the live edge (FFmpeg's live_start_index), among
+    segments the job has already recorded. Those are skipped (the camera remembers the last
+    timestamps handed over): never a frame twice, and recording goes on at the next key frame
+    past them, with one gap."""
+    import subprocess
+
+    from tests.media.misbehaving import serve_folder_http
+
+    live = tmp_path / "live"
+    live.mkdir()
+    encoder = await trio.lowlevel.open_process(
+        ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(media_clip.path),
+         "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
+         "-hls_flags", "temp_file", str(live / "live.m3u8")], stdin=subprocess.DEVNULL)
+    try:
+        async with trio.open_nursery() as servers:
+            server = await servers.start(serve_folder_http, live)
+            with trio.fail_after(40):
+                while not (live / "live.m3u8").exists():  # noqa: ASYNC110 (ffmpeg writes it)
+                    await trio.sleep(0.1)
+                url = f"http://127.0.0.1:{server.port}/live.m3u8"
+                job_id = (await client.post("/collect", json={
+                    "streams": [url], "duration": 10, "segment_seconds": 2,
+                    "retry": {"initial_backoff": 0.2}})).json()["job_id"]
+                await wait_step(client, job_id, 2)
+                server.fail()
+                job = await wait_job(client, job_id)
+            servers.cancel_scope.cancel()
+    finally:
+        if encoder.returncode is None:
+            encoder.kill()
+        await encoder.wait()
+    assert server.failed == 1
+    assert job["status"] == "completed", job
+    (source,) = job["sources"]
+    assert source["attempts"] == 2 and len(source["gaps"]) == 1
+    assert "discontinuity" in [s["end_reason"] for s in source["segments"]]
+    hashes = [p.data_hash for s in source["segments"] for p in packets(Path(s["path"]))]
+    assert len(set(hashes)) == len(hashes), "a frame was recorded twice"
+    check_source_files(source, 10)
+
+
 async def test_formats_mkv_and_ts(collector, client):
     """`format` mkv and ts produce readable files of the right container."""
     with trio.fail_after(20):

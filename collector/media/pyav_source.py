@@ -208,10 +208,10 @@ class PyAVOpener:
             watch = _parameter_watch(container, chosen, infos)
 
             paced_hand_over = _PacedHandOver(sink, trio_token)
-            file = (FileIdentity(container.size, container.duration)
-                    if is_finite(container, url) else None)
-            # a file read again after its connection broke: skip what the jobs have of it
-            skip = dict(sink.read_before(file) or {}) if file is not None else {}
+            file = _identity(container, url)
+            # a file read again after its connection broke, a live playlist after an outage:
+            # skip what the jobs have of it
+            skip = _skips(sink.read_before(file), bases, file) if file is not None else {}
 
             def hand_over(batch: list[MediaPacket], now: float) -> None:
                 if paced:
@@ -312,14 +312,45 @@ def _without_torn_tails(batch: list[MediaPacket]) -> list[MediaPacket]:
     return kept
 
 
-def _handed_over_before(packet: av.Packet, index: int, skip: dict[int, int]) -> bool:
-    """Is `packet` one its jobs had before the file's connection broke? Once a stream's packets
-    are past that point they are all new: its entry goes."""
-    last = skip.get(index)
+LIVE_PLAYLIST = FileIdentity(size=-1, duration=None)
+# A live playlist read again starts a few segments back (FFmpeg's live_start_index, -3): its
+# packets up to this much older than the last one handed over are skipped. Anything older is
+# not a repeat but a restarted encoder, whose clock starts anew: nothing of it is skipped.
+LIVE_REPEAT_SECONDS = 120
+
+
+def _identity(container: av.container.InputContainer, url: str) -> FileIdentity | None:
+    """What must not have changed for a session to skip what the last one handed over: the
+    file (its size and duration), any live playlist at the URL; None for other sources."""
+    if is_finite(container, url):
+        return FileIdentity(container.size, container.duration)
+    if container.format.name == "hls":
+        return LIVE_PLAYLIST
+    return None
+
+
+def _skips(before: Mapping[int, int] | None, bases: Mapping[int, Fraction],
+           file: FileIdentity) -> dict[int, tuple[int | None, int]]:
+    """Per stream index, the timestamps (above the first, up to the second) to skip."""
+    if not before:
+        return {}
+    if file != LIVE_PLAYLIST:
+        return {index: (None, last) for index, last in before.items()}
+    return {index: (last - int(LIVE_REPEAT_SECONDS / bases[index]), last)
+            for index, last in before.items() if index in bases}
+
+
+def _handed_over_before(packet: av.Packet, index: int,
+                        skip: dict[int, tuple[int | None, int]]) -> bool:
+    """Is `packet` one its jobs had before the file's connection broke (or the live playlist's
+    last session ended)? Once a stream's packets are past that point, or before the range (an
+    encoder restarted), they are all new: its entry goes."""
+    bounds = skip.get(index)
     ts = packet.dts if packet.dts is not None else packet.pts
-    if last is None or ts is None:
+    if bounds is None or ts is None:
         return False
-    if ts <= last:
+    low, last = bounds
+    if ts <= last and (low is None or ts > low):
         return True
     del skip[index]
     return False

@@ -10,6 +10,8 @@
   connection closed early at `break_at`): the first one only, later ones are whole. With
   `ranges`, it announces byte ranges and answers `Range: bytes=N-` with 206 from there, as nginx
   or S3 do, and every read across `break_at` breaks there until a request resumes from it.
+- `serve_folder_http`: serves a folder's files (a live playlist an encoder writes), answering 404
+  for the playlist `fail_playlist` times when the test says (an origin that hiccups).
 - `serve_garbage`: accepts TCP and writes bytes that are no protocol at all.
 - `serve_silent`: accepts TCP and never says anything.
 """
@@ -159,6 +161,54 @@ async def serve_breaking_http(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(trio.serve_listeners, handler, listeners))
         task_status.started(seen)
+
+
+class FolderHttp:
+    """A `serve_folder_http` server: `fail()` makes its next playlist requests answer 404."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.failing = 0
+        self.failed = 0
+
+    def fail(self, times: int = 1) -> None:
+        self.failing = times
+
+
+async def serve_folder_http(
+    folder: Path, task_status: trio.TaskStatus[FolderHttp] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    server = FolderHttp()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            head = await _request_head(stream)
+            if head is None:
+                return
+            name = head.split(b" ")[1].decode().lstrip("/")
+            path = trio.Path(folder) / name
+            if name.endswith(".m3u8") and server.failing:
+                server.failing -= 1
+                server.failed += 1
+                reply = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+            elif "/" in name or not await path.is_file():
+                reply = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+            else:
+                body = await path.read_bytes()
+                reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
+                reply += b"Connection: close\r\n\r\n" + body
+            if not reply.endswith(b"\r\n\r\n") and b"\r\n\r\n" not in reply:
+                reply += b"Connection: close\r\n\r\n"
+            try:
+                await stream.send_all(reply)
+            except trio.BrokenResourceError:
+                return
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    server.port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.serve_listeners, handler, listeners))
+        task_status.started(server)
 
 
 async def serve_garbage(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:

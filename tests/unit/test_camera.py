@@ -141,6 +141,21 @@ async def test_a_paced_source_described_anew_waits_for_a_full_subscriber():
     assert camera.statistics().dropped_subscribers == 0
 
 
+def test_a_subscriber_joining_after_a_new_description_hears_a_first_session():
+    """A job that joins a camera whose session was described anew (new codec parameters) gets
+    that description as its first session, not as a reconfiguration: it counts an attempt, as
+    every job joining a session does."""
+    from tests.unit.fakes import STREAMS
+
+    camera = Camera("http://h/f.ts", {}, ScriptedOpener([]), POLICY)
+    camera.opened(STREAMS)
+    camera.opened(STREAMS, True)
+    send, receive = trio.open_memory_channel(4)
+    camera._handle(AddSubscriber(subscriber=1, channel=send))
+    first = receive.receive_nowait()
+    assert (first.session, first.reconfigured) == (2, False)
+
+
 def test_a_file_read_again_skips_what_its_jobs_have():
     """What the reading threads ask and tell a camera's sink about a file (`read_before`,
     `handed_over`): the same file read again gets the last timestamps handed over per stream;
@@ -170,14 +185,19 @@ def test_a_file_read_again_skips_what_its_jobs_have():
 
 def test_packets_skipped_and_kept_around_a_break():
     """The reading thread's helpers: skip up to the last timestamp handed over (DTS, else PTS)
-    and stop checking a stream once past it; drop each stream's last packet of a batch cut by
+    (a live playlist: only as far back as LIVE_REPEAT_SECONDS) and stop checking a stream once
+    past it; drop each stream's last packet of a batch cut by
     an MPEG-TS input error; the last timestamps per stream of a batch."""
     from fractions import Fraction
 
+    from collector.media.opener import FileIdentity
     from collector.media.packets import MediaPacket
     from collector.media.pyav_source import (
+        LIVE_PLAYLIST,
+        LIVE_REPEAT_SECONDS,
         _handed_over_before,
         _last_timestamps,
+        _skips,
         _without_torn_tails,
     )
 
@@ -185,14 +205,22 @@ def test_packets_skipped_and_kept_around_a_break():
         def __init__(self, dts, pts=None):  # type: ignore[no-untyped-def]
             self.dts, self.pts = dts, pts
 
-    skip = {0: 100, 1: 50}
+    skip: dict[int, tuple[int | None, int]] = {0: (None, 100), 1: (None, 50)}
     assert _handed_over_before(P(100), 0, skip)
     assert _handed_over_before(P(None, 90), 0, skip)
     assert not _handed_over_before(P(None, None), 0, skip)
     assert not _handed_over_before(P(101), 0, skip)
-    assert skip == {1: 50}  # video is past it: no more checks for stream 0
+    assert skip == {1: (None, 50)}  # video is past it: no more checks for stream 0
     assert not _handed_over_before(P(5), 0, skip)
     assert not _handed_over_before(P(51), 1, skip) and skip == {}
+    # a live playlist: a repeat within the window is skipped, anything older is a new clock
+    live = _skips({0: 10 * 90_000}, {0: Fraction(1, 90_000)}, LIVE_PLAYLIST)
+    assert live == {0: (10 * 90_000 - LIVE_REPEAT_SECONDS * 90_000, 10 * 90_000)}
+    assert _handed_over_before(P(9 * 90_000), 0, dict(live))
+    restarted = dict(live)
+    assert not _handed_over_before(P(-200 * 90_000), 0, restarted) and restarted == {}
+    assert _skips(None, {}, LIVE_PLAYLIST) == {}
+    assert _skips({0: 5}, {0: Fraction(1, 90_000)}, FileIdentity(9, None)) == {0: (None, 5)}
 
     def media(stream: int, dts: int | None, pts: int | None = None) -> MediaPacket:
         return MediaPacket(stream, b"x", pts, dts, 1, False, Fraction(1, 90000))
