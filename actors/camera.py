@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import trio
 
@@ -117,8 +117,8 @@ class Camera:
                     self._loans[sid] = loan
                 self._lenders_changed()
                 self._wanted.set()
-                if self._session is not None:
-                    self._send(sid, channel, self._session)
+                if self._session is not None:  # to a subscriber it is its first session
+                    self._send(sid, channel, replace(self._session, reconfigured=False))
             case RemoveSubscriber(subscriber=sid):
                 removed = self._drop(sid)
                 if removed is not None:
