@@ -39,7 +39,7 @@ from actors.messages import (
     tell_even_if_cancelled,
 )
 from actors.records import JobRecord, SourceRecord
-from collector.errors import CollectorError, SegmentError, SourceEnded
+from collector.errors import CollectorError, SegmentError, SourceEnded, UnsupportedSource
 from collector.media.cutting import CutPlan
 from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.recorder import Progress, Recorder
@@ -244,6 +244,18 @@ class Job:
                     f"source {src.name!r} ({redact(src.url)}) ended after "
                     f"{recorder.plan.recorded:.2f} s of video, {self.request.duration:g} s were "
                     f"asked for: {redact(str(error))} (a file is read once)", names_source=True,
+                )
+            case SourceDown(error=UnsupportedSource() as error):
+                # No video, or a codec no segment can hold: trying again reads the same (a file
+                # 5 times over, with backoff between), so the source fails at once.
+                src.failures += 1
+                src.errors.append(redact(str(error)))
+                await announcer.caught_up()
+                self._apply(src, await self._durable(self._recorded(recorder.stop,
+                                                                    "discontinuity")))
+                raise SourceFailed(
+                    f"source {src.name!r} ({redact(src.url)}) cannot be recorded: "
+                    f"{redact(str(error))}", names_source=True,
                 )
             case SourceDown(error=error, failures=camera_failures):
                 # The camera counts its consecutive failures since its last stable session; a

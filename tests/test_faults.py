@@ -115,6 +115,30 @@ async def test_ffmpeg_rtsp_open_timeout_fires():
     assert info.value.reason == "timeout"
 
 
+async def test_a_source_without_video_fails_at_once(collector, client, tmp_path):
+    """An audio-only file (or a codec no segment holds) reads the same every time: the source
+    fails at its first session, saying why, instead of after `max_attempts` sessions with
+    backoff in between (a file read five times over)."""
+    clip = tmp_path / "media" / "audio.ts"
+    clip.parent.mkdir()
+    await trio.run_process(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                            "sine=frequency=440:sample_rate=48000:duration=3", "-c:a", "aac",
+                            "-f", "mpegts", str(clip)])
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, clip.parent)
+        url = http.url(clip)
+        with trio.fail_after(30):
+            job = await collect_one(client, url, retry={"max_attempts": 5,
+                                                       "initial_backoff": 2})
+            events = (await client.get(f"/jobs/{job['job_id']}/events")).json()["events"]
+        servers.cancel_scope.cancel()
+    assert job["status"] == "failed"
+    assert job["error"] == f"source 'source-1' ({url}) cannot be recorded: no video stream"
+    (source,) = job["sources"]
+    assert (source["attempts"], source["failures"], source["segments"]) == (0, 1, [])
+    assert [e["type"] for e in events] == ["started", "error"]  # no retry
+
+
 async def test_garbage_port(collector, client):
     """A port that speaks no protocol fails the job with a reason, never a hang or a crash."""
     async with trio.open_nursery() as servers:
