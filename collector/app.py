@@ -117,6 +117,8 @@ def create_app(supervisor: Supervisor, settings: Settings, draining: trio.Event,
             raise RequestError("limit", "must be an integer from 1 to 1000")
         before = request.args.get("before")
         since, until = _time_arg("since"), _time_arg("until")
+        if since is not None and until is not None and since > until:
+            raise RequestError("since", "must not be after until")
         return await ask(
             sup,
             lambda r: ListJobs(
@@ -327,8 +329,8 @@ def _time_arg(name: str) -> float | None:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value):  # float() takes "nan" and "inf"
-        raise RequestError(name, "must be a Unix time in seconds")
+    if not math.isfinite(value) or value < 0:  # float() takes "nan" and "inf"
+        raise RequestError(name, "must be a Unix time in seconds (0 or more)")
     return value
 
 

@@ -89,7 +89,8 @@ async def test_body_too_large(client):
     [("GET", "/nowhere", 404), ("PUT", "/collect", 405), ("GET", "/jobs?status=weird", 400),
      ("GET", "/jobs?limit=0", 400), ("GET", "/jobs?before=nope", 400),
      ("GET", "/jobs?since=nan", 400), ("GET", "/jobs?until=inf", 400),
-     ("GET", "/jobs?since=-infinity", 400),
+     ("GET", "/jobs?since=-infinity", 400), ("GET", "/jobs?until=-1", 400),
+     ("GET", "/jobs?since=20&until=10", 400),
      # pass str.isdigit() and make int() raise: were 500s until 2026-11-27
      ("GET", "/jobs?limit=%C2%B2", 400), ("GET", "/jobs?limit=" + "1" * 5000, 400),
      ("GET", "/jobs/x/sources/%C2%B2/segments/0", 404),
@@ -101,6 +102,20 @@ async def test_other_bad_requests_are_json(client, method, path, status):
         r = await client.request(method, path)
     assert r.status_code == status
     assert set(r.json()) == {"error", "field"}
+
+
+async def test_a_time_window_that_cannot_hold_a_job_is_refused(client):
+    """`since`/`until` are Unix times of creation: a negative one, or a window that ends before
+    it starts, is refused with the field named (it would list nothing, silently)."""
+    with trio.fail_after(10):
+        negative = await client.get("/jobs?until=-1")
+        backwards = await client.get("/jobs?since=20&until=10")
+        empty = await client.get("/jobs?since=10&until=10")
+    assert (negative.status_code, negative.json()) == (
+        400, {"error": "must be a Unix time in seconds (0 or more)", "field": "until"})
+    assert (backwards.status_code, backwards.json()) == (
+        400, {"error": "must not be after until", "field": "since"})
+    assert empty.status_code == 200
 
 
 @pytest.mark.parametrize(("url", "shown"), [
