@@ -18,7 +18,7 @@ when to give up. The supervisor closes the camera's inbox when its last subscrib
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import trio
@@ -35,7 +35,7 @@ from actors.messages import (
     SourceDown,
 )
 from collector.errors import SourceEnded, SourceError, SourceUnavailable
-from collector.media.opener import FileIdentity, Opener, Written
+from collector.media.opener import FileIdentity, HandedOver, Opener, Written
 from collector.media.packets import MediaPacket, SessionInfo, StreamInfo
 from collector.urls import redact
 
@@ -78,7 +78,7 @@ class Camera:
         self._got_video = False
         # A file source (finite): which file, and per stream what its subscribers have of it
         # (read in the reading threads only, and rebound, never changed: see `_SessionSink`)
-        self._file_read: tuple[FileIdentity, dict[int, int]] | None = None
+        self._file_read: tuple[FileIdentity, HandedOver] | None = None
         self._delivering = False  # waiting for a job to take a paced batch (not a stall)
         self._paced = False  # the current session's source waits for its jobs (packets_paced)
         # set by the first subscriber: connect only when someone listens
@@ -361,19 +361,19 @@ class _SessionSink:
 
     # Called in the reading thread, one session at a time: an abandoned session's thread, no
     # longer active, neither reads nor records what was handed over.
-    def read_before(self, file: FileIdentity) -> Mapping[int, int] | None:
+    def read_before(self, file: FileIdentity) -> HandedOver | None:
         if not self.active:
             return None
         known = self.camera._file_read
         if known is None or known[0] != file:
-            self.camera._file_read = (file, {})
+            self.camera._file_read = (file, HandedOver({}, {}))
             return None
-        return dict(known[1]) or None
+        return known[1] if known[1].last else None
 
-    def handed_over(self, file: FileIdentity, until: Mapping[int, int]) -> None:
+    def handed_over(self, file: FileIdentity, batch: HandedOver) -> None:
         known = self.camera._file_read
         if self.active and known is not None and known[0] == file:
-            self.camera._file_read = (file, {**known[1], **until})
+            self.camera._file_read = (file, known[1].then(batch))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -40,6 +40,19 @@ class FileIdentity:
     duration: int | None  # FFmpeg's, in AV_TIME_BASE units
 
 
+@dataclass(frozen=True, slots=True)
+class HandedOver:
+    """Per stream index, the first packet handed over (its timestamp, DTS else PTS, and the
+    CRC-32 of its payload) and the last timestamp."""
+
+    first: Mapping[int, tuple[int, int]]
+    last: Mapping[int, int]
+
+    def then(self, later: HandedOver) -> HandedOver:
+        """This, followed by `later`."""
+        return HandedOver({**later.first, **self.first}, {**self.last, **later.last})
+
+
 class PacketSink(Protocol):
     def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         """A session is up; called once per session, before its first packets, and again with
@@ -71,16 +84,18 @@ class PacketSink(Protocol):
         """Every subscriber muxed a paced batch already (`write_here`): count it and tell them.
         Never blocks, so the opener calls it with `TrioToken.run_sync_soon`, without waiting."""
 
-    def read_before(self, file: FileIdentity) -> Mapping[int, int] | None:
-        """For a file (a finite source) read again after its connection broke, called in the
-        opener's worker thread once it is open: per stream index, the last timestamp (DTS, else
-        PTS) of what its subscribers have of it, so that the opener skips those packets (a
-        server without byte ranges can only send it again from its start). None for a file not
-        read before (or since changed: another size or duration)."""
+    def read_before(self, file: FileIdentity) -> HandedOver | None:
+        """For a file (a finite source) read again after its connection broke, or a live
+        playlist after an outage, called in the opener's worker thread once it is open: what
+        its subscribers have of it, so that the opener skips those packets (a server without
+        byte ranges can only send a file again from its start; a live playlist starts a few
+        segments back). None for a source not read before (or a file since changed: another
+        size or duration)."""
 
-    def handed_over(self, file: FileIdentity, until: Mapping[int, int]) -> None:
-        """Called in the worker thread after each batch of a file was handed over: per stream
-        index, the last timestamp in it (what `read_before` answers next time)."""
+    def handed_over(self, file: FileIdentity, batch: HandedOver) -> None:
+        """Called in the worker thread after each batch of such a source was handed over: per
+        stream index, its first packet and last timestamp (what `read_before` answers next
+        time: the first ever handed over, the last so far)."""
 
 
 class Opener(Protocol):

@@ -14,7 +14,8 @@ import io
 import logging
 import socket
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from av.audio.codeccontext import AudioCodecContext
 
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media.aac import audio_specific_config, strip_adts
-from collector.media.opener import FileIdentity, PacketSink, Written
+from collector.media.opener import FileIdentity, HandedOver, PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.media.parameter_changes import SYNTAX, ParameterWatch, parameter_sets
 from collector.media.pyav_streams import install as install_stream_lookup
@@ -219,7 +220,7 @@ class PyAVOpener:
                 else:
                     trio.from_thread.run_sync(sink.packets, batch)
                 if file is not None:
-                    sink.handed_over(file, _last_timestamps(batch, len(infos)))
+                    sink.handed_over(file, _timestamps(batch, len(infos)))
 
             trio.from_thread.run_sync(sink.opened, infos)
             most = PACED_BATCH_PACKETS if paced else BATCH_PACKETS
@@ -230,7 +231,7 @@ class PyAVOpener:
                     if packet.size == 0:  # flush packet at end of stream
                         continue
                     index = packet.stream_index
-                    if skip and _handed_over_before(packet, index, skip):
+                    if skip and _handed_over_before(packet, index, skip, adts[index]):
                         continue
                     media = convert(packet, bases[index], adts[index])
                     if (watch is not None and media.keyframe and index == watch.info.index
@@ -329,43 +330,72 @@ def _identity(container: av.container.InputContainer, url: str) -> FileIdentity 
     return None
 
 
-def _skips(before: Mapping[int, int] | None, bases: Mapping[int, Fraction],
-           file: FileIdentity) -> dict[int, tuple[int | None, int]]:
-    """Per stream index, the timestamps (above the first, up to the second) to skip."""
-    if not before:
+class _Skip:
+    """What a session skips of one stream: its packets up to `last`. A file's, only once its
+    first packet is the one handed over first before (`first`: timestamp and CRC-32; a live
+    stream that merely gave a Content-Length has pictures and maybe a clock of its own when
+    read again); a live playlist's, only back to `low` (anything older is a restarted
+    encoder's new clock)."""
+
+    __slots__ = ("first", "last", "low")
+
+    def __init__(self, last: int, *, first: tuple[int, int] | None = None,
+                 low: int | None = None) -> None:
+        self.last, self.first, self.low = last, first, low
+
+
+def _skips(before: HandedOver | None, bases: Mapping[int, Fraction],
+           file: FileIdentity) -> dict[int, _Skip]:
+    """Per stream index, what to skip of what the jobs were handed before."""
+    if before is None:
         return {}
     if file != LIVE_PLAYLIST:
-        return {index: (None, last) for index, last in before.items()}
-    return {index: (last - int(LIVE_REPEAT_SECONDS / bases[index]), last)
-            for index, last in before.items() if index in bases}
+        return {index: _Skip(last, first=before.first.get(index))
+                for index, last in before.last.items()}
+    return {index: _Skip(last, low=last - int(LIVE_REPEAT_SECONDS / bases[index]))
+            for index, last in before.last.items() if index in bases}
 
 
-def _handed_over_before(packet: av.Packet, index: int,
-                        skip: dict[int, tuple[int | None, int]]) -> bool:
+def _handed_over_before(packet: av.Packet, index: int, skip: dict[int, _Skip],
+                        adts: bool = False) -> bool:
     """Is `packet` one its jobs had before the file's connection broke (or the live playlist's
-    last session ended)? Once a stream's packets are past that point, or before the range (an
-    encoder restarted), they are all new: its entry goes."""
-    bounds = skip.get(index)
+    last session ended)? Once a stream's packets are past that point they are all new: its
+    entry goes; all entries go when a first packet is not the one handed over first before."""
+    entry = skip.get(index)
     ts = packet.dts if packet.dts is not None else packet.pts
-    if bounds is None or ts is None:
+    if entry is None or ts is None:
         return False
-    low, last = bounds
-    if ts <= last and (low is None or ts > low):
+    if entry.first is not None:
+        data = memoryview(packet)  # as handed over (to_media_packet)
+        if (ts, zlib.crc32(strip_adts(data) if adts else data)) != entry.first:  # not the same
+            skip.clear()
+            return False
+        entry.first = None
+    if ts <= entry.last and (entry.low is None or ts > entry.low):
         return True
     del skip[index]
     return False
 
 
-def _last_timestamps(batch: list[MediaPacket], streams: int) -> dict[int, int]:
-    """Per stream index, the last timestamp (DTS, else PTS) in `batch` (of `streams` streams)."""
-    last: dict[int, int] = {}
-    for media in reversed(batch):
+def _timestamps(batch: list[MediaPacket], streams: int) -> HandedOver:
+    """Per stream index, the first packet (timestamp, DTS else PTS, and CRC-32) and the last
+    timestamp in `batch` (of `streams` streams)."""
+    first = {index: (ts, zlib.crc32(data))
+             for index, (ts, data) in _first_packets(batch, streams).items()}
+    last = {index: ts for index, (ts, _) in _first_packets(reversed(batch), streams).items()}
+    return HandedOver(first, last)
+
+
+def _first_packets(batch: Iterable[MediaPacket], streams: int,
+                   ) -> dict[int, tuple[int, bytes | memoryview]]:
+    found: dict[int, tuple[int, bytes | memoryview]] = {}
+    for media in batch:
         ts = media.dts if media.dts is not None else media.pts
-        if ts is not None and media.stream not in last:
-            last[media.stream] = ts
-            if len(last) == streams:
+        if ts is not None and media.stream not in found:
+            found[media.stream] = (ts, media.data)
+            if len(found) == streams:
                 break
-    return last
+    return found
 
 
 def _parameter_watch(container: av.container.InputContainer, chosen: tuple,
