@@ -8,7 +8,6 @@ connections, then the supervisor gets a bounded grace before it is cancelled.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -112,7 +111,7 @@ async def serve(
             await _serve(settings, url, stop, task_status, signals)
         finally:
             if owner is not None:
-                os.close(owner)
+                owner()
 
 
 async def _serve(

@@ -379,10 +379,11 @@ async def test_events_read_the_same_after_a_restart(tmp_path, database_url):
 
 
 async def test_one_process_per_data_directory(settings, nursery):
-    """A second collector on the same data directory waits for the first to stop (a restart, a
-    deploy that starts the new process before the old one has drained) and then serves; while
-    the first keeps serving, it gives up. (It marked the first one's live jobs `interrupted`,
-    and their event logs then lost events to clashing sequence numbers.)"""
+    """A second collector on the same data directory (or PostgreSQL history) waits for the
+    first to stop (a restart, a deploy that starts the new process before the old one has
+    drained) and then serves; while the first keeps serving, it gives up. (It marked the first
+    one's live jobs `interrupted`, and their event logs then lost events to clashing sequence
+    numbers.)"""
     import dataclasses
     import functools
 
@@ -391,8 +392,6 @@ async def test_one_process_per_data_directory(settings, nursery):
     from collector.server import serve
     from collector.storage.owner import DatabaseInUse
 
-    if settings.database_url.startswith("postgres"):
-        pytest.skip("one process per PostgreSQL database is not guarded (storage/owner.py)")
     settings = dataclasses.replace(settings, graceful_timeout_s=0.5)  # a second waits 2.5 s
     stop_first = trio.Event()
     first = await nursery.start(functools.partial(serve, settings, stop=stop_first))

@@ -1,4 +1,5 @@
-"""One serving process per SQLite history: a lock file beside the database.
+"""One serving process per history: a lock file beside a SQLite database, an advisory lock in
+PostgreSQL.
 
 On start the collector marks every job the history says is running `interrupted` (a crash left
 them so). A second process on the same data directory would do that to the first one's live
@@ -8,18 +9,26 @@ other's (a replay then skips a step). So the serving process holds an exclusive 
 that starts the new process before the old one has drained), then gives up with
 `DatabaseInUse`. The kernel releases the lock when its holder exits, however it exits.
 
-PostgreSQL (`DATABASE_URL`) is not guarded: one process per database is the rule there too.
+PostgreSQL (`DATABASE_URL`): the same, with a session advisory lock (`pg_try_advisory_lock`)
+held by a connection of its own for the process's life; the server releases it when that
+connection ends, however the process exits. Its key is the URL without credentials (two
+schemas of one database are two histories). A connection the server drops (its restart) loses
+the lock without a word: the process serves on unguarded.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from collector.errors import CollectorError
+from collector.urls import redact
 
 POLL_S = 0.2
 
@@ -28,12 +37,13 @@ class DatabaseInUse(CollectorError):
     """Another collector process serves from this history."""
 
 
-async def hold(database_url: str, wait_s: float, stop: trio.Event | None = None) -> int | None:
-    """Take the lock of `database_url`'s SQLite file, waiting up to `wait_s` for another
-    process to let it go; its file descriptor (the caller closes it at exit), or None for a
-    database this does not guard, or when `stop` is set while it waits."""
-    if not database_url.startswith("sqlite://"):
-        return None
+async def hold(database_url: str, wait_s: float,
+               stop: trio.Event | None = None) -> Callable[[], None] | None:
+    """Take the lock of the history at `database_url`, waiting up to `wait_s` for another
+    process to let it go; what releases it (the caller calls it at exit), or None when `stop`
+    is set while it waits."""
+    if database_url.startswith(("postgresql://", "postgres://")):
+        return await _hold_postgres(database_url, wait_s, stop)
     path = Path(database_url.removeprefix("sqlite://") + ".lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -41,7 +51,7 @@ async def hold(database_url: str, wait_s: float, stop: trio.Event | None = None)
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return fd
+                    return lambda: os.close(fd)
                 except BlockingIOError:
                     if stop is not None and stop.is_set():
                         os.close(fd)
@@ -53,4 +63,40 @@ async def hold(database_url: str, wait_s: float, stop: trio.Event | None = None)
         )
     except BaseException:
         os.close(fd)
+        raise
+
+
+def lock_key(database_url: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) of a PostgreSQL history."""
+    digest = hashlib.blake2b(f"camera-collector {redact(database_url)}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+async def _hold_postgres(url: str, wait_s: float,
+                         stop: trio.Event | None) -> Callable[[], None] | None:
+    import psycopg  # only needed, and only imported, when DATABASE_URL names PostgreSQL
+
+    key = lock_key(url)
+    conn: Any = await trio.to_thread.run_sync(
+        lambda: psycopg.connect(url, autocommit=True, connect_timeout=10))
+
+    def take() -> bool:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row and row[0])
+
+    try:
+        with trio.move_on_after(wait_s):
+            while True:
+                if await trio.to_thread.run_sync(take):
+                    return conn.close
+                if stop is not None and stop.is_set():
+                    conn.close()
+                    return None
+                await trio.sleep(POLL_S)
+        raise DatabaseInUse(
+            f"another collector process is serving from the PostgreSQL history at "
+            f"{redact(url)}; waited {wait_s:g} s. Only one process may use a history at a time."
+        )
+    except BaseException:
+        conn.close()
         raise

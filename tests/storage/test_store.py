@@ -411,3 +411,16 @@ def test_a_cursor_outlives_its_job(store: Store) -> None:
     # a bare job id, the cursor of older versions, is still taken while its job exists
     page, _ = store.list_jobs(status=None, since=None, until=None, limit=2, before="j2")
     assert [j["job_id"] for j in page] == ["j1", "j0"]
+
+
+def test_the_owner_lock_key_names_the_history_not_the_credentials() -> None:
+    """Two processes on one PostgreSQL history take the same advisory lock, however their
+    URLs spell the password (a rotated one); another schema or database is another history."""
+    from collector.storage.owner import lock_key
+
+    base = "postgresql://app:{}@db.example:5432/collector"
+    assert lock_key(base.format("old")) == lock_key(base.format("new"))
+    assert -(2**63) <= lock_key(base.format("old")) < 2**63
+    assert lock_key(base.format("x")) != lock_key(base.format("x") + "_other")
+    assert lock_key(base.format("x")) != lock_key(
+        base.format("x") + "?options=-csearch_path%3Dtenant2")
