@@ -167,7 +167,7 @@ class CutPlan:
         the steps whose boundary its video passed are done, as a cut there would have counted
         them, rather than only at the next segment's close. The last step waits for the finish."""
         reached = self._last_end if self._origin is not None else self.recorded
-        passed = math.floor(reached / self.segment_seconds + EPSILON)
+        passed = math.floor((reached + EPSILON) / self.segment_seconds)
         self.steps_done = max(self.steps_done, min(self.steps - 1, passed))
 
     def end_run(self) -> None:
