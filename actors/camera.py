@@ -76,8 +76,9 @@ class Camera:
         self._sessions = self._failures = self._packets = self._bytes = self._dropped = 0
         self._descriptions = 0  # sessions and their new descriptions: SessionInfo.session
         self._got_video = False
-        # A file source (finite): which file, and per stream what its subscribers have of it
-        # (read in the reading threads only, and rebound, never changed: see `_SessionSink`)
+        # A file or a live playlist: which, and what its subscribers were handed of it
+        # (collector/media/rereads.py; read and rebound, never changed, in the reading
+        # threads only: see `_SessionSink`)
         self._file_read: tuple[FileIdentity, HandedOver] | None = None
         self._delivering = False  # waiting for a job to take a paced batch (not a stall)
         self._paced = False  # the current session's source waits for its jobs (packets_paced)
@@ -369,6 +370,10 @@ class _SessionSink:
             self.camera._file_read = (file, HandedOver({}, {}))
             return None
         return known[1] if known[1].last else None
+
+    def reading(self) -> None:  # in the trio thread, like the rest
+        if self.active:
+            self.camera._last_activity = trio.current_time()
 
     def handed_over(self, file: FileIdentity, batch: HandedOver) -> None:
         known = self.camera._file_read

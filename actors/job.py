@@ -245,14 +245,14 @@ class Job:
                     f"{recorder.plan.recorded:.2f} s of video, {self.request.duration:g} s were "
                     f"asked for: {redact(str(error))} (a file is read once)", names_source=True,
                 )
-            case SourceDown(error=UnsupportedSource() as error):
-                # No video, or a codec no segment can hold: trying again reads the same (a file
-                # 5 times over, with backoff between), so the source fails at once.
+            case SourceDown(error=UnsupportedSource() as error) if src.attempts == 0:
+                # No video, or a codec no segment can hold, before any session opened: trying
+                # again reads the same (a file 5 times over, with backoff between), so the
+                # source fails at once. (Once it has recorded, such an answer may be passing,
+                # a camera rebooting: retried as any failure.)
                 src.failures += 1
                 src.errors.append(redact(str(error)))
-                await announcer.caught_up()
-                self._apply(src, await self._durable(self._recorded(recorder.stop,
-                                                                    "discontinuity")))
+                src.gaps.append({"start": time.time(), "end": None, "reason": error.reason})
                 raise SourceFailed(
                     f"source {src.name!r} ({redact(src.url)}) cannot be recorded: "
                     f"{redact(str(error))}", names_source=True,

@@ -66,6 +66,9 @@ class _S:
     def handed_over(self, file, until) -> None:  # type: ignore[no-untyped-def]
         pass
 
+    def reading(self) -> None:
+        pass
+
 
 async def test_stall_watchdog_fires_while_connection_stays_open(collector, client, media_ts):
     """An HTTP source that sends 7 s of video at once and then goes silent on an open connection:
@@ -115,10 +118,32 @@ async def test_ffmpeg_rtsp_open_timeout_fires():
     assert info.value.reason == "timeout"
 
 
+async def test_reading_a_file_again_up_to_its_break_is_not_a_stall(collector, client, media_ts):
+    """A file whose connection broke at a server without byte ranges is read again from its
+    start, and what the job has is skipped: nothing is handed over until the break point. At a
+    server slower than the stall watchdog (2 s) up to there, that was taken for a stall, and
+    every session stalled at the same place until the source failed; reading counts now."""
+    from tests.media.misbehaving import serve_breaking_http
+
+    size = media_ts.stat().st_size
+    break_at = size * 2 // 5
+    async with trio.open_nursery() as servers:
+        server = await servers.start(partial(serve_breaking_http, media_ts, break_at, False,
+                                             rate=break_at / 3))  # 3 s up to the break
+        with trio.fail_after(60):
+            job = await collect_one(client, f"http://127.0.0.1:{server.port}/clip.ts",
+                                    duration=10, retry={"initial_backoff": 0.1})
+        servers.cancel_scope.cancel()
+    (source,) = job["sources"]
+    assert job["status"] == "completed", job
+    assert source["attempts"] == 2 and len(source["gaps"]) == 1, source
+    assert not any("stalled" in e for e in source["errors"]), source["errors"]
+
+
 async def test_a_source_without_video_fails_at_once(collector, client, tmp_path):
-    """An audio-only file (or a codec no segment holds) reads the same every time: the source
-    fails at its first session, saying why, instead of after `max_attempts` sessions with
-    backoff in between (a file read five times over)."""
+    """An audio-only file (or a codec no segment holds) reads the same every time: before any
+    session opened, the source fails at once, saying why, instead of after `max_attempts`
+    sessions with backoff in between (a file read five times over)."""
     clip = tmp_path / "media" / "audio.ts"
     clip.parent.mkdir()
     await trio.run_process(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
@@ -136,6 +161,7 @@ async def test_a_source_without_video_fails_at_once(collector, client, tmp_path)
     assert job["error"] == f"source 'source-1' ({url}) cannot be recorded: no video stream"
     (source,) = job["sources"]
     assert (source["attempts"], source["failures"], source["segments"]) == (0, 1, [])
+    assert [gap["reason"] for gap in source["gaps"]] == ["no_video"]
     assert [e["type"] for e in events] == ["started", "error"]  # no retry
 
 

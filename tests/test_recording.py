@@ -397,6 +397,67 @@ async def test_a_live_playlist_read_again_does_not_record_twice(collector, clien
     check_source_files(source, 10)
 
 
+async def test_a_live_encoder_that_restarts_its_clock_is_recorded(collector, client,
+                                                                  media_clip, tmp_path):
+    """The live playlist's encoder dies and another starts (other pictures, its clock from the
+    same start: ffmpeg's 1.4 s) while the job retries. The new session's timestamps fall among
+    those already recorded, but its first key frame is none the job was handed: nothing of it
+    is skipped (it was, up to the old session's last timestamp: seconds of new footage)."""
+    import subprocess
+
+    from tests.media.clips import make_clip
+    from tests.media.misbehaving import serve_folder_http
+    from tests.rtsp.test_real_streams import frame_sizes
+
+    other = await trio.to_thread.run_sync(partial(
+        make_clip, tmp_path / "media" / "other.mkv", seconds=12, size="352x288"))
+
+    def encoder(clip: Path) -> list[str]:
+        return ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+                "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
+                "-hls_flags", "temp_file", str(live / "live.m3u8")]
+
+    live = tmp_path / "live"
+    live.mkdir()
+    first = await trio.lowlevel.open_process(encoder(media_clip.path), stdin=subprocess.DEVNULL)
+    second = None
+    try:
+        async with trio.open_nursery() as servers:
+            server = await servers.start(serve_folder_http, live)
+            with trio.fail_after(60):
+                while not (live / "live.m3u8").exists():  # noqa: ASYNC110 (ffmpeg writes it)
+                    await trio.sleep(0.1)
+                job_id = (await client.post("/collect", json={
+                    "streams": [f"http://127.0.0.1:{server.port}/live.m3u8"], "duration": 60,
+                    "segment_seconds": 2, "retry": {"initial_backoff": 0.2, "max_attempts": 50},
+                })).json()["job_id"]
+                await wait_step(client, job_id, 3)
+                first.kill()
+                await first.wait()
+                server.fail(10_000)
+                for old in live.iterdir():
+                    old.unlink()
+                second = await trio.lowlevel.open_process(encoder(other.path),
+                                                          stdin=subprocess.DEVNULL)
+                while not (live / "live.m3u8").exists():  # noqa: ASYNC110 (ffmpeg writes it)
+                    await trio.sleep(0.05)
+                server.failing = 0
+                await trio.sleep(8)
+                await client.delete(f"/jobs/{job_id}")
+                job = await wait_job(client, job_id)
+            servers.cancel_scope.cancel()
+    finally:
+        for process in (first, second):
+            if process is not None and process.returncode is None:
+                process.kill()
+                await process.wait()
+    (source,) = job["sources"]
+    restarted = [s for s in source["segments"] if s["start_time"] >= source["gaps"][0]["start"]]
+    frames = sum(s["frames"] for s in restarted)
+    assert frames >= 5 * FPS, [(s["frames"], s["end_reason"]) for s in source["segments"]]
+    assert {size for s in restarted for size in frame_sizes(Path(s["path"]))} == {(352, 288)}
+
+
 async def test_formats_mkv_and_ts(collector, client):
     """`format` mkv and ts produce readable files of the right container."""
     with trio.fail_after(20):

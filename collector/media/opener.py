@@ -40,17 +40,23 @@ class FileIdentity:
     duration: int | None  # FFmpeg's, in AV_TIME_BASE units
 
 
+KEY_FRAMES_KEPT = 32  # what `HandedOver` keeps of a live playlist's video key frames
+
+
 @dataclass(frozen=True, slots=True)
 class HandedOver:
-    """Per stream index, the first packet handed over (its timestamp, DTS else PTS, and the
-    CRC-32 of its payload) and the last timestamp."""
+    """What a source's subscribers were handed (collector/media/rereads.py): per stream index
+    the last timestamp (DTS, else PTS); the first video packet, and for a live playlist the
+    last video key frames, each as (timestamp, CRC-32 of its payload)."""
 
     first: Mapping[int, tuple[int, int]]
     last: Mapping[int, int]
+    keys: tuple[tuple[int, int], ...] = ()
 
     def then(self, later: HandedOver) -> HandedOver:
         """This, followed by `later`."""
-        return HandedOver({**later.first, **self.first}, {**self.last, **later.last})
+        return HandedOver({**later.first, **self.first}, {**self.last, **later.last},
+                          (self.keys + later.keys)[-KEY_FRAMES_KEPT:])
 
 
 class PacketSink(Protocol):
@@ -91,6 +97,10 @@ class PacketSink(Protocol):
         byte ranges can only send a file again from its start; a live playlist starts a few
         segments back). None for a source not read before (or a file since changed: another
         size or duration)."""
+
+    def reading(self) -> None:
+        """The opener is reading but has nothing to hand over yet (it skips what was read
+        before): not a stall. Called in the trio thread (`TrioToken.run_sync_soon`)."""
 
     def handed_over(self, file: FileIdentity, batch: HandedOver) -> None:
         """Called in the worker thread after each batch of such a source was handed over: per

@@ -14,8 +14,7 @@ import io
 import logging
 import socket
 import time
-import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from fractions import Fraction
 from urllib.parse import urlsplit
 
@@ -25,6 +24,7 @@ import trio
 from av.audio.codeccontext import AudioCodecContext
 
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
+from collector.media import rereads
 from collector.media.aac import audio_specific_config, strip_adts
 from collector.media.opener import FileIdentity, HandedOver, PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
@@ -57,12 +57,14 @@ def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) ->
         # durations) FFmpeg ends the stream instead. Other formats ignore the option.
         opts.setdefault("m3u8_hold_counters", "5")
     if scheme in ("http", "https"):
-        # A file whose connection breaks part-way is asked for the rest (`Range: bytes=N-`) at
-        # once, then after 1 s, then the session fails. FFmpeg does so only where that is safe:
-        # the server gave a length and takes byte ranges. Without this the break looked like
-        # the file's end. (A live stream, without a length, is never resumed this way.)
+        # A file whose connection breaks part-way is asked for the rest (`Range: bytes=N-`),
+        # once, at once; if that fails too the session fails (and the next one skips what was
+        # read, rereads.py). FFmpeg does so only where that is safe: the server gave a length
+        # and takes byte ranges. (A live stream, without a length, is never resumed this way.)
+        # Once only: against a hung server each try waits out rw_timeout again, and an
+        # abandoned reading thread would live that much longer.
         opts.setdefault("reconnect", "1")
-        opts.setdefault("reconnect_delay_max", "2")
+        opts.setdefault("reconnect_delay_max", "0")
     opts["protocol_whitelist"] = PROTOCOL_WHITELIST[scheme]
     return opts
 
@@ -209,10 +211,12 @@ class PyAVOpener:
             watch = _parameter_watch(container, chosen, infos)
 
             paced_hand_over = _PacedHandOver(sink, trio_token)
-            file = _identity(container, url)
             # a file read again after its connection broke, a live playlist after an outage:
-            # skip what the jobs have of it
-            skip = _skips(sink.read_before(file), bases, file) if file is not None else {}
+            # skip what the jobs have of it (rereads.py)
+            file = rereads.identity(container, is_finite(container, url))
+            video = next(i.index for i in infos if i.kind == "video")
+            skip = _skips(sink.read_before(file), file, video, bases) if file else None
+            live = file == rereads.LIVE_PLAYLIST
 
             def hand_over(batch: list[MediaPacket], now: float) -> None:
                 if paced:
@@ -220,18 +224,22 @@ class PyAVOpener:
                 else:
                     trio.from_thread.run_sync(sink.packets, batch)
                 if file is not None:
-                    sink.handed_over(file, _timestamps(batch, len(infos)))
+                    sink.handed_over(file, rereads.handed_over(batch, len(infos), video, live))
 
             trio.from_thread.run_sync(sink.opened, infos)
             most = PACED_BATCH_PACKETS if paced else BATCH_PACKETS
             batch: list[MediaPacket] = []
-            flushed_at = time.monotonic()
+            flushed_at = beat_at = time.monotonic()
             try:
                 for packet in container.demux(chosen):
                     if packet.size == 0:  # flush packet at end of stream
                         continue
                     index = packet.stream_index
-                    if skip and _handed_over_before(packet, index, skip, adts[index]):
+                    if skip and skip.skips(packet, index):
+                        if (now := time.monotonic()) - beat_at >= BATCH_SECONDS:
+                            trio.from_thread.check_cancelled()
+                            trio_token.run_sync_soon(sink.reading)  # not a stall
+                            beat_at = now
                         continue
                     media = convert(packet, bases[index], adts[index])
                     if (watch is not None and media.keyframe and index == watch.info.index
@@ -254,7 +262,7 @@ class PyAVOpener:
                         batch, flushed_at = [], now
             except (av.error.FFmpegError, OSError) as exc:
                 if container.format.name == "mpegts":
-                    batch = _without_torn_tails(batch)
+                    batch = rereads.without_torn_tails(batch)
                 if batch:
                     hand_over(batch, time.monotonic())
                 paced_hand_over.report()
@@ -298,104 +306,11 @@ class _PacedHandOver:
             self.unreported = None
 
 
-def _without_torn_tails(batch: list[MediaPacket]) -> list[MediaPacket]:
-    """`batch` without each stream's last packet: FFmpeg's MPEG-TS demuxer, when its input
-    fails, hands out what it had of each stream's packet in progress, cut where the bytes
-    stopped (a frame that fails to decode at the end of the segment). A whole one dropped here
-    is read again when the file is (`read_before`); a live stream loses it in the outage."""
-    seen: set[int] = set()
-    kept = []
-    for media in reversed(batch):
-        if media.stream in seen:
-            kept.append(media)
-        seen.add(media.stream)
-    kept.reverse()
-    return kept
-
-
-LIVE_PLAYLIST = FileIdentity(size=-1, duration=None)
-# A live playlist read again starts a few segments back (FFmpeg's live_start_index, -3): its
-# packets up to this much older than the last one handed over are skipped. Anything older is
-# not a repeat but a restarted encoder, whose clock starts anew: nothing of it is skipped.
-LIVE_REPEAT_SECONDS = 120
-
-
-def _identity(container: av.container.InputContainer, url: str) -> FileIdentity | None:
-    """What must not have changed for a session to skip what the last one handed over: the
-    file (its size and duration), any live playlist at the URL; None for other sources."""
-    if is_finite(container, url):
-        return FileIdentity(container.size, container.duration)
-    if container.format.name == "hls":
-        return LIVE_PLAYLIST
-    return None
-
-
-class _Skip:
-    """What a session skips of one stream: its packets up to `last`. A file's, only once its
-    first packet is the one handed over first before (`first`: timestamp and CRC-32; a live
-    stream that merely gave a Content-Length has pictures and maybe a clock of its own when
-    read again); a live playlist's, only back to `low` (anything older is a restarted
-    encoder's new clock)."""
-
-    __slots__ = ("first", "last", "low")
-
-    def __init__(self, last: int, *, first: tuple[int, int] | None = None,
-                 low: int | None = None) -> None:
-        self.last, self.first, self.low = last, first, low
-
-
-def _skips(before: HandedOver | None, bases: Mapping[int, Fraction],
-           file: FileIdentity) -> dict[int, _Skip]:
-    """Per stream index, what to skip of what the jobs were handed before."""
+def _skips(before: HandedOver | None, file: FileIdentity, video: int,
+           bases: Mapping[int, Fraction]) -> rereads.Skips | None:
     if before is None:
-        return {}
-    if file != LIVE_PLAYLIST:
-        return {index: _Skip(last, first=before.first.get(index))
-                for index, last in before.last.items()}
-    return {index: _Skip(last, low=last - int(LIVE_REPEAT_SECONDS / bases[index]))
-            for index, last in before.last.items() if index in bases}
-
-
-def _handed_over_before(packet: av.Packet, index: int, skip: dict[int, _Skip],
-                        adts: bool = False) -> bool:
-    """Is `packet` one its jobs had before the file's connection broke (or the live playlist's
-    last session ended)? Once a stream's packets are past that point they are all new: its
-    entry goes; all entries go when a first packet is not the one handed over first before."""
-    entry = skip.get(index)
-    ts = packet.dts if packet.dts is not None else packet.pts
-    if entry is None or ts is None:
-        return False
-    if entry.first is not None:
-        data = memoryview(packet)  # as handed over (to_media_packet)
-        if (ts, zlib.crc32(strip_adts(data) if adts else data)) != entry.first:  # not the same
-            skip.clear()
-            return False
-        entry.first = None
-    if ts <= entry.last and (entry.low is None or ts > entry.low):
-        return True
-    del skip[index]
-    return False
-
-
-def _timestamps(batch: list[MediaPacket], streams: int) -> HandedOver:
-    """Per stream index, the first packet (timestamp, DTS else PTS, and CRC-32) and the last
-    timestamp in `batch` (of `streams` streams)."""
-    first = {index: (ts, zlib.crc32(data))
-             for index, (ts, data) in _first_packets(batch, streams).items()}
-    last = {index: ts for index, (ts, _) in _first_packets(reversed(batch), streams).items()}
-    return HandedOver(first, last)
-
-
-def _first_packets(batch: Iterable[MediaPacket], streams: int,
-                   ) -> dict[int, tuple[int, bytes | memoryview]]:
-    found: dict[int, tuple[int, bytes | memoryview]] = {}
-    for media in batch:
-        ts = media.dts if media.dts is not None else media.pts
-        if ts is not None and media.stream not in found:
-            found[media.stream] = (ts, media.data)
-            if len(found) == streams:
-                break
-    return found
+        return None
+    return rereads.Skips(before, file, video, {i: float(tb) for i, tb in bases.items()})
 
 
 def _parameter_watch(container: av.container.InputContainer, chosen: tuple,

@@ -124,9 +124,10 @@ class BreakingHttp:
 
 
 async def serve_breaking_http(
-    payload: Path, break_at: int, ranges: bool,
+    payload: Path, break_at: int, ranges: bool, rate: float | None = None,
     task_status: trio.TaskStatus[BreakingHttp] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """`rate`: bytes a second (sent in 16 KiB pieces), else as fast as the client reads."""
     data = await trio.Path(payload).read_bytes()
     seen = BreakingHttp()
 
@@ -152,7 +153,12 @@ async def serve_breaking_http(
             try:
                 await stream.send_all(b"HTTP/1.1 " + status + b"\r\nContent-Type: video/mp2t\r\n"
                                       + extra + b"Content-Length: %d\r\n" % (len(data) - start)
-                                      + b"Connection: close\r\n\r\n" + body)
+                                      + b"Connection: close\r\n\r\n")
+                piece = len(body) if rate is None else 16384
+                for at in range(0, len(body), piece):
+                    await stream.send_all(body[at:at + piece])
+                    if rate is not None:
+                        await trio.sleep(piece / rate)
             except trio.BrokenResourceError:
                 return
 

@@ -158,9 +158,9 @@ def test_a_subscriber_joining_after_a_new_description_hears_a_first_session():
 
 def test_a_file_read_again_skips_what_its_jobs_have():
     """What the reading threads ask and tell a camera's sink about a file (`read_before`,
-    `handed_over`): the same file read again gets the first and the last timestamps handed
-    over per stream; another file at the URL (another size) starts afresh; an abandoned
-    session's thread neither reads nor records."""
+    `handed_over`): the same file read again gets its first video packet, its last
+    timestamps per stream and its key frames; another file at the URL (another size) starts
+    afresh; an abandoned session's thread neither reads nor records."""
     from actors.camera import _SessionSink
     from collector.media.opener import FileIdentity, HandedOver
 
@@ -168,12 +168,13 @@ def test_a_file_read_again_skips_what_its_jobs_have():
     file, other = FileIdentity(1000, None), FileIdentity(2000, None)
     first = _SessionSink(camera)
     assert first.read_before(file) is None
-    first.handed_over(file, HandedOver({0: (0, 7), 1: (10, 7)}, {0: 900, 1: 800}))
-    first.handed_over(file, HandedOver({0: (1000, 8)}, {0: 1800}))
+    first.handed_over(file, HandedOver({0: (0, 7)}, {0: 900, 1: 800}, ((0, 7),)))
+    first.handed_over(file, HandedOver({0: (1000, 8)}, {0: 1800}, ((1000, 8),)))
     first.active = False
     first.handed_over(file, HandedOver({0: (1, 9)}, {0: 9999, 1: 9999}))  # session over
     second = _SessionSink(camera)
-    assert second.read_before(file) == HandedOver({0: (0, 7), 1: (10, 7)}, {0: 1800, 1: 800})
+    assert second.read_before(file) == HandedOver({0: (0, 7)}, {0: 1800, 1: 800},
+                                                  ((0, 7), (1000, 8)))
     third = _SessionSink(camera)
     assert third.read_before(other) is None
     third.handed_over(other, HandedOver({0: (5, 7)}, {0: 5}))
@@ -181,68 +182,3 @@ def test_a_file_read_again_skips_what_its_jobs_have():
     dead = _SessionSink(camera)
     dead.active = False
     assert dead.read_before(other) is None
-
-
-def test_packets_skipped_and_kept_around_a_break():
-    """The reading thread's helpers: skip up to the last timestamp handed over (DTS, else PTS),
-    a file's only if each stream's first packet is the one handed over first before (a live
-    stream that gave a Content-Length has pictures and a clock of its own), a live playlist's
-    only as far back as LIVE_REPEAT_SECONDS, and stop checking a stream once past it; drop
-    each stream's last packet of a batch cut by an MPEG-TS input error; a batch's first
-    packets and last timestamps."""
-    import zlib
-    from fractions import Fraction
-
-    from collector.media.opener import FileIdentity, HandedOver
-    from collector.media.packets import MediaPacket
-    from collector.media.pyav_source import (
-        LIVE_PLAYLIST,
-        LIVE_REPEAT_SECONDS,
-        _handed_over_before,
-        _skips,
-        _timestamps,
-        _without_torn_tails,
-    )
-
-    class P(bytes):  # what the helper reads of an av.Packet: its payload and timestamps
-        def __new__(cls, dts, pts=None, data=b"x"):  # type: ignore[no-untyped-def]
-            packet = super().__new__(cls, data)
-            packet.dts, packet.pts = dts, pts
-            return packet
-
-    x = zlib.crc32(b"x")
-    tb = {0: Fraction(1, 90_000), 1: Fraction(1, 48_000)}
-    file = FileIdentity(9, None)
-    skip = _skips(HandedOver({0: (10, x), 1: (20, x)}, {0: 100, 1: 50}), tb, file)
-    assert _handed_over_before(P(10), 0, skip)  # the same first packet: the same file
-    assert _handed_over_before(P(100), 0, skip)
-    assert _handed_over_before(P(None, 90), 0, skip)
-    assert not _handed_over_before(P(None, None), 0, skip)
-    assert not _handed_over_before(P(101), 0, skip)
-    assert set(skip) == {1}  # video is past it: no more checks for stream 0
-    assert not _handed_over_before(P(5), 0, skip)
-    assert _handed_over_before(P(20), 1, skip) and not _handed_over_before(P(51), 1, skip)
-    assert skip == {}
-    # the first packet of a stream is not the one handed over first: nothing is skipped
-    for other in (P(21), P(20, data=b"y")):
-        skip = _skips(HandedOver({0: (10, x), 1: (20, x)}, {0: 100, 1: 50}), tb, file)
-        assert not _handed_over_before(other, 1, skip) and skip == {}
-    # AAC is handed over without its ADTS header: compared so
-    adts = bytes.fromhex("fff15080021ffc") + b"x"
-    skip = _skips(HandedOver({1: (20, x)}, {1: 50}), tb, file)
-    assert _handed_over_before(P(20, data=adts), 1, skip, adts=True)
-    # a live playlist: a repeat within the window is skipped, anything older is a new clock
-    live = _skips(HandedOver({}, {0: 10 * 90_000}), tb, LIVE_PLAYLIST)
-    assert (live[0].low, live[0].last) == (10 * 90_000 - LIVE_REPEAT_SECONDS * 90_000,
-                                           10 * 90_000)
-    assert _handed_over_before(P(9 * 90_000), 0, live)
-    assert not _handed_over_before(P(-200 * 90_000), 0, live) and live == {}
-    assert _skips(None, tb, LIVE_PLAYLIST) == {}
-
-    def media(stream: int, dts: int | None, pts: int | None = None) -> MediaPacket:
-        return MediaPacket(stream, b"x", pts, dts, 1, False, Fraction(1, 90000))
-
-    batch = [media(0, 1), media(1, 2), media(0, 3), media(0, 4), media(1, None, 5)]
-    assert _without_torn_tails(batch) == [media(0, 1), media(1, 2), media(0, 3)]
-    assert _timestamps(batch, 2) == HandedOver({0: (1, x), 1: (2, x)}, {1: 5, 0: 4})
-    assert _timestamps(batch[:1], 2) == HandedOver({0: (1, x)}, {0: 1})
