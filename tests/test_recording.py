@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -310,6 +312,29 @@ async def test_a_file_that_changes_size_is_cut_there(collector, client, tmp_path
     check_cut_at_the_size_change(job, [(320, 240), (480, 360)])
 
 
+@contextlib.asynccontextmanager
+async def live_hls(clip: Path, folder: Path) -> AsyncIterator[trio.Process]:
+    """An ffmpeg process that plays `clip` in a loop, in real time, as a live HLS playlist of
+    1 s segments (`folder`/live.m3u8, the last 6 listed, each written whole before listed);
+    entered once the playlist exists, killed on exit if still running."""
+    import subprocess
+
+    await trio.Path(folder).mkdir(exist_ok=True)
+    encoder = await trio.lowlevel.open_process(
+        ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+         "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
+         "-hls_flags", "temp_file", str(folder / "live.m3u8")], stdin=subprocess.DEVNULL)
+    try:
+        with trio.fail_after(20):
+            while not (folder / "live.m3u8").exists():  # noqa: ASYNC110 (ffmpeg writes it)
+                await trio.sleep(0.05)
+        yield encoder
+    finally:
+        if encoder.returncode is None:
+            encoder.kill()
+        await encoder.wait()
+
+
 async def test_a_live_playlist_that_stops_growing_ends_its_session(collector, client,
                                                                     media_clip, tmp_path):
     """Live HLS whose encoder dies (SIGKILL: no ENDLIST): FFmpeg reloaded the unchanged playlist
@@ -318,33 +343,20 @@ async def test_a_live_playlist_that_stops_growing_ends_its_session(collector, cl
     unchanged reloads: the session ends as `ended` (so its thread has returned from FFmpeg),
     before the watchdog."""
     import signal
-    import subprocess
 
     live = tmp_path / "live"
-    live.mkdir()
-    encoder = await trio.lowlevel.open_process(
-        ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(media_clip.path),
-         "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "5",
-         str(live / "live.m3u8")], stdin=subprocess.DEVNULL)
-    try:
-        async with trio.open_nursery() as servers:
-            http = await servers.start(serve_http, live)
-            with trio.fail_after(40):
-                while not (live / "live.m3u8").exists():  # noqa: ASYNC110 (ffmpeg writes it)
-                    await trio.sleep(0.1)
-                job_id = (await client.post("/collect", json={
-                    "streams": [http.url(live / "live.m3u8")], "duration": 30,
-                    "segment_seconds": 2, "retry": {"max_attempts": 1}})).json()["job_id"]
-                await wait_step(client, job_id, 1)
-                encoder.send_signal(signal.SIGKILL)
-                killed = trio.current_time()
-                job = await wait_job(client, job_id)
-                ended_after = trio.current_time() - killed
-            servers.cancel_scope.cancel()
-    finally:
-        if encoder.returncode is None:
-            encoder.kill()
-        await encoder.wait()
+    async with live_hls(media_clip.path, live) as encoder, trio.open_nursery() as servers:
+        http = await servers.start(serve_http, live)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [http.url(live / "live.m3u8")], "duration": 30,
+                "segment_seconds": 2, "retry": {"max_attempts": 1}})).json()["job_id"]
+            await wait_step(client, job_id, 1)
+            encoder.send_signal(signal.SIGKILL)
+            killed = trio.current_time()
+            job = await wait_job(client, job_id)
+            ended_after = trio.current_time() - killed
+        servers.cancel_scope.cancel()
     events = (await client.get(f"/jobs/{job_id}/events")).json()["events"]
     assert job["status"] == "failed"
     assert [e["reason"] for e in events if e["type"] == "retry"] == ["ended"]
@@ -359,34 +371,20 @@ async def test_a_live_playlist_read_again_does_not_record_twice(collector, clien
     segments the job has already recorded. Those are skipped (the camera remembers the last
     timestamps handed over): never a frame twice, and recording goes on at the next key frame
     past them, with one gap."""
-    import subprocess
-
     from tests.media.misbehaving import serve_folder_http
 
     live = tmp_path / "live"
-    live.mkdir()
-    encoder = await trio.lowlevel.open_process(
-        ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(media_clip.path),
-         "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
-         "-hls_flags", "temp_file", str(live / "live.m3u8")], stdin=subprocess.DEVNULL)
-    try:
-        async with trio.open_nursery() as servers:
-            server = await servers.start(serve_folder_http, live)
-            with trio.fail_after(40):
-                while not (live / "live.m3u8").exists():  # noqa: ASYNC110 (ffmpeg writes it)
-                    await trio.sleep(0.1)
-                url = f"http://127.0.0.1:{server.port}/live.m3u8"
-                job_id = (await client.post("/collect", json={
-                    "streams": [url], "duration": 10, "segment_seconds": 2,
-                    "retry": {"initial_backoff": 0.2}})).json()["job_id"]
-                await wait_step(client, job_id, 2)
-                server.fail()
-                job = await wait_job(client, job_id)
-            servers.cancel_scope.cancel()
-    finally:
-        if encoder.returncode is None:
-            encoder.kill()
-        await encoder.wait()
+    async with live_hls(media_clip.path, live), trio.open_nursery() as servers:
+        server = await servers.start(serve_folder_http, live)
+        with trio.fail_after(40):
+            url = f"http://127.0.0.1:{server.port}/live.m3u8"
+            job_id = (await client.post("/collect", json={
+                "streams": [url], "duration": 10, "segment_seconds": 2,
+                "retry": {"initial_backoff": 0.2}})).json()["job_id"]
+            await wait_step(client, job_id, 2)
+            server.fail()
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
     assert server.failed == 1
     assert job["status"] == "completed", job
     (source,) = job["sources"]
@@ -403,7 +401,6 @@ async def test_a_live_encoder_that_restarts_its_clock_is_recorded(collector, cli
     same start: ffmpeg's 1.4 s) while the job retries. The new session's timestamps fall among
     those already recorded, but its first key frame is none the job was handed: nothing of it
     is skipped (it was, up to the old session's last timestamp: seconds of new footage)."""
-    import subprocess
 
     from tests.media.clips import make_clip
     from tests.media.misbehaving import serve_folder_http
@@ -412,45 +409,25 @@ async def test_a_live_encoder_that_restarts_its_clock_is_recorded(collector, cli
     other = await trio.to_thread.run_sync(partial(
         make_clip, tmp_path / "media" / "other.mkv", seconds=12, size="352x288"))
 
-    def encoder(clip: Path) -> list[str]:
-        return ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
-                "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
-                "-hls_flags", "temp_file", str(live / "live.m3u8")]
-
     live = tmp_path / "live"
-    live.mkdir()
-    first = await trio.lowlevel.open_process(encoder(media_clip.path), stdin=subprocess.DEVNULL)
-    second = None
-    try:
-        async with trio.open_nursery() as servers:
-            server = await servers.start(serve_folder_http, live)
-            with trio.fail_after(60):
-                while not (live / "live.m3u8").exists():  # noqa: ASYNC110 (ffmpeg writes it)
-                    await trio.sleep(0.1)
+    async with trio.open_nursery() as servers:
+        server = await servers.start(serve_folder_http, live)
+        with trio.fail_after(60):
+            async with live_hls(media_clip.path, live):
                 job_id = (await client.post("/collect", json={
                     "streams": [f"http://127.0.0.1:{server.port}/live.m3u8"], "duration": 60,
                     "segment_seconds": 2, "retry": {"initial_backoff": 0.2, "max_attempts": 50},
                 })).json()["job_id"]
                 await wait_step(client, job_id, 3)
-                first.kill()
-                await first.wait()
-                server.fail(10_000)
-                for old in live.iterdir():
-                    old.unlink()
-                second = await trio.lowlevel.open_process(encoder(other.path),
-                                                          stdin=subprocess.DEVNULL)
-                while not (live / "live.m3u8").exists():  # noqa: ASYNC110 (ffmpeg writes it)
-                    await trio.sleep(0.05)
+            server.fail(10_000)  # the encoder is gone (killed): so is its playlist
+            for old in live.iterdir():
+                old.unlink()
+            async with live_hls(other.path, live):
                 server.failing = 0
                 await trio.sleep(8)
                 await client.delete(f"/jobs/{job_id}")
                 job = await wait_job(client, job_id)
-            servers.cancel_scope.cancel()
-    finally:
-        for process in (first, second):
-            if process is not None and process.returncode is None:
-                process.kill()
-                await process.wait()
+        servers.cancel_scope.cancel()
     (source,) = job["sources"]
     restarted = [s for s in source["segments"] if s["start_time"] >= source["gaps"][0]["start"]]
     frames = sum(s["frames"] for s in restarted)

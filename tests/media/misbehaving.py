@@ -33,6 +33,15 @@ async def _serve(handler, task_status) -> None:  # type: ignore[no-untyped-def]
         task_status.started(port)
 
 
+async def _serve_as(handler, server, task_status) -> None:  # type: ignore[no-untyped-def]
+    """`_serve`, reporting `server` (its `port` set) instead of the port."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    server.port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.serve_listeners, handler, listeners))
+        task_status.started(server)
+
+
 async def _read_request(stream: trio.SocketStream) -> bool:
     """Read an HTTP request's head; False if the client went away first."""
     return await _request_head(stream) is not None
@@ -162,11 +171,7 @@ async def serve_breaking_http(
             except trio.BrokenResourceError:
                 return
 
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    seen.port = listeners[0].socket.getsockname()[1]
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(trio.serve_listeners, handler, listeners))
-        task_status.started(seen)
+    await _serve_as(handler, seen, task_status)
 
 
 class FolderHttp:
@@ -210,11 +215,7 @@ async def serve_folder_http(
             except trio.BrokenResourceError:
                 return
 
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    server.port = listeners[0].socket.getsockname()[1]
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(trio.serve_listeners, handler, listeners))
-        task_status.started(server)
+    await _serve_as(handler, server, task_status)
 
 
 async def serve_garbage(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
