@@ -233,16 +233,19 @@ async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, c
     check_source_files(source, 12)
 
 
-async def test_a_live_http_stream_that_ends_is_read_again(collector, client, media_ts):
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "mid-frame"])
+async def test_a_live_http_stream_that_ends_is_read_again(collector, client, media_ts, cut):
     """A stream without a Content-Length is live: its end is an outage, retried, with a gap,
-    and the job goes on recording from the next session until it has its duration."""
+    and the job goes on recording from the next session until it has its duration. A stream
+    that ends mid-frame leaves no torn frame at the end of its segment (every file decodes)."""
     from tests.media.misbehaving import serve_live_http
 
+    nbytes = media_ts.stat().st_size * 2 // 3 + 101 if cut else None
     async with trio.open_nursery() as servers:
-        port = await servers.start(serve_live_http, media_ts)
+        port = await servers.start(serve_live_http, media_ts, nbytes)
         with trio.fail_after(40):
             job_id = (await client.post("/collect", json={
-                "streams": [f"http://127.0.0.1:{port}/live.ts"], "duration": 16,
+                "streams": [f"http://127.0.0.1:{port}/live.ts"], "duration": 12 if cut else 16,
                 "segment_seconds": 4, "retry": {"initial_backoff": 0.1}})).json()["job_id"]
             job = await wait_job(client, job_id)
         servers.cancel_scope.cancel()
@@ -250,9 +253,10 @@ async def test_a_live_http_stream_that_ends_is_read_again(collector, client, med
     assert job["status"] == "completed", job
     # (FFmpeg reports the close of a stream without a length as an I/O error: reason "ffmpeg")
     assert source["attempts"] == 2 and len(source["gaps"]) == 1
-    assert [s["end_reason"] for s in source["segments"]] == ["boundary"] * 2 + [
-        "discontinuity", "boundary", "end"]
-    check_source_files(source, 16)
+    assert [s["end_reason"] for s in source["segments"]] == (
+        ["boundary", "discontinuity", "boundary", "end"] if cut
+        else ["boundary"] * 2 + ["discontinuity", "boundary", "end"])
+    check_source_files(source, 12 if cut else 16)  # each file decodes without an error
 
 
 async def test_mjpeg_frames_are_stamped_when_they_arrive(collector, client):

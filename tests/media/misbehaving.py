@@ -106,9 +106,11 @@ async def serve_pausing_http(
 
 
 async def serve_live_http(
-    payload: Path, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    payload: Path, nbytes: int | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    data = await trio.Path(payload).read_bytes()
+    """`nbytes`: only the file's first bytes, cut anywhere (a stream that ends mid-frame)."""
+    data = (await trio.Path(payload).read_bytes())[:nbytes]
 
     async def handler(stream: trio.SocketStream) -> None:
         async with stream:
