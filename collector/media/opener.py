@@ -103,9 +103,9 @@ class PacketSink(Protocol):
         before): not a stall. Called in the trio thread (`TrioToken.run_sync_soon`)."""
 
     def handed_over(self, file: FileIdentity, batch: HandedOver) -> None:
-        """Called in the worker thread after each batch of such a source was handed over: per
-        stream index, its first packet and last timestamp (what `read_before` answers next
-        time: the first ever handed over, the last so far)."""
+        """Called in the worker thread after each batch of such a source was handed over, with
+        what the batch held (`rereads.handed_over`); `read_before` answers their sum
+        (`HandedOver.then`)."""
 
 
 class Opener(Protocol):
