@@ -330,6 +330,7 @@ class _SessionSink:
     def __init__(self, camera: Camera) -> None:
         self.camera, self.active = camera, True
         self.session: int | None = None
+        self._loans_wrote = False  # the last batch went into a loan: its job will have it
 
     def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
         if self.active:
@@ -353,7 +354,10 @@ class _SessionSink:
         # what the loans wrote waits in them for their jobs (RecorderLoan.take); a loan its job
         # lent again after hearing that this session ended refuses the batch (it names `session`).
         if self.active and self.session is not None:
-            return self.camera.write_here(batch, self.session)
+            written = self.camera.write_here(batch, self.session)
+            self._loans_wrote = bool(written.subscribers)
+            return written
+        self._loans_wrote = False
         return Written(subscribers=frozenset(), everyone=False, packets=len(batch), bytes=0)
 
     def packets_written(self, written: Written) -> None:
@@ -376,8 +380,9 @@ class _SessionSink:
             self.camera._last_activity = trio.current_time()
 
     def handed_over(self, file: FileIdentity, batch: HandedOver) -> None:
+        # (a batch a loan took just as the session ended reaches its job all the same)
         known = self.camera._file_read
-        if self.active and known is not None and known[0] == file:
+        if (self.active or self._loans_wrote) and known is not None and known[0] == file:
             self.camera._file_read = (file, known[1].then(batch))
 
 

@@ -182,3 +182,24 @@ def test_a_file_read_again_skips_what_its_jobs_have():
     dead = _SessionSink(camera)
     dead.active = False
     assert dead.read_before(other) is None
+
+
+def test_a_batch_a_loan_took_as_its_session_ended_counts_as_handed_over():
+    """The reading thread's batch went into a job's lent recorder just before the session was
+    abandoned: the job collects it from its loan all the same, so a re-read must skip it."""
+    from actors.camera import _SessionSink
+    from collector.media.opener import FileIdentity, HandedOver, Written
+
+    camera = Camera("http://h/f.ts", {}, ScriptedOpener([]), POLICY)
+    file = FileIdentity(1000, None)
+    sink = _SessionSink(camera)
+    sink.session = 1
+    assert sink.read_before(file) is None
+    camera.write_here = lambda batch, session: Written(  # type: ignore[method-assign]
+        subscribers=frozenset({7}), everyone=True, packets=len(batch), bytes=1)
+    sink.write_here([])
+    sink.active = False  # the watchdog ended the session meanwhile
+    sink.handed_over(file, HandedOver({0: (0, 7)}, {0: 900}))
+    sink.write_here([])  # nothing is written once it is over
+    sink.handed_over(file, HandedOver({0: (0, 7)}, {0: 1800}))
+    assert _SessionSink(camera).read_before(file) == HandedOver({0: (0, 7)}, {0: 900})
