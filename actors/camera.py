@@ -18,6 +18,7 @@ when to give up. The supervisor closes the camera's inbox when its last subscrib
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -78,8 +79,9 @@ class Camera:
         self._got_video = False
         # A file or a live playlist: which, and what its subscribers were handed of it
         # (collector/media/rereads.py; read and rebound, never changed, in the reading
-        # threads only: see `_SessionSink`)
+        # threads only, under the lock: see `_SessionSink`)
         self._file_read: tuple[FileIdentity, HandedOver] | None = None
+        self._file_lock = threading.Lock()  # an abandoned session's thread may still add to it
         self._delivering = False  # waiting for a job to take a paced batch (not a stall)
         self._paced = False  # the current session's source waits for its jobs (packets_paced)
         # set by the first subscriber: connect only when someone listens
@@ -369,11 +371,12 @@ class _SessionSink:
     def read_before(self, file: FileIdentity) -> HandedOver | None:
         if not self.active:
             return None
-        known = self.camera._file_read
-        if known is None or known[0] != file:
-            self.camera._file_read = (file, HandedOver({}, {}))
-            return None
-        return known[1] if known[1].last else None
+        with self.camera._file_lock:
+            known = self.camera._file_read
+            if known is None or known[0] != file:
+                self.camera._file_read = (file, HandedOver({}, {}))
+                return None
+            return known[1] if known[1].last else None
 
     def reading(self) -> None:  # in the trio thread, like the rest
         if self.active:
@@ -381,9 +384,12 @@ class _SessionSink:
 
     def handed_over(self, file: FileIdentity, batch: HandedOver) -> None:
         # (a batch a loan took just as the session ended reaches its job all the same)
-        known = self.camera._file_read
-        if (self.active or self._loans_wrote) and known is not None and known[0] == file:
-            self.camera._file_read = (file, known[1].then(batch))
+        if not (self.active or self._loans_wrote):
+            return
+        with self.camera._file_lock:
+            known = self.camera._file_read
+            if known is not None and known[0] == file:
+                self.camera._file_read = (file, known[1].then(batch))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

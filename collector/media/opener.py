@@ -40,23 +40,28 @@ class FileIdentity:
     duration: int | None  # FFmpeg's, in AV_TIME_BASE units
 
 
-KEY_FRAMES_KEPT = 32  # what `HandedOver` keeps of a live playlist's video key frames
+KEY_FRAMES_KEPT = 2048  # at most, of a live playlist's video key frames (a bound, not a window)
 
 
 @dataclass(frozen=True, slots=True)
 class HandedOver:
     """What a source's subscribers were handed (collector/media/rereads.py): per stream index
     the last timestamp (DTS, else PTS); the first video packet, and for a live playlist the
-    last video key frames, each as (timestamp, CRC-32 of its payload)."""
+    video key frames since `horizon` (a video timestamp), each as (timestamp, CRC-32 of its
+    payload)."""
 
     first: Mapping[int, tuple[int, int]]
     last: Mapping[int, int]
     keys: tuple[tuple[int, int], ...] = ()
+    horizon: int | None = None  # key frames before it are forgotten (`then`)
 
     def then(self, later: HandedOver) -> HandedOver:
         """This, followed by `later`."""
+        keys = self.keys + later.keys
+        if later.horizon is not None:
+            keys = tuple(key for key in keys if key[0] >= later.horizon)
         return HandedOver({**later.first, **self.first}, {**self.last, **later.last},
-                          (self.keys + later.keys)[-KEY_FRAMES_KEPT:])
+                          keys[-KEY_FRAMES_KEPT:], later.horizon)
 
 
 class PacketSink(Protocol):

@@ -5,16 +5,18 @@ connection broke at a server without byte ranges (one that takes them is asked f
 FFmpeg itself, `reconnect`) can only be sent again from its start. A live HLS playlist read
 after an outage starts a few segments back from its live edge (FFmpeg's `live_start_index`, -3),
 among segments the jobs recorded. Either way the camera remembers, per source, what was handed
-over (`HandedOver`: per stream the first packet and the last timestamp; for a live playlist
-also the video key frames of the last couple of minutes), and the next session skips those
-packets, so no frame is recorded twice.
+over (`HandedOver`: per stream the last timestamp, the first video packet; for a live
+playlist also the video key frames of the last `LIVE_REPEAT_SECONDS`), and the next session
+skips those packets, so no frame is recorded twice.
 
 A skip has to be earned: a session skips only once its first video packet (a file's) or its
 first video key frame (a live playlist's) is one that was handed over before, by timestamp and
 CRC-32 of its payload. A live stream that merely gave a Content-Length, or an encoder that
 restarted its clock, sends other pictures: nothing of it is skipped. Until then every packet is
 delivered; a job's recorder drops whatever comes before the key frame that starts its next run,
-so that costs nothing. A live playlist's skip also reaches back at most `LIVE_REPEAT_SECONDS`.
+so that costs nothing. A live playlist's skip also reaches back at most `LIVE_REPEAT_SECONDS`,
+and ends at the first video key frame the jobs were not handed (a playlist that goes on, after
+a discontinuity, with a restarted encoder's segments).
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ class Skips:
                 self.last.clear()  # not what was read before: nothing is skipped
                 return False
             self.proven = True
+        elif (self.live and index == self.video and packet.is_keyframe
+              and signature(memoryview(packet), ts) not in self.proof):
+            # a key frame the jobs were not handed: from here on it is all new (a playlist
+            # that goes on, after a discontinuity, with a restarted encoder's clock)
+            self.last.clear()
+            return False
         last = self.last.get(index)
         if last is None:
             return False
@@ -88,7 +96,8 @@ class Skips:
 def handed_over(batch: list[MediaPacket], streams: int, video: int,
                 live: bool) -> HandedOver:
     """What `batch` (of `streams` streams) hands over: per stream index its last timestamp,
-    and its first video packet; for a live playlist, its video key frames."""
+    and its first video packet; for a live playlist, its video key frames, and the horizon
+    (LIVE_REPEAT_SECONDS before its last video timestamp) before which older ones can go."""
     first: dict[int, tuple[int, int]] = {}
     keys: list[tuple[int, int]] = []
     for media in batch:
@@ -104,13 +113,16 @@ def handed_over(batch: list[MediaPacket], streams: int, video: int,
         if media.keyframe:
             keys.append(signature(media.data, ts))
     last: dict[int, int] = {}
+    horizon = None
     for media in reversed(batch):
         ts = media.dts if media.dts is not None else media.pts
         if ts is not None and media.stream not in last:
             last[media.stream] = ts
+            if live and media.stream == video:
+                horizon = ts - int(LIVE_REPEAT_SECONDS / media.time_base)
             if len(last) == streams:
                 break
-    return HandedOver(first, last, tuple(keys))
+    return HandedOver(first, last, tuple(keys), horizon)
 
 
 def without_torn_tails(batch: list[MediaPacket]) -> list[MediaPacket]:

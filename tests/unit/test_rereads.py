@@ -82,6 +82,20 @@ def media(stream: int, dts: int | None, pts: int | None = None, key: bool = Fals
     return MediaPacket(stream, data, pts, dts, 1, key, Fraction(1, 90000))
 
 
+def test_a_live_skip_ends_at_a_key_frame_the_jobs_were_not_handed():
+    """Proven on an old segment, the re-read goes on (after an EXT-X-DISCONTINUITY) with a
+    restarted encoder's segments, its clock back among the old timestamps: its first key frame
+    ends the skip, for every stream."""
+    keys = tuple((t * 90_000, zlib.crc32(b"old%d" % t)) for t in range(69, 101))
+    before = HandedOver({}, {VIDEO: 100 * 90_000, AUDIO: 100 * 48_000}, keys)
+    skip = Skips(before, LIVE_PLAYLIST, VIDEO, SECONDS_PER_TICK)
+    old = [(P(t * 90_000, data=b"old%d" % t, key=True), VIDEO) for t in (98, 99, 100)]
+    assert skips(old, skip) == [True] * 3
+    new = [(P(int(1.4 * 90_000), data=b"new0", key=True), VIDEO), (P(2 * 48_000), AUDIO),
+           (P(int(1.44 * 90_000)), VIDEO)]
+    assert skips(new, skip) == [False] * 3 and not skip
+
+
 def test_what_a_batch_hands_over_and_how_it_adds_up():
     batch = [media(AUDIO, 1), media(VIDEO, 2, key=True), media(VIDEO, 3), media(AUDIO, None, 5),
              media(VIDEO, 6, key=True, data=b"k")]
@@ -89,10 +103,27 @@ def test_what_a_batch_hands_over_and_how_it_adds_up():
         {VIDEO: (2, X)}, {VIDEO: 6, AUDIO: 5})
     live = handed_over(batch, 2, VIDEO, live=True)
     assert live.keys == ((2, X), (6, zlib.crc32(b"k")))
-    later = HandedOver({VIDEO: (9, X)}, {VIDEO: 9}, tuple((t, X) for t in range(100)))
+    assert live.horizon == 6 - LIVE_REPEAT_SECONDS * 90_000
+    later = HandedOver({VIDEO: (9, X)}, {VIDEO: 9}, tuple((t, X) for t in range(3000)))
     both = live.then(later)
     assert both.first == {VIDEO: (2, X)} and both.last == {VIDEO: 9, AUDIO: 5}
-    assert len(both.keys) == KEY_FRAMES_KEPT and both.keys[-1] == (99, X)
+    assert len(both.keys) == KEY_FRAMES_KEPT and both.keys[-1] == (2999, X)
+
+
+def test_a_live_playlist_keeps_the_key_frames_of_its_window_however_many():
+    """A re-read starts ~3 segments back: with short key frame intervals and long segments
+    that is more key frames than any fixed count (0.2 s GOP, 4 s segments: 60), so they are
+    kept by time, LIVE_REPEAT_SECONDS back from the last video timestamp."""
+    record = HandedOver({}, {})
+    for second in range(200):  # batches of five key frames a second
+        batch = [media(VIDEO, (second * 5 + k) * 18_000, key=True,
+                       data=b"%d" % (second * 5 + k)) for k in range(5)]
+        record = record.then(handed_over(batch, 1, VIDEO, live=True))
+    assert len(record.keys) == LIVE_REPEAT_SECONDS * 5 + 1
+    assert record.keys[0][0] == record.last[VIDEO] - LIVE_REPEAT_SECONDS * 90_000
+    back = record.last[VIDEO] - 60 * 18_000  # 12 s back: the re-read's first key frame
+    skip = Skips(record, LIVE_PLAYLIST, VIDEO, SECONDS_PER_TICK)
+    assert skip.skips(P(back, data=b"%d" % (back // 18_000), key=True), VIDEO)
 
 
 def test_an_mpegts_input_error_drops_each_streams_last_packet():
