@@ -21,7 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,26 +43,55 @@ async def hold(database_url: str, wait_s: float,
     process to let it go; what releases it (the caller calls it at exit), or None when `stop`
     is set while it waits."""
     if database_url.startswith(("postgresql://", "postgres://")):
-        return await _hold_postgres(database_url, wait_s, stop)
+        import psycopg  # only needed, and only imported, when DATABASE_URL names PostgreSQL
+
+        key = lock_key(database_url)
+        conn: Any = await trio.to_thread.run_sync(
+            lambda: psycopg.connect(database_url, autocommit=True, connect_timeout=10))
+
+        async def take_advisory_lock() -> bool:
+            row = await trio.to_thread.run_sync(
+                lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone())
+            return bool(row and row[0])
+
+        return await _wait_for(
+            take_advisory_lock, conn.close, wait_s, stop,
+            f"another collector process is serving from the PostgreSQL history at "
+            f"{redact(database_url)}; waited {wait_s:g} s. Only one process may use a history"
+            f" at a time.")
     path = Path(database_url.removeprefix("sqlite://") + ".lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    async def take_file_lock() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    return await _wait_for(
+        take_file_lock, lambda: os.close(fd), wait_s, stop,
+        f"another collector process is serving from {path.parent} (it holds {path.name});"
+        f" waited {wait_s:g} s. Only one process may use a data directory at a time.")
+
+
+async def _wait_for(take: Callable[[], Awaitable[bool]], release: Callable[[], None],
+                    wait_s: float, stop: trio.Event | None,
+                    refusal: str) -> Callable[[], None] | None:
+    """Try `take` every POLL_S for up to `wait_s`: `release` once it succeeds; None, released,
+    when `stop` is set meanwhile; else DatabaseInUse(`refusal`), released."""
     try:
         with trio.move_on_after(wait_s):
             while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return lambda: os.close(fd)
-                except BlockingIOError:
-                    if stop is not None and stop.is_set():
-                        os.close(fd)
-                        return None
-                    await trio.sleep(POLL_S)
-        raise DatabaseInUse(
-            f"another collector process is serving from {path.parent} (it holds {path.name});"
-            f" waited {wait_s:g} s. Only one process may use a data directory at a time."
-        )
+                if await take():
+                    return release
+                if stop is not None and stop.is_set():
+                    release()
+                    return None
+                await trio.sleep(POLL_S)
+        raise DatabaseInUse(refusal)
     except BaseException:
-        os.close(fd)
+        release()
         raise
 
 
@@ -70,33 +99,3 @@ def lock_key(database_url: str) -> int:
     """The advisory lock key (a signed 64-bit integer) of a PostgreSQL history."""
     digest = hashlib.blake2b(f"camera-collector {redact(database_url)}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
-
-
-async def _hold_postgres(url: str, wait_s: float,
-                         stop: trio.Event | None) -> Callable[[], None] | None:
-    import psycopg  # only needed, and only imported, when DATABASE_URL names PostgreSQL
-
-    key = lock_key(url)
-    conn: Any = await trio.to_thread.run_sync(
-        lambda: psycopg.connect(url, autocommit=True, connect_timeout=10))
-
-    def take() -> bool:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        return bool(row and row[0])
-
-    try:
-        with trio.move_on_after(wait_s):
-            while True:
-                if await trio.to_thread.run_sync(take):
-                    return conn.close
-                if stop is not None and stop.is_set():
-                    conn.close()
-                    return None
-                await trio.sleep(POLL_S)
-        raise DatabaseInUse(
-            f"another collector process is serving from the PostgreSQL history at "
-            f"{redact(url)}; waited {wait_s:g} s. Only one process may use a history at a time."
-        )
-    except BaseException:
-        conn.close()
-        raise
