@@ -26,7 +26,7 @@ from av.audio.codeccontext import AudioCodecContext
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media import rereads
 from collector.media.aac import audio_specific_config, strip_adts
-from collector.media.opener import FileIdentity, HandedOver, PacketSink, Written
+from collector.media.opener import PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.media.parameter_changes import SYNTAX, ParameterWatch, parameter_sets
 from collector.media.pyav_streams import install as install_stream_lookup
@@ -215,7 +215,9 @@ class PyAVOpener:
             # skip what the jobs have of it (rereads.py)
             file = rereads.identity(container, is_finite(container, url))
             video = next(i.index for i in infos if i.kind == "video")
-            skip = _skips(sink.read_before(file), file, video, bases) if file else None
+            before = sink.read_before(file) if file is not None else None
+            skip = (rereads.Skips(before, file, video, bases)
+                    if before is not None and file is not None else None)
             live = file == rereads.LIVE_PLAYLIST
 
             def hand_over(batch: list[MediaPacket], now: float) -> None:
@@ -235,12 +237,15 @@ class PyAVOpener:
                     if packet.size == 0:  # flush packet at end of stream
                         continue
                     index = packet.stream_index
-                    if skip and skip.skips(packet, index):
-                        if (now := time.monotonic()) - beat_at >= BATCH_SECONDS:
-                            trio.from_thread.check_cancelled()
-                            trio_token.run_sync_soon(sink.reading)  # not a stall
-                            beat_at = now
-                        continue
+                    if skip is not None:
+                        if skip.skips(packet, index):
+                            if (now := time.monotonic()) - beat_at >= BATCH_SECONDS:
+                                trio.from_thread.check_cancelled()
+                                trio_token.run_sync_soon(sink.reading)  # not a stall
+                                beat_at = now
+                            continue
+                        if not skip:  # past all of it: no more checks
+                            skip = None
                     media = convert(packet, bases[index], adts[index])
                     if (watch is not None and media.keyframe and index == watch.info.index
                             and (info := watch.changed(media.data)) is not None):
@@ -304,13 +309,6 @@ class _PacedHandOver:
         if self.unreported is not None:
             self.trio_token.run_sync_soon(self.sink.packets_written, self.unreported)
             self.unreported = None
-
-
-def _skips(before: HandedOver | None, file: FileIdentity, video: int,
-           bases: Mapping[int, Fraction]) -> rereads.Skips | None:
-    if before is None:
-        return None
-    return rereads.Skips(before, file, video, {i: float(tb) for i, tb in bases.items()})
 
 
 def _parameter_watch(container: av.container.InputContainer, chosen: tuple,

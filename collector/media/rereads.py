@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from fractions import Fraction
 
 import av
 
@@ -51,12 +52,12 @@ class Skips:
     """What one session skips of what its jobs were handed before (`skips`, per packet)."""
 
     def __init__(self, before: HandedOver, file: FileIdentity, video: int,
-                 seconds_per_tick: Mapping[int, float]) -> None:
+                 time_bases: Mapping[int, Fraction]) -> None:
         self.video = video
         self.live = file == LIVE_PLAYLIST
         self.last = dict(before.last)
-        self.low = ({index: last - int(LIVE_REPEAT_SECONDS / seconds_per_tick[index])
-                     for index, last in self.last.items() if index in seconds_per_tick}
+        self.low = ({index: last - int(LIVE_REPEAT_SECONDS / time_bases[index])
+                     for index, last in self.last.items() if index in time_bases}
                     if self.live else {})
         self.proof = set(before.keys) if self.live else {before.first.get(video)}
         self.proven = False

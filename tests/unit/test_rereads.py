@@ -16,7 +16,7 @@ from collector.media.rereads import (
 )
 
 VIDEO, AUDIO = 0, 1
-SECONDS_PER_TICK = {VIDEO: 1 / 90_000, AUDIO: 1 / 48_000}
+TIME_BASES = {VIDEO: Fraction(1, 90_000), AUDIO: Fraction(1, 48_000)}
 FILE = FileIdentity(9, None)
 X = zlib.crc32(b"x")
 
@@ -39,7 +39,7 @@ def test_a_file_skips_up_to_the_last_timestamps_once_its_first_video_packet_matc
     started); then each stream is skipped up to its last timestamp (DTS, else PTS), and left
     alone once past it."""
     skip = Skips(HandedOver({VIDEO: (10, X)}, {VIDEO: 100, AUDIO: 50}), FILE, VIDEO,
-                 SECONDS_PER_TICK)
+                 TIME_BASES)
     assert skips([(P(5), AUDIO), (P(10), VIDEO), (P(None, 90), VIDEO), (P(30), AUDIO),
                   (P(100), VIDEO), (P(None, None), VIDEO), (P(101), VIDEO), (P(5), VIDEO),
                   (P(51), AUDIO), (P(40), AUDIO)], skip) == [
@@ -52,7 +52,7 @@ def test_a_file_whose_first_video_packet_differs_skips_nothing():
     a Content-Length, with its own pictures and maybe a restarted clock)."""
     for first in (P(11), P(10, data=b"y")):
         skip = Skips(HandedOver({VIDEO: (10, X)}, {VIDEO: 100, AUDIO: 50}), FILE, VIDEO,
-                     SECONDS_PER_TICK)
+                     TIME_BASES)
         assert skips([(first, VIDEO), (P(20), VIDEO), (P(30), AUDIO)], skip) == [False] * 3
         assert not skip
 
@@ -63,16 +63,16 @@ def test_a_live_playlist_skips_once_a_key_frame_matches_and_only_so_far_back():
     LIVE_REPEAT_SECONDS at most (older is a restarted encoder's clock)."""
     last = 100 * 90_000
     before = HandedOver({VIDEO: (0, X)}, {VIDEO: last}, ((96 * 90_000, X), (98 * 90_000, X)))
-    skip = Skips(before, LIVE_PLAYLIST, VIDEO, SECONDS_PER_TICK)
+    skip = Skips(before, LIVE_PLAYLIST, VIDEO, TIME_BASES)
     assert skips([(P(95 * 90_000), VIDEO), (P(96 * 90_000, key=True), VIDEO),
                   (P(99 * 90_000), VIDEO), (P(last + 1), VIDEO)], skip) == [
         False, True, True, False]
-    restarted = Skips(before, LIVE_PLAYLIST, VIDEO, SECONDS_PER_TICK)
+    restarted = Skips(before, LIVE_PLAYLIST, VIDEO, TIME_BASES)
     assert skips([(P(96 * 90_000, key=True, data=b"other"), VIDEO),
                   (P(97 * 90_000), VIDEO)], restarted) == [False, False]
     later = (LIVE_REPEAT_SECONDS + 10) * 90_000
     far = Skips(HandedOver({}, {VIDEO: later}, ((1 * 90_000, X),)), LIVE_PLAYLIST, VIDEO,
-                SECONDS_PER_TICK)
+                TIME_BASES)
     assert far.low[VIDEO] == later - LIVE_REPEAT_SECONDS * 90_000
     assert skips([(P(1 * 90_000, key=True), VIDEO)], far) == [False]  # proven, but too old
 
@@ -88,7 +88,7 @@ def test_a_live_skip_ends_at_a_key_frame_the_jobs_were_not_handed():
     ends the skip, for every stream."""
     keys = tuple((t * 90_000, zlib.crc32(b"old%d" % t)) for t in range(69, 101))
     before = HandedOver({}, {VIDEO: 100 * 90_000, AUDIO: 100 * 48_000}, keys)
-    skip = Skips(before, LIVE_PLAYLIST, VIDEO, SECONDS_PER_TICK)
+    skip = Skips(before, LIVE_PLAYLIST, VIDEO, TIME_BASES)
     old = [(P(t * 90_000, data=b"old%d" % t, key=True), VIDEO) for t in (98, 99, 100)]
     assert skips(old, skip) == [True] * 3
     new = [(P(int(1.4 * 90_000), data=b"new0", key=True), VIDEO), (P(2 * 48_000), AUDIO),
@@ -122,7 +122,7 @@ def test_a_live_playlist_keeps_the_key_frames_of_its_window_however_many():
     assert len(record.keys) == LIVE_REPEAT_SECONDS * 5 + 1
     assert record.keys[0][0] == record.last[VIDEO] - LIVE_REPEAT_SECONDS * 90_000
     back = record.last[VIDEO] - 60 * 18_000  # 12 s back: the re-read's first key frame
-    skip = Skips(record, LIVE_PLAYLIST, VIDEO, SECONDS_PER_TICK)
+    skip = Skips(record, LIVE_PLAYLIST, VIDEO, TIME_BASES)
     assert skip.skips(P(back, data=b"%d" % (back // 18_000), key=True), VIDEO)
 
 
