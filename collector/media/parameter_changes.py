@@ -14,6 +14,7 @@ parameter sets come before the first slice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from collector.media.packets import StreamInfo
@@ -25,7 +26,7 @@ START_CODE = b"\x00\x00\x00\x01"
 
 @dataclass(frozen=True, slots=True)
 class _Syntax:
-    """How one codec's NAL unit headers say what they hold."""
+    """How one codec's NAL unit headers say what they hold, and how its SPS reads."""
 
     shift: int
     mask: int
@@ -33,11 +34,14 @@ class _Syntax:
     vps: int | None
     sps: int
     pps: int
+    parse_sps: Callable[[bytes], h264.SpsInfo]
 
 
 SYNTAX = {
-    "h264": _Syntax(shift=0, mask=0x1F, slices=range(1, 6), vps=None, sps=7, pps=8),
-    "hevc": _Syntax(shift=1, mask=0x3F, slices=range(0, 32), vps=32, sps=33, pps=34),
+    "h264": _Syntax(shift=0, mask=0x1F, slices=range(1, 6), vps=None, sps=h264.NAL_SPS,
+                    pps=h264.NAL_PPS, parse_sps=h264.parse_sps),
+    "hevc": _Syntax(shift=1, mask=0x3F, slices=range(0, 32), vps=h265.NAL_VPS, sps=h265.NAL_SPS,
+                    pps=h265.NAL_PPS, parse_sps=h265.parse_sps),
 }
 
 
@@ -102,13 +106,13 @@ class ParameterWatch:
             return None  # not whole here (cut off, or not resent): wait for a key frame that is
         self.sps = sps
         try:
-            parsed = h264.parse_sps(sps) if codec == "h264" else h265.parse_sps(sps)
+            parsed = SYNTAX[codec].parse_sps(sps)
         except (ValueError, IndexError):  # unreadable: carry on as described
             return None
         fps = parsed.fps or _rate(self.info)  # an H.265 SPS does not say: the rate so far
         template = templates.video_template(templates.open_holder(), codec, parsed.width,
                                             parsed.height, fps)
-        sets = (self.vps, sps, *found.pps) if codec == "hevc" else (sps, *found.pps)
+        sets = (self.vps, sps, *found.pps)  # (no VPS in H.264)
         self.info = StreamInfo(
             index=self.info.index, kind="video", codec=codec, time_base=self.info.time_base,
             width=parsed.width, height=parsed.height,
