@@ -220,13 +220,19 @@ class PyAVOpener:
                     if before is not None and file is not None else None)
             live = file == rereads.LIVE_PLAYLIST
 
+            # the source's first video packet is kept once, from its first session
+            first_wanted = file is not None and before is None
+
             def hand_over(batch: list[MediaPacket], now: float) -> None:
+                nonlocal first_wanted
                 if paced:
                     paced_hand_over(batch, now)
                 else:
                     trio.from_thread.run_sync(sink.packets, batch)
                 if file is not None:
-                    sink.handed_over(file, rereads.handed_over(batch, len(infos), video, live))
+                    held = rereads.handed_over(batch, len(infos), video, live, first_wanted)
+                    first_wanted = first_wanted and not held.first
+                    sink.handed_over(file, held)
 
             trio.from_thread.run_sync(sink.opened, infos)
             most = PACED_BATCH_PACKETS if paced else BATCH_PACKETS

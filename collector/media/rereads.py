@@ -94,11 +94,12 @@ class Skips:
         return False
 
 
-def handed_over(batch: list[MediaPacket], streams: int, video: int,
-                live: bool) -> HandedOver:
+def handed_over(batch: list[MediaPacket], streams: int, video: int, live: bool,
+                first_wanted: bool) -> HandedOver:
     """What `batch` (of `streams` streams) hands over: per stream index its last timestamp,
-    and its first video packet; for a live playlist, its video key frames, and the horizon
-    (LIVE_REPEAT_SECONDS before its last video timestamp) before which older ones can go."""
+    and, if `first_wanted` (the source's first video packet may be in it), its first video
+    packet; for a live playlist, its video key frames, and the horizon (LIVE_REPEAT_SECONDS
+    before its last video timestamp) before which older ones can go."""
     first: dict[int, tuple[int, int]] = {}
     keys: list[tuple[int, int]] = []
     for media in batch:
@@ -107,10 +108,10 @@ def handed_over(batch: list[MediaPacket], streams: int, video: int,
         ts = media.dts if media.dts is not None else media.pts
         if ts is None:
             continue
-        if not first:
+        if first_wanted and not first:
             first[video] = signature(media.data, ts)
-            if not live:
-                break
+        if not live:
+            break
         if media.keyframe:
             keys.append(signature(media.data, ts))
     last: dict[int, int] = {}

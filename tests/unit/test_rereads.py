@@ -99,9 +99,11 @@ def test_a_live_skip_ends_at_a_key_frame_the_jobs_were_not_handed():
 def test_what_a_batch_hands_over_and_how_it_adds_up():
     batch = [media(AUDIO, 1), media(VIDEO, 2, key=True), media(VIDEO, 3), media(AUDIO, None, 5),
              media(VIDEO, 6, key=True, data=b"k")]
-    assert handed_over(batch, 2, VIDEO, live=False) == HandedOver(
+    assert handed_over(batch, 2, VIDEO, live=False, first_wanted=True) == HandedOver(
         {VIDEO: (2, X)}, {VIDEO: 6, AUDIO: 5})
-    live = handed_over(batch, 2, VIDEO, live=True)
+    assert handed_over(batch, 2, VIDEO, live=False, first_wanted=False) == HandedOver(
+        {}, {VIDEO: 6, AUDIO: 5})  # (a later batch: the source's first is known)
+    live = handed_over(batch, 2, VIDEO, live=True, first_wanted=True)
     assert live.keys == ((2, X), (6, zlib.crc32(b"k")))
     assert live.horizon == 6 - LIVE_REPEAT_SECONDS * 90_000
     later = HandedOver({VIDEO: (9, X)}, {VIDEO: 9}, tuple((t, X) for t in range(3000)))
@@ -118,7 +120,7 @@ def test_a_live_playlist_keeps_the_key_frames_of_its_window_however_many():
     for second in range(200):  # batches of five key frames a second
         batch = [media(VIDEO, (second * 5 + k) * 18_000, key=True,
                        data=b"%d" % (second * 5 + k)) for k in range(5)]
-        record = record.then(handed_over(batch, 1, VIDEO, live=True))
+        record = record.then(handed_over(batch, 1, VIDEO, live=True, first_wanted=False))
     assert len(record.keys) == LIVE_REPEAT_SECONDS * 5 + 1
     assert record.keys[0][0] == record.last[VIDEO] - LIVE_REPEAT_SECONDS * 90_000
     back = record.last[VIDEO] - 60 * 18_000  # 12 s back: the re-read's first key frame
