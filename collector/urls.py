@@ -120,3 +120,12 @@ def check_host_allowed(url: str, field: str, allowed: str) -> None:
 
 def scheme_of(url: str) -> str:
     return urlsplit(url).scheme.lower()
+
+
+def is_pull(url: str) -> bool:
+    """Can this source wait for us? HTTP(S) is pulled: a file, an HLS playlist or a live HTTP
+    stream simply waits (TCP flow control) while we do not read, so it is read only as fast as its
+    jobs record it. RTSP and RTMP push in real time and never wait: a job that lags them is
+    dropped. (FFmpeg gives no reliable "this is a file" signal: an MPEG-TS file over HTTP often
+    has no duration.)"""
+    return scheme_of(url) in ("http", "https")

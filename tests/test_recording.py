@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from collector.media.segments import SegmentFile
 from tests.client import expected_texts, read_ws, wait_job, wait_step, ws_url
+from tests.media.clips import make_clip, make_ts
 from tests.media.misbehaving import serve_pausing_http
 from tests.media.probe import count_frames, decode_errors, packets, probe
 from tests.media.servers import serve_http, serve_rtsp
@@ -112,6 +114,39 @@ async def test_three_sources_fifteen_steps(collector, client, media_clip, media_
     # job B's RTSP/TCP source joined job A's camera: the same upstream session served both
     stats = collector.supervisor.statistics()
     assert stats.sessions_opened == 4  # rtsp-tcp (shared), rtsp-udp, http-ts, hls
+
+
+async def test_a_file_reaches_disk_in_larger_pieces_than_a_camera(collector, client, tmp_path,
+                                                                   monkeypatch):
+    """A source pulled over HTTP is written faster than real time, in 256 KiB pieces (whole
+    half-second fragments of 720p: fewer calls from FFmpeg into Python); a camera over RTSP in
+    32 KiB ones (one such buffer per open segment, for hundreds of cameras). Both record the
+    same 720p clip in full."""
+    clip = make_clip(tmp_path / "media" / "clip.mkv", seconds=4, size="1280x720")
+    ts = make_ts(clip.path, tmp_path / "media" / "clip.ts")
+    pieces: dict[str, list[int]] = {"http": [], "rtsp": []}
+    write = SegmentFile.write
+
+    def counted(self: SegmentFile, data: bytes) -> int:
+        pieces[Path(self.name).parent.name].append(len(memoryview(data).cast("B")))
+        return write(self, data)
+
+    monkeypatch.setattr(SegmentFile, "write", counted)
+    async with trio.open_nursery() as servers:
+        rtsp = await servers.start(serve_rtsp, clip.path)
+        http = await servers.start(serve_http, ts.parent)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [{"name": "http", "url": http.url(ts)},
+                            {"name": "rtsp", "url": rtsp.url()}],
+                "duration": 3.5, "segment_seconds": 2})).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed", job["error"]
+    for source in job["sources"]:
+        check_source_files(source, 3.5)
+    assert max(pieces["rtsp"]) == 32 * 1024
+    assert 32 * 1024 < max(pieces["http"]) <= 256 * 1024
 
 
 async def test_two_concurrent_jobs_share_one_session(collector, client):

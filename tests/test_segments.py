@@ -14,11 +14,11 @@ import pytest
 
 from collector.errors import SegmentError, UnsupportedSource
 from collector.media import segments, writeback
-from collector.media.pyav_source import describe_streams
+from collector.media.pyav_source import describe_streams, to_media_packet
 from collector.media.segments import SegmentWriter
 from collector.rtsp import templates
 from collector.rtsp.aac import AacConfig
-from tests.media.clips import ClipInfo
+from tests.media.clips import ClipInfo, make_clip
 from tests.media.probe import count_frames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,12 +115,26 @@ def test_aac_channel_configuration_seven_is_eight_channels():
     assert [channels(c) for c in (1, 2, 6, 7, 8, 15, 0)] == [1, 2, 6, 8, 0, 0, 0]
 
 
+class Clock:
+    """A monotonic clock for SegmentFile that moves only when told to (`now`), or by `step`
+    seconds each time it is read."""
+
+    def __init__(self, step: float = 0.0) -> None:
+        self.now, self.step = 1000.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 def test_segment_files_start_writeback_each_mib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Every MiB written, the file asks the kernel to write its dirty pages back now (advice for
-    the whole file: muxers seek back), so the fsync at close has at most a MiB left. The advice
-    is given in the writeback thread, never the writer's (it can block on the journal), on a
-    duplicate of the file's descriptor; its failing changes nothing, and the file holds exactly
-    what was written."""
+    """Every MiB written at a camera's pace, the file asks the kernel to write its dirty pages
+    back now (advice for the whole file: muxers seek back), so the fsync at close has at most a
+    MiB left. The advice is given in the writeback thread, never the writer's (it can block on
+    the journal), on a duplicate of the file's descriptor; its failing changes nothing, and the
+    file holds exactly what was written."""
+    clock = Clock()
+    monkeypatch.setattr(segments.SegmentFile, "clock", clock)
     advice: list[tuple[int, int, int, int, str]] = []
 
     def advise(fd: int, offset: int, length: int, how: int) -> None:
@@ -133,6 +147,7 @@ def test_segment_files_start_writeback_each_mib(tmp_path: Path, monkeypatch: pyt
     path = tmp_path / "segment.mp4"
     with segments.SegmentFile(path, "wb") as f:
         for start in range(0, len(data), 32 * 1024):
+            clock.now += 0.125  # 32 KiB at 2 Mbit/s
             assert f.write(data[start:start + 32 * 1024]) == min(32 * 1024, len(data) - start)
             writeback.WRITEBACK.drain()
             assert len(advice) == (start + 32 * 1024) // (1 << 20)
@@ -145,6 +160,7 @@ def test_a_file_has_one_writeback_kick_waiting_at_most(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch):
     """A slow disk cannot pile up descriptors: while a file's kick waits, further MiBs ask for
     none; once it is given, the next MiB asks again. The duplicates are closed."""
+    monkeypatch.setattr(segments.SegmentFile, "clock", Clock(step=1.0))
     release, given = threading.Event(), []
 
     def advise(fd: int, offset: int, length: int, how: int) -> None:
@@ -163,3 +179,69 @@ def test_a_file_has_one_writeback_kick_waiting_at_most(tmp_path: Path,
         writeback.WRITEBACK.drain()
     assert len(given) == 2
     assert len(os.listdir("/proc/self/fd")) == open_fds  # the thread closed its duplicates
+
+
+def test_a_file_written_fast_is_kicked_once_a_second_at_most(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    """A file ingested at hundreds of times real time writes whole segments in a fraction of a
+    second: no kick until a second has passed since the file opened (or was last kicked), then
+    one for everything written so far. Its fsync at close writes the rest back either way."""
+    clock = Clock()
+    monkeypatch.setattr(segments.SegmentFile, "clock", clock)
+    kicks: list[int] = []
+    monkeypatch.setattr(writeback.os, "posix_fadvise",
+                        lambda fd, offset, length, how: kicks.append(os.fstat(fd).st_size))
+    mib = bytes(1 << 20)
+    with segments.SegmentFile(tmp_path / "segment.mp4", "wb") as f:
+        for _ in range(3):
+            f.write(mib)
+        clock.now += 0.9
+        f.write(mib)
+        writeback.WRITEBACK.drain()
+        assert kicks == []
+        clock.now += 0.1  # a second since the file opened
+        f.write(bytes(10))
+        writeback.WRITEBACK.drain()
+        assert kicks == [4 * (1 << 20) + 10]
+        clock.now += 0.5
+        f.write(mib)  # a MiB since, but half a second
+        clock.now += 0.5
+        f.write(bytes(10))
+        writeback.WRITEBACK.drain()
+    assert kicks == [4 * (1 << 20) + 10, 5 * (1 << 20) + 20]
+
+
+@pytest.mark.parametrize("buffer", [segments.IO_BUFFER_BYTES, segments.PULLED_IO_BUFFER_BYTES])
+def test_a_segment_reaches_its_file_in_pieces_of_its_io_buffer(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               buffer: int):
+    """FFmpeg hands a segment to its file a buffer at a time, each piece a call into Python:
+    32 KiB for a camera (memory: one buffer per open segment), 256 KiB for a source pulled over
+    HTTP, written faster than real time (8x fewer calls). A 720p clip's half-second fragments
+    (~150 KiB) fill several small buffers, or one large one."""
+    clip = make_clip(tmp_path / "clip.mkv", seconds=4, size="1280x720")
+    pieces: list[int] = []
+    write = segments.SegmentFile.write
+
+    def counted(self: segments.SegmentFile, data: bytes) -> int:
+        pieces.append(len(memoryview(data).cast("B")))
+        return write(self, data)
+
+    monkeypatch.setattr(segments.SegmentFile, "write", counted)
+    with av.open(str(clip.path)) as container:
+        chosen, infos = describe_streams(container)
+        bases = {s.index: s.time_base for s in chosen}
+        packets = [to_media_packet(p, bases[p.stream_index]) for p in container.demux(*chosen)
+                   if p.dts is not None]
+    out = tmp_path / "segment.mp4"
+    writer = SegmentWriter(out, "mp4", infos, index=1, start_seconds=0.0, io_buffer_bytes=buffer)
+    for p in packets:
+        writer.write(p, p.pts, p.dts)
+    result = writer.close("end")
+    assert count_frames(out) == result.frames == clip.frames
+    assert sum(pieces) == result.bytes > 8 * buffer // 2
+    assert max(pieces) == min(buffer, max(pieces)) and max(pieces) > 32 * 1024 // 2
+    if buffer == segments.IO_BUFFER_BYTES:
+        assert pieces.count(buffer) >= len(pieces) // 2  # most fill the buffer
+    else:
+        assert max(pieces) > segments.IO_BUFFER_BYTES  # whole fragments at once

@@ -30,7 +30,7 @@ from collector.media.opener import PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.media.parameter_changes import SYNTAX, ParameterWatch, parameter_sets
 from collector.media.pyav_streams import install as install_stream_lookup
-from collector.urls import PROTOCOL_WHITELIST, redact, scheme_of
+from collector.urls import PROTOCOL_WHITELIST, is_pull, redact, scheme_of
 
 log = logging.getLogger(__name__)
 
@@ -353,11 +353,3 @@ def is_finite(container: av.container.InputContainer, url: str) -> bool:
         return container.duration is not None
     return is_pull(url) and container.size > 0
 
-
-def is_pull(url: str) -> bool:
-    """Can this source wait for us? HTTP(S) is pulled: a file, an HLS playlist or a live HTTP
-    stream simply waits (TCP flow control) while we do not read, so it is read only as fast as its
-    jobs record it. RTSP and RTMP push in real time and never wait: a job that lags them is
-    dropped. (FFmpeg gives no reliable "this is a file" signal: an MPEG-TS file over HTTP often
-    has no duration.)"""
-    return scheme_of(url) in ("http", "https")

@@ -16,7 +16,7 @@ from pathlib import Path
 from collector.errors import SegmentError
 from collector.media.cutting import CutPlan, Decision
 from collector.media.packets import MediaPacket, SessionInfo
-from collector.media.segments import FORMATS, SegmentResult, SegmentWriter
+from collector.media.segments import FORMATS, IO_BUFFER_BYTES, SegmentResult, SegmentWriter
 
 _WRITE = Decision.WRITE
 Closed = tuple[SegmentResult, int]  # a closed segment, and the steps done once it was closed
@@ -33,8 +33,10 @@ class Progress:
 
 
 class Recorder:
-    def __init__(self, folder: Path, fmt: str, plan: CutPlan) -> None:
+    def __init__(self, folder: Path, fmt: str, plan: CutPlan, *,
+                 io_buffer_bytes: int = IO_BUFFER_BYTES) -> None:
         self.folder, self.fmt, self.plan = folder, fmt, plan
+        self.io_buffer_bytes = io_buffer_bytes  # each segment file's (segments.py)
         self._session: SessionInfo | None = None
         self._writer: SegmentWriter | None = None
         self._count = 0
@@ -146,6 +148,7 @@ class Recorder:
             self._session.streams,
             index=self._count,
             start_seconds=round(self.plan.position(pkt), 6),
+            io_buffer_bytes=self.io_buffer_bytes,
         )
 
     def _close(self, reason: str) -> list[Closed]:
