@@ -351,6 +351,29 @@ async def test_a_file_that_changes_size_is_cut_there(collector, client, tmp_path
     check_cut_at_the_size_change(job, [(320, 240), (480, 360)])
 
 
+@pytest.mark.parametrize("fmt", ["mp4", "mkv", "ts"])
+async def test_an_flv_stream_that_changes_size_is_cut_there(collector, client, tmp_path, fmt):
+    """FLV over HTTP (as RTMP carries it) whose picture size changes from 320x240 to 480x360
+    after 4 s, its parameter sets only in AVC sequence headers: FFmpeg hands the new one on as
+    side data of the next packet, which the segment's packets never carried, so the second
+    size was recorded under the first one's header and did not decode. The PyAV source now
+    describes the session anew there, with the new header as the stream's extradata."""
+    from tests.media.clips import make_switching_flv
+    from tests.rtsp.test_real_streams import check_cut_at_the_size_change
+
+    clip = await trio.to_thread.run_sync(partial(
+        make_switching_flv, tmp_path / "media" / "switch.flv", ("320x240", "480x360")))
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, clip.path.parent)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [http.url(clip.path)], "duration": 6, "segment_seconds": 60,
+                "format": fmt})).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    check_cut_at_the_size_change(job, [(320, 240), (480, 360)])
+
+
 @contextlib.asynccontextmanager
 async def live_hls(clip: Path, folder: Path) -> AsyncIterator[trio.Process]:
     """An ffmpeg process that plays `clip` in a loop, in real time, as a live HLS playlist of

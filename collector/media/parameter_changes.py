@@ -1,4 +1,5 @@
-"""New H.264 or H.265 parameter sets in a stream read through FFmpeg (MPEG-TS over HTTP, HLS).
+"""New H.264 or H.265 parameter sets in a stream read through FFmpeg (MPEG-TS over HTTP, HLS;
+H.264 in FLV over HTTP or RTMP).
 
 A camera that switches resolution or profile sends its key frames with new parameter sets in-band.
 FFmpeg hands the packets on under the session's first description, so a segment would hold two
@@ -10,6 +11,11 @@ does), and every job closes its segment and starts the next one there, with matc
 
 Only key frames are looked at (one every GOP), and only their first few KiB, where the
 parameter sets come before the first slice.
+
+FLV (and RTMP, which carries it) sends H.264's parameter sets out of band instead, in an AVC
+sequence header; FFmpeg hands a new one on as the next video packet's new-extradata side data,
+and nothing else changes (`ExtradataWatch`). The new header becomes the stream's extradata as it
+is: FLV's frames are length-prefixed, as that record (avcC) says.
 """
 
 from __future__ import annotations
@@ -119,6 +125,59 @@ class ParameterWatch:
             extradata=b"".join(START_CODE + nal for nal in sets if nal is not None),
             template=template,
         )
+        return self.info
+
+
+def avcc_parameter_sets(record: bytes) -> ParameterSets:
+    """The first SPS and the PPSs of an AVCDecoderConfigurationRecord (avcC); no SPS if it is
+    not one, or is cut short."""
+
+    def units(at: int, count: int) -> tuple[list[bytes], int]:  # each: 16-bit size, NAL unit
+        found = []
+        for _ in range(count):
+            size = int.from_bytes(record[at:at + 2], "big")
+            unit = record[at + 2:at + 2 + size]
+            if not size or len(unit) != size:
+                raise ValueError("cut short")
+            found.append(unit)
+            at += 2 + size
+        return found, at
+
+    try:
+        if record[0] != 1:
+            raise ValueError("not version 1")
+        sps, at = units(6, record[5] & 0x1F)
+        pps, _ = units(at + 1, record[at])
+    except (IndexError, ValueError):
+        return ParameterSets(None, None, ())
+    return ParameterSets(None, sps[0] if sps else None, tuple(pps))
+
+
+@dataclass
+class ExtradataWatch:
+    """An H.264 stream whose new parameter sets come out of band (FLV, RTMP), as the session was
+    last described with (`extradata`: its avcC record)."""
+
+    info: StreamInfo
+    extradata: bytes | None
+
+    def changed(self, extradata: bytes) -> StreamInfo | None:
+        """The stream described anew by the sequence header `extradata`, if it is another."""
+        if extradata == self.extradata:
+            return None
+        sets = avcc_parameter_sets(extradata)
+        if sets.sps is None or not sets.pps:
+            return None  # not one we can read: carry on as described
+        try:
+            parsed = h264.parse_sps(sets.sps)
+        except (ValueError, IndexError):
+            return None
+        self.extradata = extradata
+        template = templates.video_template(templates.open_holder(), "h264", parsed.width,
+                                            parsed.height, parsed.fps or _rate(self.info))
+        self.info = StreamInfo(
+            index=self.info.index, kind="video", codec="h264", time_base=self.info.time_base,
+            width=parsed.width, height=parsed.height, extradata=extradata, template=template)
         return self.info
 
 

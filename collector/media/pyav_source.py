@@ -28,7 +28,12 @@ from collector.media import rereads
 from collector.media.aac import audio_specific_config, strip_adts
 from collector.media.opener import PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
-from collector.media.parameter_changes import SYNTAX, ParameterWatch, parameter_sets
+from collector.media.parameter_changes import (
+    SYNTAX,
+    ExtradataWatch,
+    ParameterWatch,
+    parameter_sets,
+)
 from collector.media.pyav_streams import install as install_stream_lookup
 from collector.urls import PROTOCOL_WHITELIST, is_pull, redact, scheme_of
 
@@ -209,6 +214,7 @@ class PyAVOpener:
             adts = {info.index: info.extradata is not None for info in infos}
             paced = is_pull(url)
             watch = _parameter_watch(container, chosen, infos)
+            side = _extradata_watch(container, chosen, infos)
 
             paced_hand_over = _PacedHandOver(sink, trio_token)
             # a file read again after its connection broke, a live playlist after an outage:
@@ -253,9 +259,15 @@ class PyAVOpener:
                         if not skip:  # past all of it: no more checks
                             skip = None
                     media = convert(packet, bases[index], adts[index])
-                    if (watch is not None and media.keyframe and index == watch.info.index
-                            and (info := watch.changed(media.data)) is not None):
-                        # described anew right before this key frame: what came before first
+                    if watch is not None and media.keyframe and index == watch.info.index:
+                        info = watch.changed(media.data)
+                    elif (side is not None and index == side.info.index
+                          and packet.has_sidedata(NEW_EXTRADATA)):
+                        info = side.changed(bytes(packet.get_sidedata(NEW_EXTRADATA)))
+                    else:
+                        info = None
+                    if info is not None:
+                        # described anew right before this packet: what came before first
                         if batch:
                             hand_over(batch, time.monotonic())
                             batch, flushed_at = [], time.monotonic()
@@ -329,6 +341,21 @@ def _parameter_watch(container: av.container.InputContainer, chosen: tuple,
                 return ParameterWatch(info, None)
             described = parameter_sets(extradata, info.codec)
             return ParameterWatch(info, described.sps, described.vps)
+    return None
+
+
+NEW_EXTRADATA = "new_extradata"  # FFmpeg's AV_PKT_DATA_NEW_EXTRADATA, as PyAV names it
+
+
+def _extradata_watch(container: av.container.InputContainer, chosen: tuple,
+                     infos: tuple[StreamInfo, ...]) -> ExtradataWatch | None:
+    """A watch for new AVC sequence headers on the H.264 video of an FLV source (over HTTP, or
+    RTMP), which come out of band (parameter_changes.py); None for any other source."""
+    if container.format.name not in ("flv", "live_flv"):
+        return None
+    for stream, info in zip(chosen, infos, strict=True):
+        if info.kind == "video" and info.codec == "h264":
+            return ExtradataWatch(info, bytes(stream.codec_context.extradata or b"") or None)
     return None
 
 

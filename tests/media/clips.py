@@ -128,3 +128,54 @@ def make_flv_alaw(clip: Path, path: Path) -> Path:
     _run([FFMPEG, "-y", "-loglevel", "error", "-i", str(clip), "-c:v", "copy",
           "-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1", "-f", "flv", str(path)])
     return path
+
+
+def make_switching_flv(path: Path, sizes: tuple[str, ...], seconds: int = 4,
+                       fps: int = 25) -> ClipInfo:
+    """A video-only FLV clip whose picture size changes every ``seconds``, as an RTMP encoder
+    sends it: the parameter sets only out of band, each part's in an AVC sequence header of its
+    own (FFmpeg's FLV muxer writes one for the new-extradata side data of a part's first
+    packet), none in the frames (x264's in-band copies are taken out)."""
+    import av
+    import av.packet
+
+    path = Path(path)
+    out = av.open(str(path), "w", format="flv")
+    stream, offset = None, 0
+    for i, size in enumerate(sizes):
+        part = make_clip(path.with_name(f"{path.stem}-{i}.mkv"), seconds=seconds, fps=fps,
+                         size=size, audio=False)
+        with av.open(str(part.path)) as container:
+            video = container.streams.video[0]
+            extradata = bytes(video.codec_context.extradata)
+            if stream is None:
+                stream = out.add_stream_from_template(video)
+                stream.time_base = video.time_base
+            end = offset
+            for n, packet in enumerate(p for p in container.demux(video) if p.dts is not None):
+                frame = av.Packet(_without_parameter_sets(bytes(packet)))
+                frame.pts, frame.dts = packet.pts + offset, packet.dts + offset
+                frame.time_base, frame.is_keyframe = packet.time_base, packet.is_keyframe
+                frame.duration = packet.duration
+                if n == 0 and i > 0:
+                    side = av.packet.PacketSideData(1, len(extradata))  # AV_PKT_DATA_NEW_EXTRADATA
+                    side.update(extradata)
+                    frame.set_sidedata(side)
+                frame.stream = stream
+                out.mux(frame)
+                end = max(end, frame.pts + (packet.duration or 0))
+            offset = end
+    out.close()
+    return ClipInfo(path=path, seconds=seconds * len(sizes), fps=fps, gop_seconds=2,
+                    frames=seconds * fps * len(sizes))
+
+
+def _without_parameter_sets(frame: bytes) -> bytes:
+    """An AVC (4-byte length-prefixed) frame without its SPS and PPS NAL units."""
+    kept, at = [], 0
+    while at + 4 <= len(frame):
+        size = int.from_bytes(frame[at:at + 4], "big")
+        if frame[at + 4] & 0x1F not in (7, 8):
+            kept.append(frame[at:at + 4 + size])
+        at += 4 + size
+    return b"".join(kept)

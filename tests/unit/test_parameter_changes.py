@@ -6,7 +6,13 @@ from __future__ import annotations
 from fractions import Fraction
 
 from collector.media.packets import StreamInfo
-from collector.media.parameter_changes import ParameterSets, ParameterWatch, parameter_sets
+from collector.media.parameter_changes import (
+    ExtradataWatch,
+    ParameterSets,
+    ParameterWatch,
+    avcc_parameter_sets,
+    parameter_sets,
+)
 
 # 320x240 High profile SPS and its PPS, as x264 writes them
 SPS = bytes.fromhex("6764000dacd94141fb011000000300100000030320f1429960")
@@ -65,3 +71,36 @@ def test_h265_parameter_sets_and_a_watch():
     assert described.codec == "hevc"
     assert described.extradata == b"".join(b"\x00\x00\x00\x01" + n for n in (VPS5, other, PPS5))
     assert watch.changed(unit5(VPS5, other, PPS5)) is None
+
+
+def avcc(sps: bytes, *pps: bytes) -> bytes:
+    """An AVCDecoderConfigurationRecord: version 1, profile, compatibility, level, 4-byte NAL
+    lengths, one SPS, the PPSs."""
+    return (bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
+            + bytes([len(pps)]) + b"".join(len(p).to_bytes(2, "big") + p for p in pps))
+
+
+def test_the_parameter_sets_of_an_avcc_record():
+    pps2 = PPS[:-1] + b"\xc1"
+    assert avcc_parameter_sets(avcc(SPS, PPS, pps2)) == ParameterSets(None, SPS, (PPS, pps2))
+    record = avcc(SPS, PPS)
+    for broken in (b"", record[:-1], record[:8], b"\x00" + record[1:]):  # cut short, version 0
+        assert avcc_parameter_sets(broken) == ParameterSets(None, None, ())
+
+
+def test_an_extradata_watch_describes_anew_on_another_sequence_header():
+    """FLV and RTMP send new parameter sets as a new AVC sequence header (FFmpeg: side data):
+    another one describes the stream anew, with that record as its extradata; the same one
+    again, or one that cannot be read, does not."""
+    info = StreamInfo(index=1, kind="video", codec="h264", time_base=Fraction(1, 1000))
+    watch = ExtradataWatch(info, avcc(SPS, PPS))
+    assert watch.changed(avcc(SPS, PPS)) is None
+    assert watch.changed(avcc(SPS)) is None  # no PPS
+    assert watch.changed(avcc(SPS, PPS)[:-3]) is None  # cut short
+    other = SPS[:3] + b"\x1e" + SPS[4:]
+    described = watch.changed(avcc(other, PPS))
+    assert described is not None and described.index == 1 and described.codec == "h264"
+    assert (described.width, described.height) == (320, 240)
+    assert described.extradata == avcc(other, PPS) and described.time_base == Fraction(1, 1000)
+    assert described.template is not None and described.template.codec_context.width == 320
+    assert watch.changed(avcc(other, PPS)) is None  # now the session's
