@@ -239,8 +239,7 @@ def test_a_segment_reaches_its_file_in_pieces_of_its_io_buffer(tmp_path: Path,
         writer.write(p, p.pts, p.dts)
     result = writer.close("end")
     assert count_frames(out) == result.frames == clip.frames
-    assert sum(pieces) == result.bytes > 8 * buffer // 2
-    assert max(pieces) == min(buffer, max(pieces)) and max(pieces) > 32 * 1024 // 2
+    assert sum(pieces) == result.bytes and max(pieces) <= buffer
     if buffer == segments.IO_BUFFER_BYTES:
         assert pieces.count(buffer) >= len(pieces) // 2  # most fill the buffer
     else:
