@@ -16,7 +16,7 @@ from tests.client import expected_texts, read_ws, wait_job, wait_step, ws_url
 from tests.media.clips import make_clip, make_ts
 from tests.media.misbehaving import serve_pausing_http
 from tests.media.probe import count_frames, decode_errors, packets, probe
-from tests.media.servers import serve_http, serve_rtsp
+from tests.media.servers import serve_http, serve_rtmp, serve_rtsp
 
 FPS, GOP_FRAMES = 25, 50  # the test clip: 25 fps, a key frame every 2 s
 
@@ -369,6 +369,45 @@ async def test_an_flv_stream_that_changes_size_is_cut_there(collector, client, t
             job_id = (await client.post("/collect", json={
                 "streams": [http.url(clip.path)], "duration": 6, "segment_seconds": 60,
                 "format": fmt})).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    check_cut_at_the_size_change(job, [(320, 240), (480, 360)])
+
+
+async def test_rtmp_is_recorded(collector, client, media_clip):
+    """A real RTMP server (FFmpeg, `-listen 1`) sending the clip in real time: 4 s in 2 s
+    segments, Step 1/2 and 2/2, every file readable and the frames all there."""
+    async with trio.open_nursery() as servers:
+        rtmp = await servers.start(serve_rtmp, media_clip.path)
+        with trio.fail_after(30):
+            job_id = (await client.post("/collect", json={
+                "streams": [{"name": "rtmp", "url": rtmp.url}], "duration": 4,
+                "segment_seconds": 2})).json()["job_id"]
+            job = await wait_job(client, job_id)
+            transcript = await read_ws(ws_url(collector.url, job_id))
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed", job["error"]
+    assert transcript.messages == expected_texts(job_id, 2)
+    (source,) = job["sources"]
+    assert source["attempts"] == 1 and source["gaps"] == []
+    assert [s["frames"] for s in source["segments"]] == [50, 50]
+    assert [s["codec"] for s in source["segments"]] == ["h264+aac"] * 2
+    check_source_files(source, 4)
+
+
+async def test_rtmp_that_changes_size_is_cut_there(collector, client, tmp_path):
+    """The FLV whose picture size changes after 4 s (a new AVC sequence header), sent over
+    RTMP: one connection, a file per size, each decoding cleanly."""
+    from tests.media.clips import make_switching_flv
+    from tests.rtsp.test_real_streams import check_cut_at_the_size_change
+
+    clip = await trio.to_thread.run_sync(partial(
+        make_switching_flv, tmp_path / "media" / "switch.flv", ("320x240", "480x360")))
+    async with trio.open_nursery() as servers:
+        rtmp = await servers.start(serve_rtmp, clip.path)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [rtmp.url], "duration": 6, "segment_seconds": 60})).json()["job_id"]
             job = await wait_job(client, job_id)
         servers.cancel_scope.cancel()
     check_cut_at_the_size_change(job, [(320, 240), (480, 360)])

@@ -5,6 +5,7 @@ Usage inside a test::
     async with trio.open_nursery() as nursery:
         rtsp = await nursery.start(serve_rtsp, clip.path)
         http = await nursery.start(serve_http, folder)
+        rtmp = await nursery.start(serve_rtmp, clip.path)
         ...
         nursery.cancel_scope.cancel()   # servers are stopped and reaped
 """
@@ -12,6 +13,7 @@ Usage inside a test::
 from __future__ import annotations
 
 import functools
+import socket
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -136,6 +138,52 @@ async def serve_rtsp(
     finally:
         with trio.CancelScope(shield=True):
             await _terminate(proc)
+
+
+@dataclass(frozen=True)
+class RtmpServer:
+    port: int
+    url: str  # "rtmp://127.0.0.1:PORT/live/cam"
+
+
+async def serve_rtmp(clip: Path, *, loop: bool = False,
+                     task_status: trio.TaskStatus[RtmpServer] = trio.TASK_STATUS_IGNORED) -> None:
+    """FFmpeg serving ``clip`` over RTMP (`-listen 1`, packets copied into FLV) to one player,
+    in real time from the clip's start once the player connects (``loop``: again and again),
+    until cancelled. FFmpeg serves a single connection: it exits once its player leaves."""
+    port = _free_port()
+    url = f"rtmp://127.0.0.1:{port}/live/cam"
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+           *(["-stream_loop", "-1"] if loop else []), "-i", str(clip), "-c", "copy",
+           "-f", "flv", "-listen", "1", url]
+    proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with trio.fail_after(READY_TIMEOUT):
+            while not _listening(port):  # (a connection to find out would be its one player)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"ffmpeg exited before listening: {proc.returncode}")
+                await trio.sleep(0.05)
+        task_status.started(RtmpServer(port=port, url=url))
+        await proc.wait()
+        await trio.sleep_forever()  # its player has left
+    finally:
+        with trio.CancelScope(shield=True):
+            await _terminate(proc)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    """Does a socket listen on 127.0.0.1:`port` (the kernel's table, without connecting)?"""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        return any(line.split()[1] == wanted and line.split()[3] == "0A"
+                   for line in list(table)[1:])
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
