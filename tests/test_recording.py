@@ -268,6 +268,42 @@ async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, c
     check_source_files(source, 12)
 
 
+async def test_an_flv_file_read_again_keeps_its_new_picture_size(collector, client, tmp_path):
+    """The FLV whose picture size changes after 4 s (a new AVC sequence header, sent once),
+    its connection broken in the second size by a server without byte ranges: the re-read
+    skips what the job had, the header among it. It used to start the rest under the first
+    size's header (undecodable), and the frame cut by the break ended a segment, torn. Now the
+    header skipped is applied where the skip ends, the torn frame is dropped, and each file
+    holds one size, the one it says, and decodes cleanly; no frame twice."""
+    from tests.media.clips import make_switching_flv
+    from tests.media.misbehaving import serve_breaking_http
+    from tests.rtsp.test_real_streams import frame_sizes
+
+    clip = await trio.to_thread.run_sync(partial(
+        make_switching_flv, tmp_path / "media" / "switch.flv", ("320x240", "480x360")))
+    size = clip.path.stat().st_size
+    async with trio.open_nursery() as servers:
+        server = await servers.start(serve_breaking_http, clip.path, size * 13 // 20, False)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [f"http://127.0.0.1:{server.port}/switch.flv"], "duration": 8,
+                "segment_seconds": 60, "retry": {"initial_backoff": 0.1}})).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    (source,) = job["sources"]
+    assert server.ranges == ["bytes=0-", "bytes=0-"] and source["attempts"] == 2
+    segments = source["segments"]
+    assert [s["end_reason"] for s in segments] == ["discontinuity", "discontinuity", "end"]
+    for seg, picture in zip(segments, [(320, 240), (480, 360), (480, 360)], strict=True):
+        path = Path(seg["path"])
+        assert frame_sizes(path) == [picture] * seg["frames"], path
+        assert decode_errors(path) == "", path
+    assert segments[0]["frames"] == 100
+    video = [p.data_hash for s in segments for p in packets(Path(s["path"]))]
+    assert len(set(video)) == len(video), "a frame was recorded twice"
+    assert 8 * FPS - GOP_FRAMES <= len(video) < 8 * FPS
+
+
 @pytest.mark.parametrize("cut", [False, True], ids=["whole", "mid-frame"])
 async def test_a_live_http_stream_that_ends_is_read_again(collector, client, media_ts, cut):
     """A stream without a Content-Length is live: its end is an outage, retried, with a gap,

@@ -228,6 +228,7 @@ class PyAVOpener:
 
             # the source's first video packet is kept once, from its first session
             first_wanted = file is not None and before is None
+            skipped_header: StreamInfo | None = None  # FLV: a new header the skip passed
 
             def hand_over(batch: list[MediaPacket], now: float) -> None:
                 nonlocal first_wanted
@@ -251,6 +252,12 @@ class PyAVOpener:
                     index = packet.stream_index
                     if skip is not None:
                         if skip.skips(packet, index):
+                            if (side is not None and index == side.info.index
+                                    and packet.has_sidedata(NEW_EXTRADATA)):
+                                # a new FLV header among what is skipped: FLV does not send it
+                                # again, and what follows the skip is under it
+                                header = side.changed(bytes(packet.get_sidedata(NEW_EXTRADATA)))
+                                skipped_header = header or skipped_header
                             if (now := time.monotonic()) - beat_at >= BATCH_SECONDS:
                                 trio.from_thread.check_cancelled()
                                 trio_token.run_sync_soon(sink.reading)  # not a stall
@@ -266,13 +273,16 @@ class PyAVOpener:
                         info = side.changed(bytes(packet.get_sidedata(NEW_EXTRADATA)))
                     else:
                         info = None
+                    if info is None and skipped_header is not None:
+                        info = skipped_header
                     if info is not None:
+                        skipped_header = None
                         # described anew right before this packet: what came before first
                         if batch:
                             hand_over(batch, time.monotonic())
                             batch, flushed_at = [], time.monotonic()
                         paced_hand_over.report()
-                        infos = tuple(info if i.index == index else i for i in infos)
+                        infos = tuple(info if i.index == info.index else i for i in infos)
                         if paced:  # a job catching up is waited for, not dropped
                             trio.from_thread.run(sink.opened_paced, infos)
                         else:
@@ -284,7 +294,7 @@ class PyAVOpener:
                         hand_over(batch, now)
                         batch, flushed_at = [], now
             except (av.error.FFmpegError, OSError) as exc:
-                if container.format.name == "mpegts":
+                if container.format.name in rereads.TORN_TAIL_FORMATS:
                     batch = rereads.without_torn_tails(batch)
                 if batch:
                     hand_over(batch, time.monotonic())

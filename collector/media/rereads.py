@@ -127,11 +127,16 @@ def handed_over(batch: list[MediaPacket], streams: int, video: int, live: bool,
     return HandedOver(first, last, tuple(keys), horizon)
 
 
+# Demuxers that, when their input fails, hand out what they had of the packet in progress, cut
+# where the bytes stopped: MPEG-TS each stream's, FLV the one it was reading (av_get_packet).
+TORN_TAIL_FORMATS = frozenset({"mpegts", "flv", "live_flv"})
+
+
 def without_torn_tails(batch: list[MediaPacket]) -> list[MediaPacket]:
-    """`batch` without each stream's last packet: FFmpeg's MPEG-TS demuxer, when its input
-    fails, hands out what it had of each stream's packet in progress, cut where the bytes
-    stopped (a frame that fails to decode at the end of the segment). A whole one dropped here
-    is read again when the file is; a live stream loses it in the outage."""
+    """`batch` without each stream's last packet, for a source in TORN_TAIL_FORMATS whose input
+    failed: its last packets may be cut short (a frame that fails to decode at the end of the
+    segment). A whole one dropped here is read again when the file is; a live stream loses it
+    in the outage."""
     seen: set[int] = set()
     kept = []
     for media in reversed(batch):
