@@ -43,9 +43,9 @@ from collector.errors import CollectorError, SegmentError, SourceEnded, Unsuppor
 from collector.media.cutting import CutPlan
 from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.recorder import Progress, Recorder
-from collector.media.segments import IO_BUFFER_BYTES, PULLED_IO_BUFFER_BYTES, make_durable
+from collector.media.segments import make_durable
 from collector.params import CollectRequest
-from collector.urls import is_pull, redact
+from collector.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,7 @@ class Job:
                            announcer: _Announcer) -> None:
         plan = CutPlan(duration=self.request.duration, segment_seconds=self.request.segment_seconds)
         folder = self.folder / src.name
-        buffer = PULLED_IO_BUFFER_BYTES if is_pull(src.url) else IO_BUFFER_BYTES
-        loan = RecorderLoan(Recorder(folder, self.request.format, plan, io_buffer_bytes=buffer))
+        loan = RecorderLoan(Recorder(folder, self.request.format, plan))
         src.status = "running"
         try:
             await self._record(src, loan, announcer)

@@ -106,14 +106,12 @@ def _read_path(url: str, out: Path, duration: float) -> tuple[Any, Iterator[list
     from collector.media.packets import SessionInfo
     from collector.media.pyav_source import describe_streams, to_media_packet
     from collector.media.recorder import Recorder
-    from collector.media.segments import PULLED_IO_BUFFER_BYTES
 
     container = av.open(url)
     chosen, infos = describe_streams(container)
     bases = {i.index: i.time_base for i in infos}
     adts = {i.index: i.extradata is not None for i in infos}
-    recorder = Recorder(out, "mp4", CutPlan(duration=duration, segment_seconds=SEGMENT_S),
-                        io_buffer_bytes=PULLED_IO_BUFFER_BYTES)  # as a job's over HTTP
+    recorder = Recorder(out, "mp4", CutPlan(duration=duration, segment_seconds=SEGMENT_S))
     recorder.new_session(SessionInfo(session=1, streams=infos))
 
     def batches() -> Iterator[list]:

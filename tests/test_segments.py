@@ -211,13 +211,13 @@ def test_a_file_written_fast_is_kicked_once_a_second_at_most(tmp_path: Path,
     assert kicks == [4 * (1 << 20) + 10, 5 * (1 << 20) + 20]
 
 
-@pytest.mark.parametrize("buffer", [segments.IO_BUFFER_BYTES, segments.PULLED_IO_BUFFER_BYTES])
+@pytest.mark.parametrize("buffer", [segments.IO_BUFFER_BYTES, segments.FAST_IO_BUFFER_BYTES])
 def test_a_segment_reaches_its_file_in_pieces_of_its_io_buffer(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch,
                                                                buffer: int):
     """FFmpeg hands a segment to its file a buffer at a time, each piece a call into Python:
-    32 KiB for a camera (memory: one buffer per open segment), 256 KiB for a source pulled over
-    HTTP, written faster than real time (8x fewer calls). A 720p clip's half-second fragments
+    32 KiB for a camera (memory: one buffer per open segment), 256 KiB for a file recorded
+    faster than real time (8x fewer calls). A 720p clip's half-second fragments
     (~150 KiB) fill several small buffers, or one large one."""
     clip = make_clip(tmp_path / "clip.mkv", seconds=4, size="1280x720")
     pieces: list[int] = []

@@ -16,9 +16,18 @@ from pathlib import Path
 from collector.errors import SegmentError
 from collector.media.cutting import CutPlan, Decision
 from collector.media.packets import MediaPacket, SessionInfo
-from collector.media.segments import FORMATS, IO_BUFFER_BYTES, SegmentResult, SegmentWriter
+from collector.media.segments import (
+    FAST_IO_BUFFER_BYTES,
+    FORMATS,
+    IO_BUFFER_BYTES,
+    SegmentResult,
+    SegmentWriter,
+)
 
 _WRITE = Decision.WRITE
+# A segment of at least FAST_MIN_SECONDS of video written FAST_FACTOR times faster than real time
+# says the source is a file read at full speed (segments.FAST_IO_BUFFER_BYTES).
+FAST_MIN_SECONDS, FAST_FACTOR = 1.0, 4.0
 Closed = tuple[SegmentResult, int]  # a closed segment, and the steps done once it was closed
 
 
@@ -33,10 +42,9 @@ class Progress:
 
 
 class Recorder:
-    def __init__(self, folder: Path, fmt: str, plan: CutPlan, *,
-                 io_buffer_bytes: int = IO_BUFFER_BYTES) -> None:
+    def __init__(self, folder: Path, fmt: str, plan: CutPlan) -> None:
         self.folder, self.fmt, self.plan = folder, fmt, plan
-        self.io_buffer_bytes = io_buffer_bytes  # each segment file's (segments.py)
+        self.io_buffer_bytes = IO_BUFFER_BYTES  # the next segment file's (segments.py)
         self._session: SessionInfo | None = None
         self._writer: SegmentWriter | None = None
         self._count = 0
@@ -159,7 +167,14 @@ class Recorder:
             return []
         if reason == "discontinuity":
             self.plan.count_passed()
-        return [(writer.close(reason), self.plan.steps_done)]
+        result = writer.close(reason)
+        if result.duration >= FAST_MIN_SECONDS:
+            # A segment written in a fraction of its duration (a file, read as fast as it is
+            # recorded): the next ones get FFmpeg's large I/O buffer; a camera's keep the small
+            # one, one of which each of hundreds of open segments holds.
+            fast = result.duration >= FAST_FACTOR * (result.ended_at - result.started_at)
+            self.io_buffer_bytes = FAST_IO_BUFFER_BYTES if fast else IO_BUFFER_BYTES
+        return [(result, self.plan.steps_done)]
 
     def _progress(self, closed: list[Closed], paused: bool = False) -> Progress:
         return Progress(tuple(c[0] for c in closed), tuple(c[1] for c in closed), self.plan.done,

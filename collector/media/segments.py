@@ -9,7 +9,7 @@ without cues) and MPEG-TS are all readable up to the last written fragment, clus
 
 Memory per open segment (there is one per camera and job): the file is opened here and given to
 FFmpeg with a 32 KiB I/O buffer (opened by path, FFmpeg's file protocol allocates 256 KiB; a
-source pulled over HTTP, written faster than real time, gets 256 KiB too), and
+file recorded faster than real time gets 256 KiB too), and
 stream templates are never encoders (rtsp/templates.py).
 
 A stream the format cannot hold is left out and the rest recorded (the video at least, or the
@@ -48,11 +48,11 @@ FORMATS: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 CONTAINER_OPTIONS = {"flush_packets": "1"}
 IO_BUFFER_BYTES = 32 * 1024
-# A source pulled over HTTP(S) (a file, a playlist) is read as fast as its jobs record it, and
-# its segments are written in a fraction of their duration: 8x fewer, larger writes there, each
-# one a call from FFmpeg into Python (`SegmentFile.write`), for 224 KiB more per open segment
-# (measured: 0.7 us less per packet, a tenth of offline ingest's time per packet).
-PULLED_IO_BUFFER_BYTES = 256 * 1024
+# A file read as fast as its jobs record it has its segments written in a fraction of their
+# duration: 8x fewer, larger writes there, each one a call from FFmpeg into Python
+# (`SegmentFile.write`), for 224 KiB more per open segment (measured: 0.7 us less per packet, a
+# tenth of offline ingest's time per packet). The recorder chooses (recorder.py).
+FAST_IO_BUFFER_BYTES = 256 * 1024
 # Codec name prefixes a format's muxer takes but cannot store readably.
 LEFT_OUT: dict[str, tuple[str, ...]] = {"ts": ("pcm_",)}
 
@@ -98,7 +98,8 @@ class SegmentFile(io.FileIO):
     30 s), and when 100 cameras cut at once their fsyncs wait for 260 MB: 262 ms p50, 544 ms p99
     from the cut to the announcement, measured. `POSIX_FADV_DONTNEED` on what was written
     starts its writeback without waiting for it (and drops the pages once clean: nobody reads a
-    segment back soon), so the fsync finds at most the last MiB dirty. The advice can block on
+    segment back soon), so the fsync finds at most the last MiB dirty (the last second's bytes,
+    above 8 Mbit/s: see below). The advice can block on
     the filesystem's journal, so it is given in a thread of its own (`writeback`), never in the
     writer's, which is often the event loop's.
 
