@@ -365,6 +365,18 @@ async def test_mjpeg_frames_are_stamped_when_they_arrive(collector, client):
     assert abs(sum(seg["duration"] for seg in source["segments"]) - 3) < 0.35
 
 
+async def record_over_http(client, clip: Path, **request) -> dict:
+    """The job record of `clip`, served over HTTP, recorded as `request` says."""
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, clip.parent)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [http.url(clip)], **request})).json()["job_id"]
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    return job
+
+
 @pytest.mark.parametrize(("fmt", "codec"), [("mp4", "h264"), ("mkv", "h264"), ("ts", "h264"),
                                            ("mp4", "h265"), ("mkv", "h265")])
 async def test_a_file_that_changes_size_is_cut_there(collector, client, tmp_path, fmt, codec):
@@ -379,14 +391,7 @@ async def test_a_file_that_changes_size_is_cut_there(collector, client, tmp_path
     clip = await trio.to_thread.run_sync(partial(
         make_switching_clip, tmp_path / "media" / "switch.ts", ("320x240", "480x360"),
         codec=codec))
-    async with trio.open_nursery() as servers:
-        http = await servers.start(serve_http, clip.path.parent)
-        with trio.fail_after(40):
-            job_id = (await client.post("/collect", json={
-                "streams": [http.url(clip.path)], "duration": 6, "segment_seconds": 60,
-                "format": fmt})).json()["job_id"]
-            job = await wait_job(client, job_id)
-        servers.cancel_scope.cancel()
+    job = await record_over_http(client, clip.path, duration=6, segment_seconds=60, format=fmt)
     check_cut_at_the_size_change(job, [(320, 240), (480, 360)])
 
 
@@ -402,14 +407,7 @@ async def test_an_flv_stream_that_changes_size_is_cut_there(collector, client, t
 
     clip = await trio.to_thread.run_sync(partial(
         make_switching_flv, tmp_path / "media" / "switch.flv", ("320x240", "480x360")))
-    async with trio.open_nursery() as servers:
-        http = await servers.start(serve_http, clip.path.parent)
-        with trio.fail_after(40):
-            job_id = (await client.post("/collect", json={
-                "streams": [http.url(clip.path)], "duration": 6, "segment_seconds": 60,
-                "format": fmt})).json()["job_id"]
-            job = await wait_job(client, job_id)
-        servers.cancel_scope.cancel()
+    job = await record_over_http(client, clip.path, duration=6, segment_seconds=60, format=fmt)
     check_cut_at_the_size_change(job, [(320, 240), (480, 360)])
 
 
