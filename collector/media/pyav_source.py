@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Mapping
 from fractions import Fraction
+from typing import Final
 from urllib.parse import urlsplit
 
 import av
@@ -250,33 +251,27 @@ class PyAVOpener:
                     if packet.size == 0:  # flush packet at end of stream
                         continue
                     index = packet.stream_index
+                    info = None  # the stream described anew from this packet on
                     if skip is not None:
                         if skip.skips(packet, index):
-                            if (side is not None and index == side.info.index
-                                    and packet.has_sidedata(NEW_EXTRADATA)):
+                            if side is not None:
                                 # a new FLV header among what is skipped: FLV does not send it
                                 # again, and what follows the skip is under it
-                                header = side.changed(bytes(packet.get_sidedata(NEW_EXTRADATA)))
-                                skipped_header = header or skipped_header
+                                skipped_header = _new_header(side, packet) or skipped_header
                             if (now := time.monotonic()) - beat_at >= BATCH_SECONDS:
                                 trio.from_thread.check_cancelled()
                                 trio_token.run_sync_soon(sink.reading)  # not a stall
                                 beat_at = now
                             continue
+                        info, skipped_header = skipped_header, None
                         if not skip:  # past all of it: no more checks
                             skip = None
                     media = convert(packet, bases[index], adts[index])
                     if watch is not None and media.keyframe and index == watch.info.index:
-                        info = watch.changed(media.data)
-                    elif (side is not None and index == side.info.index
-                          and packet.has_sidedata(NEW_EXTRADATA)):
-                        info = side.changed(bytes(packet.get_sidedata(NEW_EXTRADATA)))
-                    else:
-                        info = None
-                    if info is None and skipped_header is not None:
-                        info = skipped_header
+                        info = watch.changed(media.data) or info
+                    elif side is not None:
+                        info = _new_header(side, packet) or info
                     if info is not None:
-                        skipped_header = None
                         # described anew right before this packet: what came before first
                         if batch:
                             hand_over(batch, time.monotonic())
@@ -354,7 +349,15 @@ def _parameter_watch(container: av.container.InputContainer, chosen: tuple,
     return None
 
 
-NEW_EXTRADATA = "new_extradata"  # FFmpeg's AV_PKT_DATA_NEW_EXTRADATA, as PyAV names it
+NEW_EXTRADATA: Final = "new_extradata"  # FFmpeg's AV_PKT_DATA_NEW_EXTRADATA, as PyAV names it
+
+
+def _new_header(side: ExtradataWatch, packet: av.Packet) -> StreamInfo | None:
+    """The stream described anew by a new FLV sequence header on `packet`, if it brings one
+    (FFmpeg hands it on as the next video packet's side data)."""
+    if packet.stream_index != side.info.index or not packet.has_sidedata(NEW_EXTRADATA):
+        return None
+    return side.changed(bytes(packet.get_sidedata(NEW_EXTRADATA)))
 
 
 def _extradata_watch(container: av.container.InputContainer, chosen: tuple,
