@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import partial
 from pathlib import Path
@@ -9,11 +10,17 @@ from pathlib import Path
 import pytest
 import trio
 
-from collector.errors import SourceError
+from collector.errors import SourceEnded, SourceError
+from collector.media import pyav_source
 from collector.media.opener import Written
 from collector.media.pyav_source import PyAVOpener
 from tests.client import expected_texts, read_ws, wait_job, ws_url
-from tests.media.misbehaving import serve_garbage, serve_silent, serve_stalling_http
+from tests.media.misbehaving import (
+    serve_garbage,
+    serve_http_once,
+    serve_silent,
+    serve_stalling_http,
+)
 from tests.media.probe import count_frames
 from tests.media.servers import serve_http, serve_rtsp
 
@@ -92,17 +99,46 @@ async def test_stall_watchdog_fires_while_connection_stays_open(collector, clien
         assert seg["end_reason"] in ("boundary", "discontinuity", "stopped")
 
 
-async def test_ffmpeg_read_timeout_fires(media_ts):
-    """FFmpeg's own rw_timeout (set from COLLECTOR_IO_TIMEOUT_S) ends a silent HTTP read."""
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["direct", "read-ahead"])
+async def test_ffmpeg_read_timeout_fires(media_ts, monkeypatch, caplog, read_ahead):
+    """FFmpeg's own rw_timeout (set from COLLECTOR_IO_TIMEOUT_S) ends a silent HTTP read, also
+    one read ahead through FFmpeg's `async` protocol (the server says 100 MB: a large file)."""
+    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1 if read_ahead else 1 << 40)
+    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
     opener = PyAVOpener(trio.CapacityLimiter(2), io_timeout_s=1.5)
     got = _S()
     async with trio.open_nursery() as servers:
         port = await servers.start(serve_stalling_http, media_ts, 120_000)
+        started = time.monotonic()
         with trio.fail_after(10), pytest.raises(SourceError) as info:
             await opener.run(f"http://127.0.0.1:{port}/clip.ts", {}, got)
         servers.cancel_scope.cancel()
     assert got.sessions == 1 and got.count > 0
     assert info.value.reason == "timeout"
+    assert time.monotonic() - started < 6  # the open (and reopen), then 1.5 s of silence
+    assert ("source.read_ahead " in caplog.text) is read_ahead
+
+
+async def test_a_file_that_cannot_be_opened_again_is_read_without_read_ahead(media_ts,
+                                                                             monkeypatch, caplog):
+    """A server that answers one connection only: the second open, for the read-ahead, fails,
+    and the file is read from the first one, from its start, all of it."""
+    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1)
+    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    whole, once = _S(), _S()
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, media_ts.parent)
+        with trio.fail_after(20), pytest.raises(SourceEnded):
+            await PyAVOpener(trio.CapacityLimiter(2)).run(http.url(media_ts), {}, whole)
+        port = await servers.start(serve_http_once, media_ts)
+        with trio.fail_after(20), pytest.raises(SourceEnded) as info:
+            await PyAVOpener(trio.CapacityLimiter(2)).run(
+                f"http://127.0.0.1:{port}/clip.ts", {}, once)
+        servers.cancel_scope.cancel()
+    assert info.value.finished
+    assert "source.read_ahead url=" in caplog.text  # the whole file was read ahead
+    assert "source.read_ahead_failed" in caplog.text and "5XX" in caplog.text
+    assert once.sessions == 1 and once.count == whole.count > 0
 
 
 async def test_ffmpeg_rtsp_open_timeout_fires():

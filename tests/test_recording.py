@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -231,16 +232,22 @@ async def test_a_file_is_read_once(collector, client, media_ts, media_hls, kind,
                                        f"Error with Job ID {job_id}: {error}"]
 
 
-@pytest.mark.parametrize("ranges", [True, False], ids=["ranges", "no-ranges"])
+@pytest.mark.parametrize(("ranges", "read_ahead"), [(True, False), (False, False), (True, True)],
+                         ids=["ranges", "no-ranges", "ranges-read-ahead"])
 async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, client, media_ts,
-                                                                    ranges):
+                                                                    ranges, read_ahead,
+                                                                    monkeypatch, caplog):
     """A 12 s file whose first connection breaks at 40 %. A server that takes byte ranges is
-    asked for the rest (FFmpeg's reconnect): one session, every frame once, the job completes.
+    asked for the rest (FFmpeg's reconnect): one session, every frame once, the job completes,
+    also when the file is read ahead (FFmpeg's `async` protocol over the reconnecting one).
     One that does not is read again from its start, and what the jobs had is skipped: the
     video resumes at the first key frame after the break, with a gap, never a frame twice; the
     job, short of its 12 s, fails saying so. (Both used to record the file's start twice.)"""
+    from collector.media import pyav_source
     from tests.media.misbehaving import serve_breaking_http
 
+    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1 if read_ahead else 1 << 40)
+    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
     size = media_ts.stat().st_size
     async with trio.open_nursery() as servers:
         server = await servers.start(serve_breaking_http, media_ts, size * 2 // 5, ranges)
@@ -255,6 +262,7 @@ async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, c
     video = [p for s in source["segments"] for p in packets(Path(s["path"]))]
     hashes = [p.data_hash for p in video]
     assert len(set(hashes)) == len(hashes), "a frame was recorded twice"
+    assert ("source.read_ahead " in caplog.text) is read_ahead
     if ranges:
         assert server.resumed and server.ranges[-1] == f"bytes={size * 2 // 5}-", server.ranges
         assert job["status"] == "completed", job

@@ -10,6 +10,8 @@
   connection closed early at `break_at`): the first one only, later ones are whole. With
   `ranges`, it announces byte ranges and answers `Range: bytes=N-` with 206 from there, as nginx
   or S3 do, and every read across `break_at` breaks there until a request resumes from it.
+- `serve_http_once`: answers the first request with a whole file, every later one with 503 (a
+  server that takes one connection per client).
 - `serve_folder_http`: serves a folder's files (a live playlist an encoder writes), answering 404
   for the playlist `fail_playlist` times when the test says (an origin that hiccups).
 - `serve_garbage`: accepts TCP and writes bytes that are no protocol at all.
@@ -69,7 +71,10 @@ async def serve_stalling_http(
                 return
             head = (b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n"
                     b"Content-Length: 100000000\r\n\r\n")
-            await stream.send_all(head + data)
+            try:
+                await stream.send_all(head + data)
+            except trio.BrokenResourceError:
+                return  # the client went away (it opens a large file twice: read-ahead)
             await trio.sleep_forever()
 
     await _serve(handler, task_status)
@@ -174,6 +179,30 @@ async def serve_breaking_http(
                 return
 
     await _serve_as(handler, seen, task_status)
+
+
+async def serve_http_once(
+    payload: Path, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    data = await trio.Path(payload).read_bytes()
+    answered = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        nonlocal answered
+        async with stream:
+            if not await _read_request(stream):
+                return
+            answered += 1
+            body = data if answered == 1 else b""
+            status = b"200 OK" if answered == 1 else b"503 Service Unavailable"
+            try:
+                await stream.send_all(b"HTTP/1.1 " + status + b"\r\nContent-Type: video/mp2t\r\n"
+                                      b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                                      % len(body) + body)
+            except trio.BrokenResourceError:
+                return
+
+    await _serve(handler, task_status)
 
 
 class FolderHttp:
