@@ -1,8 +1,8 @@
 """Offline ingest: a long file over HTTP (and HLS) collected as fast as the source gives it, the
 collector vs `ffmpeg -c copy` on the same input.
 
-    .venv/bin/python bench/offline_ingest.py [--seconds 120[,300]] [--runs 3] [--inputs ts,hls]
-                                             [--segment-seconds 10]
+    .venv/bin/python bench/offline_ingest.py [--seconds 120[,300[,600]]] [--runs 3]
+                                             [--inputs ts,hls] [--segment-seconds 10]
                                              [--profile FILE [--profile-seconds 10]]
 
 * The clip is made once per length and cached in $TMPDIR/camera-collector-bench/: the 720p25
@@ -35,6 +35,12 @@ more the ratio tends to the steady pace's. With two lengths (`--seconds 120,300`
 round every length, so the machine's noise falls on all of them alike) the table also gives the
 **long-file limit**: video seconds per extra wall second between the shortest and the longest
 clip, (video_long - video_short) / (wall_long - wall_short), from each side's medians.
+
+Files of 64 MiB or more over HTTP(S) are read ahead in FFmpeg's own thread (the collector opens
+them a second time as `async:URL`, pyav_source.READ_AHEAD_MIN_BYTES): the 300 s clip (~81 MB) is,
+the 120 s one (~32 MB) is not. So the limit between those two mixes the two ways of reading (and
+charges the second open, ~13 ms, to the longer clip's "extra" wall); `--seconds 300,600` (the
+600 s clip is made once, ~4 min) gives the pace of files read ahead. HLS is never read ahead.
 
 `--profile FILE` then runs collector jobs on the longest clip back to back under
 `py-spy record --nonblocking --threads -f raw` (those jobs are not in the table).

@@ -16,8 +16,8 @@ from collector.media.opener import Written
 from collector.media.pyav_source import PyAVOpener
 from tests.client import expected_texts, read_ws, wait_job, ws_url
 from tests.media.misbehaving import (
+    serve_file_http,
     serve_garbage,
-    serve_http_once,
     serve_silent,
     serve_stalling_http,
 )
@@ -50,16 +50,19 @@ class _S:
 
     def __init__(self) -> None:
         self.sessions = 0
-        self.count = 0
+        self.count = self.video = 0
+        self._video_index: int | None = None
 
     def opened(self, streams, reconfigured=False) -> None:  # type: ignore[no-untyped-def]
         self.sessions += 1
+        self._video_index = next(s.index for s in streams if s.kind == "video")
 
     def packets(self, batch) -> None:
         self.count += len(batch)
+        self.video += sum(p.stream == self._video_index for p in batch)
 
     async def packets_paced(self, batch, written=None) -> None:
-        self.count += len(batch)
+        self.packets(batch)
 
     def write_here(self, batch) -> Written:  # nobody lent a recorder
         return Written(subscribers=frozenset(), everyone=False, packets=len(batch), bytes=0)
@@ -119,6 +122,39 @@ async def test_ffmpeg_read_timeout_fires(media_ts, monkeypatch, caplog, read_ahe
     assert ("source.read_ahead " in caplog.text) is read_ahead
 
 
+@pytest.mark.parametrize("kind", ["ts", "hls", "mjpeg"])
+async def test_only_files_of_a_format_read_from_one_url_are_read_ahead(media_clip, media_ts,
+                                                                       media_hls, tmp_path,
+                                                                       monkeypatch, caplog, kind):
+    """With every file large enough: MPEG-TS over HTTP is read ahead, and read whole. Not HLS
+    (FFmpeg's HLS demuxer opens its segments itself, over http only), nor MJPEG (a live camera
+    format, whose servers may announce any Content-Length; FFmpeg's demuxer calls the end of
+    one invalid data, as for a camera that goes away)."""
+    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1)
+    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    path = {"ts": media_ts, "hls": media_hls, "mjpeg": tmp_path / "cam.mjpg"}[kind]
+    if kind == "mjpeg":
+        await trio.run_process(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                                "testsrc2=size=320x240:rate=10:duration=2", "-c:v", "mjpeg",
+                                "-f", "mpjpeg", str(path)])
+    got = _S()
+    async with trio.open_nursery() as servers:
+        if kind == "mjpeg":  # as a camera says it: multipart, here with a length
+            port = await servers.start(partial(
+                serve_file_http, path, "multipart/x-mixed-replace;boundary=ffmpeg"))
+            url = f"http://127.0.0.1:{port}/cam.mjpg"
+        else:
+            url = (await servers.start(serve_http, path.parent)).url(path)
+        with trio.fail_after(20), pytest.raises(SourceError) as info:
+            await PyAVOpener(trio.CapacityLimiter(2)).run(url, {}, got)
+        servers.cancel_scope.cancel()
+    assert got.sessions == 1
+    assert (isinstance(info.value, SourceEnded) and info.value.finished) or kind == "mjpeg"
+    assert ("source.read_ahead url=" in caplog.text) is (kind == "ts")
+    if kind != "hls":
+        assert got.video == {"ts": media_clip.frames, "mjpeg": 20}[kind]
+
+
 async def test_a_file_that_cannot_be_opened_again_is_read_without_read_ahead(media_ts,
                                                                              monkeypatch, caplog):
     """A server that answers one connection only: the second open, for the read-ahead, fails,
@@ -130,7 +166,7 @@ async def test_a_file_that_cannot_be_opened_again_is_read_without_read_ahead(med
         http = await servers.start(serve_http, media_ts.parent)
         with trio.fail_after(20), pytest.raises(SourceEnded):
             await PyAVOpener(trio.CapacityLimiter(2)).run(http.url(media_ts), {}, whole)
-        port = await servers.start(serve_http_once, media_ts)
+        port = await servers.start(partial(serve_file_http, media_ts, answers=1))
         with trio.fail_after(20), pytest.raises(SourceEnded) as info:
             await PyAVOpener(trio.CapacityLimiter(2)).run(
                 f"http://127.0.0.1:{port}/clip.ts", {}, once)

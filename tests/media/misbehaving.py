@@ -10,8 +10,8 @@
   connection closed early at `break_at`): the first one only, later ones are whole. With
   `ranges`, it announces byte ranges and answers `Range: bytes=N-` with 206 from there, as nginx
   or S3 do, and every read across `break_at` breaks there until a request resumes from it.
-- `serve_http_once`: answers the first request with a whole file, every later one with 503 (a
-  server that takes one connection per client).
+- `serve_file_http`: answers with a whole file, of any Content-Type; with `answers`, only the
+  first that many requests, later ones with 503 (a server that takes one connection per client).
 - `serve_folder_http`: serves a folder's files (a live playlist an encoder writes), answering 404
   for the playlist `fail_playlist` times when the test says (an origin that hiccups).
 - `serve_garbage`: accepts TCP and writes bytes that are no protocol at all.
@@ -181,8 +181,9 @@ async def serve_breaking_http(
     await _serve_as(handler, seen, task_status)
 
 
-async def serve_http_once(
-    payload: Path, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+async def serve_file_http(
+    payload: Path, content_type: str = "video/mp2t", answers: int | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     data = await trio.Path(payload).read_bytes()
     answered = 0
@@ -193,12 +194,13 @@ async def serve_http_once(
             if not await _read_request(stream):
                 return
             answered += 1
-            body = data if answered == 1 else b""
-            status = b"200 OK" if answered == 1 else b"503 Service Unavailable"
+            ok = answers is None or answered <= answers
+            body = data if ok else b""
+            status = b"200 OK" if ok else b"503 Service Unavailable"
             try:
-                await stream.send_all(b"HTTP/1.1 " + status + b"\r\nContent-Type: video/mp2t\r\n"
-                                      b"Content-Length: %d\r\nConnection: close\r\n\r\n"
-                                      % len(body) + body)
+                await stream.send_all(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                                      b"Connection: close\r\n\r\n%s"
+                                      % (status, content_type.encode(), len(body), body))
             except trio.BrokenResourceError:
                 return
 
