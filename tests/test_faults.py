@@ -150,9 +150,60 @@ async def test_only_files_of_a_format_read_from_one_url_are_read_ahead(media_cli
         servers.cancel_scope.cancel()
     assert got.sessions == 1
     assert (isinstance(info.value, SourceEnded) and info.value.finished) or kind == "mjpeg"
-    assert ("source.read_ahead url=" in caplog.text) is (kind == "ts")
+    if kind == "ts":
+        assert "source.read_ahead url=" in caplog.text
+    else:  # not even tried
+        assert "source.read_ahead" not in caplog.text
     if kind != "hls":
         assert got.video == {"ts": media_clip.frames, "mjpeg": 20}[kind]
+
+
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["direct", "read-ahead"])
+async def test_a_file_cut_short_whose_rest_is_refused_has_not_ended(media_clip, media_ts,
+                                                                     monkeypatch, caplog,
+                                                                     read_ahead):
+    """A server that takes byte ranges cuts the file at 40 % and answers the request for the
+    rest with 503. FFmpeg ends such a read as cleanly as a whole file; read directly, the size
+    turns unknown, but through the read-ahead it stays, and the session said the file had ended
+    (the job then fails at once, "a file is read once", instead of reading it again). Both ways
+    it is a stream that ended, not the file."""
+    from tests.media.misbehaving import serve_breaking_http
+
+    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1 if read_ahead else 1 << 40)
+    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    got = _S()
+    async with trio.open_nursery() as servers:
+        server = await servers.start(partial(serve_breaking_http, media_ts,
+                                             media_ts.stat().st_size * 2 // 5, True,
+                                             refuse_resume=True))
+        with trio.fail_after(20), pytest.raises(SourceEnded) as info:
+            await PyAVOpener(trio.CapacityLimiter(2)).run(
+                f"http://127.0.0.1:{server.port}/clip.ts", {}, got)
+        servers.cancel_scope.cancel()
+    assert ("source.read_ahead url=" in caplog.text) is read_ahead
+    assert not info.value.finished, info.value
+    assert 0 < got.video < media_clip.frames * 0.6
+
+
+async def test_a_second_connection_held_silent_falls_back_quickly(media_clip, media_ts,
+                                                                  monkeypatch, caplog):
+    """A server that answers the first connection and holds the second without a word: the
+    read-ahead's open gives up after 2 s (not FFmpeg's 10 s I/O timeout, which would be the
+    camera's stall watchdog's too), and the first connection is read, whole."""
+    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1)
+    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    got = _S()
+    async with trio.open_nursery() as servers:
+        port = await servers.start(partial(serve_file_http, media_ts, answers=1, silent=True))
+        started = time.monotonic()
+        with trio.fail_after(20), pytest.raises(SourceEnded) as info:
+            await PyAVOpener(trio.CapacityLimiter(2), io_timeout_s=10).run(
+                f"http://127.0.0.1:{port}/clip.ts", {}, got)
+        elapsed = time.monotonic() - started
+        servers.cancel_scope.cancel()
+    assert "source.read_ahead_failed" in caplog.text
+    assert info.value.finished and got.video == media_clip.frames
+    assert 2 <= elapsed < 5, elapsed
 
 
 async def test_a_file_that_cannot_be_opened_again_is_read_without_read_ahead(media_ts,

@@ -232,8 +232,9 @@ async def test_a_file_is_read_once(collector, client, media_ts, media_hls, kind,
                                        f"Error with Job ID {job_id}: {error}"]
 
 
-@pytest.mark.parametrize(("ranges", "read_ahead"), [(True, False), (False, False), (True, True)],
-                         ids=["ranges", "no-ranges", "ranges-read-ahead"])
+@pytest.mark.parametrize(("ranges", "read_ahead"),
+                         [(True, False), (False, False), (True, True), (False, True)],
+                         ids=["ranges", "no-ranges", "ranges-read-ahead", "no-ranges-read-ahead"])
 async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, client, media_ts,
                                                                     ranges, read_ahead,
                                                                     monkeypatch, caplog):
@@ -250,7 +251,9 @@ async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, c
     caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
     size = media_ts.stat().st_size
     async with trio.open_nursery() as servers:
-        server = await servers.start(serve_breaking_http, media_ts, size * 2 // 5, ranges)
+        # (read ahead, the second connection of a session is the one read: it breaks)
+        server = await servers.start(partial(serve_breaking_http, media_ts, size * 2 // 5, ranges,
+                                             breaking_request=2 if read_ahead else 1))
         url = f"http://127.0.0.1:{server.port}/clip.ts"
         with trio.fail_after(40):
             job_id = (await client.post("/collect", json={
@@ -271,7 +274,8 @@ async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, c
         assert len(video) == 12 * FPS
         check_source_files(source, 12)
         return
-    assert server.ranges == ["bytes=0-", "bytes=0-"]  # (FFmpeg always asks from 0 at first)
+    # (FFmpeg always asks from 0 at first; read ahead, each session asks twice)
+    assert server.ranges == ["bytes=0-"] * (4 if read_ahead else 2)
     assert job["status"] == "failed", job
     assert source["attempts"] == 2 and len(source["gaps"]) == 1
     assert 12 * FPS - GOP_FRAMES <= len(video) < 12 * FPS

@@ -52,6 +52,11 @@ PACED_BATCH_PACKETS = 256  # a file read faster than real time: fewer, larger ha
 # read-ahead saves on ~64 MiB at this machine's pace; a live stream (no size) is never read
 # ahead: a camera would pay the thread and the buffer for nothing.
 READ_AHEAD_MIN_BYTES = 64 << 20
+# Only a source whose first open took less than this is opened again (one slower than that is
+# not read at a pace the read-ahead helps), and the second open may take twice as long.
+READ_AHEAD_OPEN_S = 1.0
+# A file read ahead ended where it should if its last packet is at most this far from its end.
+READ_AHEAD_END_SLACK_S = 2.0
 # HLS opens each media segment itself (FFmpeg's HLS demuxer takes only http and file URLs), and
 # an MJPEG stream over HTTP is a live camera, some of which announce a made-up Content-Length.
 NOT_READ_AHEAD = frozenset({"hls", "mpjpeg"})
@@ -199,10 +204,17 @@ class PyAVOpener:
     def _session(self, url: str, opts: dict[str, str], sink: PacketSink,
                  trio_token: trio.lowlevel.TrioToken) -> None:
         """Runs in a worker thread: demux until the source ends, fails, or trio cancels us."""
+        started = time.monotonic()
         container = self._open(url, opts)
-        if is_pull(url) and container.format.name not in NOT_READ_AHEAD and (
-                container.size >= READ_AHEAD_MIN_BYTES):
-            container = _read_ahead(container, url, opts)
+        # What the file is, as this open saw it: a read-ahead's own may see less (_read_to_its_end)
+        file = rereads.identity(container, is_finite(container, url))
+        file_end = _end_seconds(container)
+        ahead = False
+        if (is_pull(url) and container.format.name not in NOT_READ_AHEAD
+                and container.size >= READ_AHEAD_MIN_BYTES
+                and time.monotonic() - started < READ_AHEAD_OPEN_S):
+            trio_token.run_sync_soon(sink.reading)  # it answered: the second open is no stall
+            container, ahead = _read_ahead(container, url, opts)
         with container:
             chosen, infos = describe_streams(container)
             convert = to_media_packet
@@ -219,7 +231,6 @@ class PyAVOpener:
             paced_hand_over = _PacedHandOver(sink, trio_token)
             # a file read again after its connection broke, a live playlist after an outage:
             # skip what the jobs have of it (rereads.py)
-            file = rereads.identity(container, is_finite(container, url))
             video = next(i.index for i in infos if i.kind == "video")
             before = sink.read_before(file) if file is not None else None
             skip = (rereads.Skips(before, file, video, bases)
@@ -244,6 +255,7 @@ class PyAVOpener:
             trio.from_thread.run_sync(sink.opened, infos)
             most = PACED_BATCH_PACKETS if paced else BATCH_PACKETS
             batch: list[MediaPacket] = []
+            media: MediaPacket | None = None
             flushed_at = beat_at = time.monotonic()
             try:
                 for packet in container.demux(chosen):
@@ -297,7 +309,7 @@ class PyAVOpener:
             if batch:
                 hand_over(batch, time.monotonic())
             paced_hand_over.report()
-            if is_finite(container, url):
+            if is_finite(container, url) and (not ahead or _read_to_its_end(file_end, media)):
                 raise SourceEnded(f"the file ended at {redact(url)}", finished=True)
         raise SourceEnded(f"stream ended at {redact(url)}")
 
@@ -320,20 +332,42 @@ class PyAVOpener:
 
 
 def _read_ahead(container: av.container.InputContainer, url: str,
-                opts: dict[str, str]) -> av.container.InputContainer:
+                opts: dict[str, str]) -> tuple[av.container.InputContainer, bool]:
     """The same file opened again through FFmpeg's `async` protocol, which reads it ahead in a
-    thread of its own, without the GIL, while this thread demuxes and muxes; the first container,
-    still at its start, if that open fails (say, a server that takes one connection only)."""
+    thread of its own, without the GIL, while this thread demuxes and muxes, and True; or the
+    first container, still at its start, and False, if that open fails or takes more than
+    2 x READ_AHEAD_OPEN_S (a server that takes one connection only, or holds the second)."""
     ahead_opts = {**opts, "protocol_whitelist": f"async,{opts['protocol_whitelist']}"}
     fmt = container.format.name.split(",")[0]  # known: no second probe of the format
     try:
-        ahead = av.open(f"async:{url}", options=ahead_opts, format=fmt)
+        # PyAV's open timeout polls with the GIL, but only while opening (not reading: None)
+        ahead = av.open(f"async:{url}", options=ahead_opts, format=fmt,
+                        timeout=(2 * READ_AHEAD_OPEN_S, None))
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         log.warning("source.read_ahead_failed url=%s error=%s", redact(url), redact(str(exc)))
-        return container
+        return container, False
     container.close()
     log.info("source.read_ahead url=%s bytes=%d", redact(url), ahead.size)
-    return ahead
+    return ahead, True
+
+
+def _end_seconds(container: av.container.InputContainer) -> float | None:
+    """Where the file ends, as FFmpeg estimated at the open (seconds, the streams' clock)."""
+    if container.duration is None:
+        return None
+    return ((container.start_time or 0) + container.duration) / 1_000_000
+
+
+def _read_to_its_end(end: float | None, last: MediaPacket | None) -> bool:
+    """Did a file read ahead end where the file does (`end`, from its direct open)? FFmpeg's
+    `async` protocol keeps the size it saw at the open, so a connection cut short whose
+    resumption the server refused ends as cleanly as the whole file (read directly, the size
+    turns unknown: `is_finite` says no). The last packet's time then falls short of the end.
+    (The read-ahead's own open may have met the cut already, and estimated the end there.)"""
+    if end is None or last is None:
+        return True  # nothing to tell by: as when read directly
+    ts = last.pts if last.pts is not None else last.dts
+    return ts is None or float(ts * last.time_base) >= end - READ_AHEAD_END_SLACK_S
 
 
 class _PacedHandOver:

@@ -7,11 +7,14 @@
 - `serve_live_http`: answers HTTP 200 without a Content-Length (as a live stream does) with a
   whole file, then closes the connection (the stream ended).
 - `serve_breaking_http`: a file whose connection breaks part-way (Content-Length given, the
-  connection closed early at `break_at`): the first one only, later ones are whole. With
+  connection closed early at `break_at`): the first one (or `breaking_request`), later ones are
+  whole. With
   `ranges`, it announces byte ranges and answers `Range: bytes=N-` with 206 from there, as nginx
-  or S3 do, and every read across `break_at` breaks there until a request resumes from it.
+  or S3 do, and every read across `break_at` breaks there until a request resumes from it
+  (or, `refuse_resume`, answers such a request 503).
 - `serve_file_http`: answers with a whole file, of any Content-Type; with `answers`, only the
-  first that many requests, later ones with 503 (a server that takes one connection per client).
+  first that many requests, later ones with 503 or (`silent`) not at all (a server that takes
+  one connection per client).
 - `serve_folder_http`: serves a folder's files (a live playlist an encoder writes), answering 404
   for the playlist `fail_playlist` times when the test says (an origin that hiccups).
 - `serve_garbage`: accepts TCP and writes bytes that are no protocol at all.
@@ -20,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -141,9 +145,12 @@ class BreakingHttp:
 
 async def serve_breaking_http(
     payload: Path, break_at: int, ranges: bool, rate: float | None = None,
+    refuse_resume: bool = False, breaking_request: int = 1,
     task_status: trio.TaskStatus[BreakingHttp] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """`rate`: bytes a second (sent in 16 KiB pieces), else as fast as the client reads."""
+    """`rate`: bytes a second (sent in 16 KiB pieces), else as fast as the client reads.
+    `refuse_resume` (with `ranges`): a request for the rest from the break gets 503 (an origin
+    in trouble). `breaking_request` (without `ranges`): the request that breaks (1: the first)."""
     data = await trio.Path(payload).read_bytes()
     seen = BreakingHttp()
 
@@ -156,11 +163,16 @@ async def serve_breaking_http(
                           if line.lower().startswith(b"range:")), None)
             seen.ranges.append(asked)
             start = int(asked.removeprefix("bytes=").split("-")[0]) if ranges and asked else 0
+            if ranges and refuse_resume and 0 < start <= break_at:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    await stream.send_all(b"HTTP/1.1 503 Service Unavailable\r\n"
+                                          b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                return
             if ranges:  # every read across break_at breaks there until one resumes from it
                 seen.resumed = seen.resumed or 0 < start <= break_at
                 breaks = not seen.resumed and start < break_at
-            else:  # the first connection breaks; a client can only start again
-                breaks = len(seen.ranges) == 1
+            else:  # one connection breaks; a client can only start again
+                breaks = len(seen.ranges) == breaking_request
             status = b"206 Partial Content" if ranges and asked else b"200 OK"
             extra = b"Accept-Ranges: bytes\r\n" if ranges else b""
             if ranges and asked:
@@ -183,8 +195,9 @@ async def serve_breaking_http(
 
 async def serve_file_http(
     payload: Path, content_type: str = "video/mp2t", answers: int | None = None,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    silent: bool = False, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """`silent`: requests past `answers` get no answer at all, on an open connection."""
     data = await trio.Path(payload).read_bytes()
     answered = 0
 
@@ -195,6 +208,8 @@ async def serve_file_http(
                 return
             answered += 1
             ok = answers is None or answered <= answers
+            if not ok and silent:
+                await trio.sleep_forever()
             body = data if ok else b""
             status = b"200 OK" if ok else b"503 Service Unavailable"
             try:
