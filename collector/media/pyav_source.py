@@ -206,15 +206,19 @@ class PyAVOpener:
         """Runs in a worker thread: demux until the source ends, fails, or trio cancels us."""
         started = time.monotonic()
         container = self._open(url, opts)
-        # What the file is, as this open saw it: a read-ahead's own may see less (_read_to_its_end)
-        file = rereads.identity(container, is_finite(container, url))
-        file_end = _end_seconds(container)
-        ahead = False
-        if (is_pull(url) and container.format.name not in NOT_READ_AHEAD
-                and container.size >= READ_AHEAD_MIN_BYTES
-                and time.monotonic() - started < READ_AHEAD_OPEN_S):
-            trio_token.run_sync_soon(sink.reading)  # it answered: the second open is no stall
-            container, ahead = _read_ahead(container, url, opts)
+        try:
+            # What the file is, as this open saw it: a read-ahead's may see less (_read_to_its_end)
+            file = rereads.identity(container, is_finite(container, url))
+            file_end = _end_seconds(container)
+            ahead = False
+            if (is_pull(url) and container.format.name not in NOT_READ_AHEAD
+                    and container.size >= READ_AHEAD_MIN_BYTES
+                    and time.monotonic() - started < READ_AHEAD_OPEN_S):
+                trio_token.run_sync_soon(sink.reading)  # it answered: the second open is no stall
+                container, ahead = _read_ahead(container, url, opts)
+        except BaseException:
+            container.close()
+            raise
         with container:
             chosen, infos = describe_streams(container)
             convert = to_media_packet
