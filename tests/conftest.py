@@ -59,6 +59,20 @@ async def client(collector):
         yield http
 
 
+@pytest.fixture
+def read_ahead(monkeypatch, caplog):
+    """`read_ahead(True)`: every file over HTTP is large enough to be read ahead (pyav_source);
+    False: none is. Either way the source's log lines are captured (`source.read_ahead`)."""
+    import logging
+
+    from collector.media import pyav_source
+
+    def set_(on: bool) -> None:
+        monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1 if on else 1 << 40)
+        caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+
+    return set_
+
 
 # The history's database, SQLite or a fresh PostgreSQL schema, for every test that asks for it.
 from tests.storage.conftest import database_url  # noqa: E402, F401

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from functools import partial
 from pathlib import Path
@@ -11,7 +10,6 @@ import pytest
 import trio
 
 from collector.errors import SourceEnded, SourceError
-from collector.media import pyav_source
 from collector.media.opener import Written
 from collector.media.pyav_source import PyAVOpener
 from tests.client import expected_texts, read_ws, wait_job, ws_url
@@ -102,12 +100,11 @@ async def test_stall_watchdog_fires_while_connection_stays_open(collector, clien
         assert seg["end_reason"] in ("boundary", "discontinuity", "stopped")
 
 
-@pytest.mark.parametrize("read_ahead", [False, True], ids=["direct", "read-ahead"])
-async def test_ffmpeg_read_timeout_fires(media_ts, monkeypatch, caplog, read_ahead):
+@pytest.mark.parametrize("ahead", [False, True], ids=["direct", "read-ahead"])
+async def test_ffmpeg_read_timeout_fires(media_ts, read_ahead, caplog, ahead):
     """FFmpeg's own rw_timeout (set from COLLECTOR_IO_TIMEOUT_S) ends a silent HTTP read, also
     one read ahead through FFmpeg's `async` protocol (the server says 100 MB: a large file)."""
-    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1 if read_ahead else 1 << 40)
-    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    read_ahead(ahead)
     opener = PyAVOpener(trio.CapacityLimiter(2), io_timeout_s=1.5)
     got = _S()
     async with trio.open_nursery() as servers:
@@ -119,19 +116,18 @@ async def test_ffmpeg_read_timeout_fires(media_ts, monkeypatch, caplog, read_ahe
     assert got.sessions == 1 and got.count > 0
     assert info.value.reason == "timeout"
     assert time.monotonic() - started < 6  # the open (and reopen), then 1.5 s of silence
-    assert ("source.read_ahead " in caplog.text) is read_ahead
+    assert ("source.read_ahead " in caplog.text) is ahead
 
 
 @pytest.mark.parametrize("kind", ["ts", "hls", "mjpeg"])
 async def test_only_files_of_a_format_read_from_one_url_are_read_ahead(media_clip, media_ts,
                                                                        media_hls, tmp_path,
-                                                                       monkeypatch, caplog, kind):
+                                                                       read_ahead, caplog, kind):
     """With every file large enough: MPEG-TS over HTTP is read ahead, and read whole. Not HLS
     (FFmpeg's HLS demuxer opens its segments itself, over http only), nor MJPEG (a live camera
     format, whose servers may announce any Content-Length; FFmpeg's demuxer calls the end of
     one invalid data, as for a camera that goes away)."""
-    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1)
-    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    read_ahead(True)
     path = {"ts": media_ts, "hls": media_hls, "mjpeg": tmp_path / "cam.mjpg"}[kind]
     if kind == "mjpeg":
         await trio.run_process(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
@@ -158,10 +154,9 @@ async def test_only_files_of_a_format_read_from_one_url_are_read_ahead(media_cli
         assert got.video == {"ts": media_clip.frames, "mjpeg": 20}[kind]
 
 
-@pytest.mark.parametrize("read_ahead", [False, True], ids=["direct", "read-ahead"])
+@pytest.mark.parametrize("ahead", [False, True], ids=["direct", "read-ahead"])
 async def test_a_file_cut_short_whose_rest_is_refused_has_not_ended(media_clip, media_ts,
-                                                                     monkeypatch, caplog,
-                                                                     read_ahead):
+                                                                     read_ahead, caplog, ahead):
     """A server that takes byte ranges cuts the file at 40 % and answers the request for the
     rest with 503. FFmpeg ends such a read as cleanly as a whole file; read directly, the size
     turns unknown, but through the read-ahead it stays, and the session said the file had ended
@@ -169,8 +164,7 @@ async def test_a_file_cut_short_whose_rest_is_refused_has_not_ended(media_clip, 
     it is a stream that ended, not the file."""
     from tests.media.misbehaving import serve_breaking_http
 
-    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1 if read_ahead else 1 << 40)
-    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    read_ahead(ahead)
     got = _S()
     async with trio.open_nursery() as servers:
         server = await servers.start(partial(serve_breaking_http, media_ts,
@@ -180,18 +174,17 @@ async def test_a_file_cut_short_whose_rest_is_refused_has_not_ended(media_clip, 
             await PyAVOpener(trio.CapacityLimiter(2)).run(
                 f"http://127.0.0.1:{server.port}/clip.ts", {}, got)
         servers.cancel_scope.cancel()
-    assert ("source.read_ahead url=" in caplog.text) is read_ahead
+    assert ("source.read_ahead url=" in caplog.text) is ahead
     assert not info.value.finished, info.value
     assert 0 < got.video < media_clip.frames * 0.6
 
 
 async def test_a_second_connection_held_silent_falls_back_quickly(media_clip, media_ts,
-                                                                  monkeypatch, caplog):
+                                                                  read_ahead, caplog):
     """A server that answers the first connection and holds the second without a word: the
     read-ahead's open gives up after 2 s (not FFmpeg's 10 s I/O timeout, which would be the
     camera's stall watchdog's too), and the first connection is read, whole."""
-    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1)
-    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    read_ahead(True)
     got = _S()
     async with trio.open_nursery() as servers:
         port = await servers.start(partial(serve_file_http, media_ts, answers=1, silent=True))
@@ -207,11 +200,10 @@ async def test_a_second_connection_held_silent_falls_back_quickly(media_clip, me
 
 
 async def test_a_file_that_cannot_be_opened_again_is_read_without_read_ahead(media_ts,
-                                                                             monkeypatch, caplog):
+                                                                             read_ahead, caplog):
     """A server that answers one connection only: the second open, for the read-ahead, fails,
     and the file is read from the first one, from its start, all of it."""
-    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1)
-    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    read_ahead(True)
     whole, once = _S(), _S()
     async with trio.open_nursery() as servers:
         http = await servers.start(serve_http, media_ts.parent)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -232,28 +231,26 @@ async def test_a_file_is_read_once(collector, client, media_ts, media_hls, kind,
                                        f"Error with Job ID {job_id}: {error}"]
 
 
-@pytest.mark.parametrize(("ranges", "read_ahead"),
+@pytest.mark.parametrize(("ranges", "ahead"),
                          [(True, False), (False, False), (True, True), (False, True)],
                          ids=["ranges", "no-ranges", "ranges-read-ahead", "no-ranges-read-ahead"])
 async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, client, media_ts,
-                                                                    ranges, read_ahead,
-                                                                    monkeypatch, caplog):
+                                                                    ranges, ahead, read_ahead,
+                                                                    caplog):
     """A 12 s file whose first connection breaks at 40 %. A server that takes byte ranges is
     asked for the rest (FFmpeg's reconnect): one session, every frame once, the job completes,
     also when the file is read ahead (FFmpeg's `async` protocol over the reconnecting one).
     One that does not is read again from its start, and what the jobs had is skipped: the
     video resumes at the first key frame after the break, with a gap, never a frame twice; the
     job, short of its 12 s, fails saying so. (Both used to record the file's start twice.)"""
-    from collector.media import pyav_source
     from tests.media.misbehaving import serve_breaking_http
 
-    monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1 if read_ahead else 1 << 40)
-    caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+    read_ahead(ahead)
     size = media_ts.stat().st_size
     async with trio.open_nursery() as servers:
         # (read ahead, the second connection of a session is the one read: it breaks)
         server = await servers.start(partial(serve_breaking_http, media_ts, size * 2 // 5, ranges,
-                                             breaking_request=2 if read_ahead else 1))
+                                             breaking_request=2 if ahead else 1))
         url = f"http://127.0.0.1:{server.port}/clip.ts"
         with trio.fail_after(40):
             job_id = (await client.post("/collect", json={
@@ -265,7 +262,7 @@ async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, c
     video = [p for s in source["segments"] for p in packets(Path(s["path"]))]
     hashes = [p.data_hash for p in video]
     assert len(set(hashes)) == len(hashes), "a frame was recorded twice"
-    assert ("source.read_ahead " in caplog.text) is read_ahead
+    assert ("source.read_ahead " in caplog.text) is ahead
     if ranges:
         assert server.resumed and server.ranges[-1] == f"bytes={size * 2 // 5}-", server.ranges
         assert job["status"] == "completed", job
@@ -275,7 +272,7 @@ async def test_a_file_whose_connection_breaks_is_not_recorded_twice(collector, c
         check_source_files(source, 12)
         return
     # (FFmpeg always asks from 0 at first; read ahead, each session asks twice)
-    assert server.ranges == ["bytes=0-"] * (4 if read_ahead else 2)
+    assert server.ranges == ["bytes=0-"] * (4 if ahead else 2)
     assert job["status"] == "failed", job
     assert source["attempts"] == 2 and len(source["gaps"]) == 1
     assert 12 * FPS - GOP_FRAMES <= len(video) < 12 * FPS

@@ -27,7 +27,7 @@ from av.audio.codeccontext import AudioCodecContext
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
 from collector.media import rereads
 from collector.media.aac import audio_specific_config, strip_adts
-from collector.media.opener import PacketSink, Written
+from collector.media.opener import FileIdentity, PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.media.parameter_changes import (
     SYNTAX,
@@ -204,21 +204,7 @@ class PyAVOpener:
     def _session(self, url: str, opts: dict[str, str], sink: PacketSink,
                  trio_token: trio.lowlevel.TrioToken) -> None:
         """Runs in a worker thread: demux until the source ends, fails, or trio cancels us."""
-        started = time.monotonic()
-        container = self._open(url, opts)
-        try:
-            # What the file is, as this open saw it: a read-ahead's may see less (_read_to_its_end)
-            file = rereads.identity(container, is_finite(container, url))
-            file_end = _end_seconds(container)
-            ahead = False
-            if (is_pull(url) and container.format.name not in NOT_READ_AHEAD
-                    and container.size >= READ_AHEAD_MIN_BYTES
-                    and time.monotonic() - started < READ_AHEAD_OPEN_S):
-                trio_token.run_sync_soon(sink.reading)  # it answered: the second open is no stall
-                container, ahead = _read_ahead(container, url, opts)
-        except BaseException:
-            container.close()
-            raise
+        container, file, ahead_end = self._open_session(url, opts, sink, trio_token)
         with container:
             chosen, infos = describe_streams(container)
             convert = to_media_packet
@@ -313,9 +299,32 @@ class PyAVOpener:
             if batch:
                 hand_over(batch, time.monotonic())
             paced_hand_over.report()
-            if is_finite(container, url) and (not ahead or _read_to_its_end(file_end, media)):
+            if is_finite(container, url) and _read_to_its_end(ahead_end, media):
                 raise SourceEnded(f"the file ended at {redact(url)}", finished=True)
         raise SourceEnded(f"stream ended at {redact(url)}")
+
+    def _open_session(
+        self, url: str, opts: dict[str, str], sink: PacketSink,
+        trio_token: trio.lowlevel.TrioToken,
+    ) -> tuple[av.container.InputContainer, FileIdentity | None, float | None]:
+        """The source opened, read ahead if it is a file worth it (READ_AHEAD_MIN_BYTES); what
+        file it is (rereads.py); and, read ahead, where the file ends (`_read_to_its_end`).
+        Both as the first, direct, open saw them: the read-ahead's own open may see less."""
+        started = time.monotonic()
+        container = self._open(url, opts)
+        try:
+            file = rereads.identity(container, is_finite(container, url))
+            if not (is_pull(url) and container.format.name not in NOT_READ_AHEAD
+                    and container.size >= READ_AHEAD_MIN_BYTES
+                    and time.monotonic() - started < READ_AHEAD_OPEN_S):
+                return container, file, None
+            end = _end_seconds(container)
+            trio_token.run_sync_soon(sink.reading)  # it answered: the second open is no stall
+            ahead = _read_ahead(container, url, opts)
+        except BaseException:
+            container.close()
+            raise
+        return ahead, file, (end if ahead is not container else None)
 
     def _open(self, url: str, opts: dict[str, str]) -> av.container.InputContainer:
         started = time.monotonic()
@@ -336,10 +345,10 @@ class PyAVOpener:
 
 
 def _read_ahead(container: av.container.InputContainer, url: str,
-                opts: dict[str, str]) -> tuple[av.container.InputContainer, bool]:
+                opts: dict[str, str]) -> av.container.InputContainer:
     """The same file opened again through FFmpeg's `async` protocol, which reads it ahead in a
-    thread of its own, without the GIL, while this thread demuxes and muxes, and True; or the
-    first container, still at its start, and False, if that open fails or takes more than
+    thread of its own, without the GIL, while this thread demuxes and muxes (the first container
+    closed); or the first container, still at its start, if that open fails or takes more than
     2 x READ_AHEAD_OPEN_S (a server that takes one connection only, or holds the second)."""
     ahead_opts = {**opts, "protocol_whitelist": f"async,{opts['protocol_whitelist']}"}
     fmt = container.format.name.split(",")[0]  # known: no second probe of the format
@@ -349,10 +358,10 @@ def _read_ahead(container: av.container.InputContainer, url: str,
                         timeout=(2 * READ_AHEAD_OPEN_S, None))
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         log.warning("source.read_ahead_failed url=%s error=%s", redact(url), redact(str(exc)))
-        return container, False
+        return container
     container.close()
     log.info("source.read_ahead url=%s bytes=%d", redact(url), ahead.size)
-    return ahead, True
+    return ahead
 
 
 def _end_seconds(container: av.container.InputContainer) -> float | None:
@@ -363,13 +372,14 @@ def _end_seconds(container: av.container.InputContainer) -> float | None:
 
 
 def _read_to_its_end(end: float | None, last: MediaPacket | None) -> bool:
-    """Did a file read ahead end where the file does (`end`, from its direct open)? FFmpeg's
+    """Did a file read ahead end where the file does (`end`, from its direct open; None: not read
+    ahead, or no end known)? FFmpeg's
     `async` protocol keeps the size it saw at the open, so a connection cut short whose
     resumption the server refused ends as cleanly as the whole file (read directly, the size
     turns unknown: `is_finite` says no). The last packet's time then falls short of the end.
     (The read-ahead's own open may have met the cut already, and estimated the end there.)"""
     if end is None or last is None:
-        return True  # nothing to tell by: as when read directly
+        return True  # nothing to tell by (read directly, `is_finite` tells)
     ts = last.pts if last.pts is not None else last.dts
     return ts is None or float(ts * last.time_base) >= end - READ_AHEAD_END_SLACK_S
 
