@@ -65,11 +65,11 @@ def read_ahead(monkeypatch, caplog):
     False: none is. Either way the source's log lines are captured (`source.read_ahead`)."""
     import logging
 
-    from collector.media import pyav_source
+    from collector.media import read_ahead
 
     def set_(on: bool) -> None:
-        monkeypatch.setattr(pyav_source, "READ_AHEAD_MIN_BYTES", 1 if on else 1 << 40)
-        caplog.set_level(logging.INFO, logger="collector.media.pyav_source")
+        monkeypatch.setattr(read_ahead, "READ_AHEAD_MIN_BYTES", 1 if on else 1 << 40)
+        caplog.set_level(logging.INFO, logger="collector.media")
 
     return set_
 

@@ -10,7 +10,6 @@ import pytest
 import trio
 
 from collector.errors import SourceEnded, SourceError
-from collector.media.opener import Written
 from collector.media.pyav_source import PyAVOpener
 from tests.client import expected_texts, read_ws, wait_job, ws_url
 from tests.media.misbehaving import (
@@ -21,6 +20,7 @@ from tests.media.misbehaving import (
 )
 from tests.media.probe import count_frames
 from tests.media.servers import serve_http, serve_rtsp
+from tests.media.sink import CountingSink
 
 FAST_RETRY = {"max_attempts": 2, "initial_backoff": 0.2, "max_backoff": 0.5}
 
@@ -41,41 +41,6 @@ async def collect_one(client, url: str, **extra) -> dict:
     r = await client.post("/collect", json=body)
     assert r.status_code == 200, r.text
     return await wait_job(client, r.json()["job_id"])
-
-
-class _S:
-    """A PacketSink counting what it gets."""
-
-    def __init__(self) -> None:
-        self.sessions = 0
-        self.count = self.video = 0
-        self._video_index: int | None = None
-
-    def opened(self, streams, reconfigured=False) -> None:  # type: ignore[no-untyped-def]
-        self.sessions += 1
-        self._video_index = next(s.index for s in streams if s.kind == "video")
-
-    def packets(self, batch) -> None:
-        self.count += len(batch)
-        self.video += sum(p.stream == self._video_index for p in batch)
-
-    async def packets_paced(self, batch, written=None) -> None:
-        self.packets(batch)
-
-    def write_here(self, batch) -> Written:  # nobody lent a recorder
-        return Written(subscribers=frozenset(), everyone=False, packets=len(batch), bytes=0)
-
-    def packets_written(self, written) -> None:
-        raise AssertionError("nobody lent a recorder, so nobody wrote a batch")
-
-    def read_before(self, file) -> None:  # type: ignore[no-untyped-def]
-        return None  # every session reads its file from the start
-
-    def handed_over(self, file, until) -> None:  # type: ignore[no-untyped-def]
-        pass
-
-    def reading(self) -> None:
-        pass
 
 
 async def test_stall_watchdog_fires_while_connection_stays_open(collector, client, media_ts):
@@ -106,7 +71,7 @@ async def test_ffmpeg_read_timeout_fires(media_ts, read_ahead, caplog, ahead):
     one read ahead through FFmpeg's `async` protocol (the server says 100 MB: a large file)."""
     read_ahead(ahead)
     opener = PyAVOpener(trio.CapacityLimiter(2), io_timeout_s=1.5)
-    got = _S()
+    got = CountingSink()
     async with trio.open_nursery() as servers:
         port = await servers.start(serve_stalling_http, media_ts, 120_000)
         started = time.monotonic()
@@ -123,17 +88,17 @@ async def test_ffmpeg_read_timeout_fires(media_ts, read_ahead, caplog, ahead):
 async def test_only_files_of_a_format_read_from_one_url_are_read_ahead(media_clip, media_ts,
                                                                        media_hls, tmp_path,
                                                                        read_ahead, caplog, kind):
-    """With every file large enough: MPEG-TS over HTTP is read ahead, and read whole. Not HLS
-    (FFmpeg's HLS demuxer opens its segments itself, over http only), nor MJPEG (a live camera
-    format, whose servers may announce any Content-Length; FFmpeg's demuxer calls the end of
-    one invalid data, as for a camera that goes away)."""
+    """With every file large enough: MPEG-TS over HTTP is read ahead, and read whole; so is a
+    VOD HLS playlist (its segments fetched by hls_vod), but not MJPEG (a live camera format,
+    whose servers may announce any Content-Length; FFmpeg's demuxer calls the end of one
+    invalid data, as for a camera that goes away)."""
     read_ahead(True)
     path = {"ts": media_ts, "hls": media_hls, "mjpeg": tmp_path / "cam.mjpg"}[kind]
     if kind == "mjpeg":
         await trio.run_process(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
                                 "testsrc2=size=320x240:rate=10:duration=2", "-c:v", "mjpeg",
                                 "-f", "mpjpeg", str(path)])
-    got = _S()
+    got = CountingSink()
     async with trio.open_nursery() as servers:
         if kind == "mjpeg":  # as a camera says it: multipart, here with a length
             port = await servers.start(partial(
@@ -148,10 +113,12 @@ async def test_only_files_of_a_format_read_from_one_url_are_read_ahead(media_cli
     assert (isinstance(info.value, SourceEnded) and info.value.finished) or kind == "mjpeg"
     if kind == "ts":
         assert "source.read_ahead url=" in caplog.text
+    elif kind == "hls":
+        segments = media_hls.read_text().count("#EXTINF")
+        assert f"source.read_ahead url={url} segments={segments}\n" in caplog.text
     else:  # not even tried
         assert "source.read_ahead" not in caplog.text
-    if kind != "hls":
-        assert got.video == {"ts": media_clip.frames, "mjpeg": 20}[kind]
+    assert got.video == {"ts": media_clip.frames, "hls": media_clip.frames, "mjpeg": 20}[kind]
 
 
 @pytest.mark.parametrize("ahead", [False, True], ids=["direct", "read-ahead"])
@@ -165,7 +132,7 @@ async def test_a_file_cut_short_whose_rest_is_refused_has_not_ended(media_clip, 
     from tests.media.misbehaving import serve_breaking_http
 
     read_ahead(ahead)
-    got = _S()
+    got = CountingSink()
     async with trio.open_nursery() as servers:
         server = await servers.start(partial(serve_breaking_http, media_ts,
                                              media_ts.stat().st_size * 2 // 5, True,
@@ -185,7 +152,7 @@ async def test_a_second_connection_held_silent_falls_back_quickly(media_clip, me
     read-ahead's open gives up after 2 s (not FFmpeg's 10 s I/O timeout, which would be the
     camera's stall watchdog's too), and the first connection is read, whole."""
     read_ahead(True)
-    got = _S()
+    got = CountingSink()
     async with trio.open_nursery() as servers:
         port = await servers.start(partial(serve_file_http, media_ts, answers=1, silent=True))
         started = time.monotonic()
@@ -204,7 +171,7 @@ async def test_a_file_that_cannot_be_opened_again_is_read_without_read_ahead(med
     """A server that answers one connection only: the second open, for the read-ahead, fails,
     and the file is read from the first one, from its start, all of it."""
     read_ahead(True)
-    whole, once = _S(), _S()
+    whole, once = CountingSink(), CountingSink()
     async with trio.open_nursery() as servers:
         http = await servers.start(serve_http, media_ts.parent)
         with trio.fail_after(20), pytest.raises(SourceEnded):
@@ -227,7 +194,7 @@ async def test_ffmpeg_rtsp_open_timeout_fires():
         port = await servers.start(serve_silent)
         start = time.monotonic()
         with trio.fail_after(10), pytest.raises(SourceError) as info:
-            await opener.run(f"rtsp://127.0.0.1:{port}/cam", {}, _S())
+            await opener.run(f"rtsp://127.0.0.1:{port}/cam", {}, CountingSink())
         servers.cancel_scope.cancel()
     assert time.monotonic() - start < 6
     assert info.value.reason == "timeout"

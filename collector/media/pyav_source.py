@@ -14,7 +14,7 @@ import io
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Final
 from urllib.parse import urlsplit
@@ -25,8 +25,9 @@ import trio
 from av.audio.codeccontext import AudioCodecContext
 
 from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
-from collector.media import rereads
+from collector.media import read_ahead, rereads
 from collector.media.aac import audio_specific_config, strip_adts
+from collector.media.hls_vod import SegmentFailed
 from collector.media.opener import FileIdentity, PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
 from collector.media.parameter_changes import (
@@ -45,21 +46,6 @@ install_stream_lookup()  # PyAV's demux looks up every packet's stream: see pyav
 BATCH_SECONDS = 0.1  # hand packets to trio at most ~10 times a second per camera
 BATCH_PACKETS = 64  # ...or sooner when a fast source fills a batch (bounds what a stall strands)
 PACED_BATCH_PACKETS = 256  # a file read faster than real time: fewer, larger hand-overs
-# A file over HTTP(S) at least this large is opened a second time, to be read ahead in FFmpeg's
-# own thread (`_read_ahead`): reading the socket then runs on the second core, beside the demuxing
-# and muxing, which take the GIL around every packet (measured: a long file's pace ~15 % faster,
-# for ~15 % more CPU and an 8 MiB buffer). The second open and probe cost ~13 ms, what the
-# read-ahead saves on ~64 MiB at this machine's pace; a live stream (no size) is never read
-# ahead: a camera would pay the thread and the buffer for nothing.
-READ_AHEAD_MIN_BYTES = 64 << 20
-# Only a source whose first open took less than this is opened again (one slower than that is
-# not read at a pace the read-ahead helps), and the second open may take twice as long.
-READ_AHEAD_OPEN_S = 1.0
-# A file read ahead ended where it should if its last packet is at most this far from its end.
-READ_AHEAD_END_SLACK_S = 2.0
-# HLS opens each media segment itself (FFmpeg's HLS demuxer takes only http and file URLs), and
-# an MJPEG stream over HTTP is a live camera, some of which announce a made-up Content-Length.
-NOT_READ_AHEAD = frozenset({"hls", "mpjpeg"})
 
 
 def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) -> dict[str, str]:
@@ -204,7 +190,7 @@ class PyAVOpener:
     def _session(self, url: str, opts: dict[str, str], sink: PacketSink,
                  trio_token: trio.lowlevel.TrioToken) -> None:
         """Runs in a worker thread: demux until the source ends, fails, or trio cancels us."""
-        container, file, ahead_end = self._open_session(url, opts, sink, trio_token)
+        container, file, whole = self._open_session(url, opts, sink, trio_token)
         with container:
             chosen, infos = describe_streams(container)
             convert = to_media_packet
@@ -289,42 +275,50 @@ class PyAVOpener:
                         trio.from_thread.check_cancelled()
                         hand_over(batch, now)
                         batch, flushed_at = [], now
+                finished = whole(media)
             except (av.error.FFmpegError, OSError) as exc:
-                if container.format.name in rereads.TORN_TAIL_FORMATS:
+                # (a playlist read ahead, hls_vod, may have failed at a segment's start)
+                torn = not isinstance(exc, SegmentFailed) or exc.torn
+                if torn and container.format.name in rereads.TORN_TAIL_FORMATS:
                     batch = rereads.without_torn_tails(batch)
                 if batch:
                     hand_over(batch, time.monotonic())
                 paced_hand_over.report()
+                if isinstance(exc, SegmentFailed):
+                    raise exc.error from None
                 raise map_av_error(exc, url) from None
             if batch:
                 hand_over(batch, time.monotonic())
             paced_hand_over.report()
-            if is_finite(container, url) and _read_to_its_end(ahead_end, media):
+            if finished:
                 raise SourceEnded(f"the file ended at {redact(url)}", finished=True)
         raise SourceEnded(f"stream ended at {redact(url)}")
 
     def _open_session(
         self, url: str, opts: dict[str, str], sink: PacketSink,
         trio_token: trio.lowlevel.TrioToken,
-    ) -> tuple[av.container.InputContainer, FileIdentity | None, float | None]:
-        """The source opened, read ahead if it is a file worth it (READ_AHEAD_MIN_BYTES); what
-        file it is (rereads.py); and, read ahead, where the file ends (`_read_to_its_end`).
-        Both as the first, direct, open saw them: the read-ahead's own open may see less."""
+    ) -> tuple[av.container.InputContainer, FileIdentity | None,
+               Callable[[MediaPacket | None], bool]]:
+        """The source opened, and opened again to be read ahead if it is a file worth it
+        (read_ahead.py); what file it is (rereads.py), as this first, direct, open saw it; and
+        what tells, at the clean end of its demuxing (given the last packet), whether the whole
+        file was read."""
         started = time.monotonic()
         container = self._open(url, opts)
         try:
             file = rereads.identity(container, is_finite(container, url))
-            if not (is_pull(url) and container.format.name not in NOT_READ_AHEAD
-                    and container.size >= READ_AHEAD_MIN_BYTES
-                    and time.monotonic() - started < READ_AHEAD_OPEN_S):
-                return container, file, None
-            end = _end_seconds(container)
-            trio_token.run_sync_soon(sink.reading)  # it answered: the second open is no stall
-            ahead = _read_ahead(container, url, opts)
+            ahead = None
+            if (time.monotonic() - started < read_ahead.READ_AHEAD_OPEN_S
+                    and read_ahead.worth_it(container, url)):
+                trio_token.run_sync_soon(sink.reading)  # it answered: the second open is no stall
+                ahead = read_ahead.reopen(container, url, opts, self.io_timeout_s, map_av_error)
         except BaseException:
             container.close()
             raise
-        return ahead, file, (end if ahead is not container else None)
+        if ahead is not None:
+            return ahead.container, file, ahead.whole
+        # read directly, a file cut short turns into a stream: its size unknown
+        return container, file, lambda last: is_finite(container, url)
 
     def _open(self, url: str, opts: dict[str, str]) -> av.container.InputContainer:
         started = time.monotonic()
@@ -342,46 +336,6 @@ class PyAVOpener:
                 raise SourceUnavailable(f"host not found for {redact(url)}",
                                         reason="dns") from None
             raise map_av_error(exc, url) from None
-
-
-def _read_ahead(container: av.container.InputContainer, url: str,
-                opts: dict[str, str]) -> av.container.InputContainer:
-    """The same file opened again through FFmpeg's `async` protocol, which reads it ahead in a
-    thread of its own, without the GIL, while this thread demuxes and muxes (the first container
-    closed); or the first container, still at its start, if that open fails or takes more than
-    2 x READ_AHEAD_OPEN_S (a server that takes one connection only, or holds the second)."""
-    ahead_opts = {**opts, "protocol_whitelist": f"async,{opts['protocol_whitelist']}"}
-    fmt = container.format.name.split(",")[0]  # known: no second probe of the format
-    try:
-        # PyAV's open timeout polls with the GIL, but only while opening (not reading: None)
-        ahead = av.open(f"async:{url}", options=ahead_opts, format=fmt,
-                        timeout=(2 * READ_AHEAD_OPEN_S, None))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        log.warning("source.read_ahead_failed url=%s error=%s", redact(url), redact(str(exc)))
-        return container
-    container.close()
-    log.info("source.read_ahead url=%s bytes=%d", redact(url), ahead.size)
-    return ahead
-
-
-def _end_seconds(container: av.container.InputContainer) -> float | None:
-    """Where the file ends, as FFmpeg estimated at the open (seconds, the streams' clock)."""
-    if container.duration is None:
-        return None
-    return ((container.start_time or 0) + container.duration) / 1_000_000
-
-
-def _read_to_its_end(end: float | None, last: MediaPacket | None) -> bool:
-    """Did a file read ahead end where the file does (`end`, from its direct open; None: not read
-    ahead, or no end known)? FFmpeg's
-    `async` protocol keeps the size it saw at the open, so a connection cut short whose
-    resumption the server refused ends as cleanly as the whole file (read directly, the size
-    turns unknown: `is_finite` says no). The last packet's time then falls short of the end.
-    (The read-ahead's own open may have met the cut already, and estimated the end there.)"""
-    if end is None or last is None:
-        return True  # nothing to tell by (read directly, `is_finite` tells)
-    ts = last.pts if last.pts is not None else last.dts
-    return ts is None or float(ts * last.time_base) >= end - READ_AHEAD_END_SLACK_S
 
 
 class _PacedHandOver:

@@ -223,12 +223,22 @@ async def serve_file_http(
 
 
 class FolderHttp:
-    """A `serve_folder_http` server: `fail()` makes its next playlist requests answer 404."""
+    """A `serve_folder_http` server: `fail()` makes its next playlist requests answer 404. Per
+    file name (a path under the folder): `missing` answers 404 that many times, `cut` sends only
+    that many bytes of the file (its whole length announced) and closes, `silent` never answers,
+    `moved` answers 302 to that location. `ranges`: a file cut short says it takes byte ranges,
+    and a request for the rest is answered 503. `requests` lists every name asked for."""
 
     def __init__(self) -> None:
         self.port = 0
         self.failing = 0
         self.failed = 0
+        self.missing: dict[str, int] = {}
+        self.cut: dict[str, int] = {}
+        self.silent: set[str] = set()
+        self.moved: dict[str, str] = {}
+        self.ranges = False
+        self.requests: list[str] = []
 
     def fail(self, times: int = 1) -> None:
         self.failing = times
@@ -238,6 +248,7 @@ async def serve_folder_http(
     folder: Path, task_status: trio.TaskStatus[FolderHttp] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     server = FolderHttp()
+    root = await trio.Path(folder).resolve()
 
     async def handler(stream: trio.SocketStream) -> None:
         async with stream:
@@ -245,19 +256,33 @@ async def serve_folder_http(
             if head is None:
                 return
             name = head.split(b" ")[1].decode().lstrip("/")
-            path = trio.Path(folder) / name
+            server.requests.append(name)
+            path = await (root / name).resolve()
+            body = b""
+            if name in server.silent:
+                await trio.sleep_forever()
             if name.endswith(".m3u8") and server.failing:
                 server.failing -= 1
                 server.failed += 1
                 reply = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
-            elif "/" in name or not await path.is_file():
+            elif server.missing.get(name, 0) > 0:
+                server.missing[name] -= 1
+                reply = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+            elif name in server.cut and b"range: bytes=0-" not in head.lower() and (
+                    b"range:" in head.lower()):
+                reply = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+            elif name in server.moved:
+                reply = (b"HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\n"
+                         % server.moved[name].encode())
+            elif not path.is_relative_to(root) or not await path.is_file():
                 reply = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
             else:
                 body = await path.read_bytes()
                 reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
-                reply += b"Connection: close\r\n\r\n" + body
-            if not reply.endswith(b"\r\n\r\n") and b"\r\n\r\n" not in reply:
-                reply += b"Connection: close\r\n\r\n"
+                if name in server.cut:
+                    body = body[:server.cut[name]]
+                    reply += b"Accept-Ranges: bytes\r\n" if server.ranges else b""
+            reply += b"Connection: close\r\n\r\n" + body
             try:
                 await stream.send_all(reply)
             except trio.BrokenResourceError:
