@@ -4,6 +4,7 @@ that fails does to the session and to the job, and what is left to FFmpeg's HLS 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -130,6 +131,29 @@ async def test_a_silent_segment_times_out(vod, read_ahead, caplog):
     assert isinstance(error, SourceUnavailable) and error.reason == "timeout", error
     assert 1.4 < elapsed < 5
     assert got.video == 4 * FPS
+
+
+async def test_a_session_that_stops_reading_stops_its_fetching_thread(vod, monkeypatch):
+    """A session that ends before the playlist does (here its sink fails on the first batch)
+    stops the thread that fetches the segments, which was waiting for room in its buffer (one
+    chunk here): no thread is left holding a connection, no later segment is asked for."""
+    from collector.media import hls_vod
+
+    class Failing(CountingSink):
+        async def packets_paced(self, batch, written=None) -> None:  # type: ignore[no-untyped-def]
+            raise RuntimeError("the jobs went away")
+
+    monkeypatch.setattr(hls_vod, "AHEAD_BYTES", 1)
+    async with trio.open_nursery() as servers:
+        server = await servers.start(serve_folder_http, vod)
+        with trio.fail_after(10), pytest.raises(RuntimeError, match="the jobs went away"):
+            await PyAVOpener(trio.CapacityLimiter(2)).run(
+                f"http://127.0.0.1:{server.port}/index.m3u8", {}, Failing())
+        with trio.fail_after(5):
+            while any(t.name == "hls-segments" for t in threading.enumerate()):
+                await trio.sleep(0.05)
+        servers.cancel_scope.cancel()
+    assert "seg00005.ts" not in server.requests
 
 
 async def test_a_playlist_that_moved_is_read_by_ffmpeg_where_it_is(vod, read_ahead, caplog):

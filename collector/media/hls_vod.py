@@ -102,8 +102,8 @@ class SegmentFailed(OSError):
 
 class SegmentStream:
     """The playlist's segments as one byte stream, fetched ahead by a thread of its own: a
-    file-like object for PyAV (`read`; `close`, which PyAV calls as it closes the container,
-    stops the fetching at its next chunk), then `ended()`.
+    file-like object for PyAV (`read`), then `ended()`. `close` stops the fetching at its next
+    chunk; the session calls it with the container's (read_ahead.Reading): PyAV never does.
 
     A segment that fails ends the stream where it failed, as the end of the input: the MPEG-TS
     demuxer then hands out every packet it holds (at an error it would keep the last few), and

@@ -9,12 +9,13 @@ a native trio client for exactly that reason.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Final
 from urllib.parse import urlsplit
@@ -190,8 +191,9 @@ class PyAVOpener:
     def _session(self, url: str, opts: dict[str, str], sink: PacketSink,
                  trio_token: trio.lowlevel.TrioToken) -> None:
         """Runs in a worker thread: demux until the source ends, fails, or trio cancels us."""
-        container, file, whole = self._open_session(url, opts, sink, trio_token)
-        with container:
+        reading, file = self._open_session(url, opts, sink, trio_token)
+        container, whole = reading.container, reading.whole
+        with contextlib.closing(reading):
             chosen, infos = describe_streams(container)
             convert = to_media_packet
             if container.format.name in WALLCLOCK_FORMATS and not is_finite(container, url):
@@ -297,12 +299,9 @@ class PyAVOpener:
     def _open_session(
         self, url: str, opts: dict[str, str], sink: PacketSink,
         trio_token: trio.lowlevel.TrioToken,
-    ) -> tuple[av.container.InputContainer, FileIdentity | None,
-               Callable[[MediaPacket | None], bool]]:
+    ) -> tuple[read_ahead.Reading, FileIdentity | None]:
         """The source opened, and opened again to be read ahead if it is a file worth it
-        (read_ahead.py); what file it is (rereads.py), as this first, direct, open saw it; and
-        what tells, at the clean end of its demuxing (given the last packet), whether the whole
-        file was read."""
+        (read_ahead.py); and what file it is (rereads.py), as this first, direct, open saw it."""
         started = time.monotonic()
         container = self._open(url, opts)
         try:
@@ -316,9 +315,9 @@ class PyAVOpener:
             container.close()
             raise
         if ahead is not None:
-            return ahead.container, file, ahead.whole
+            return ahead, file
         # read directly, a file cut short turns into a stream: its size unknown
-        return container, file, lambda last: is_finite(container, url)
+        return read_ahead.Reading(container, lambda last: is_finite(container, url)), file
 
     def _open(self, url: str, opts: dict[str, str]) -> av.container.InputContainer:
         started = time.monotonic()

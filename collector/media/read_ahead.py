@@ -44,13 +44,23 @@ NOT_READ_AHEAD = frozenset({"mpjpeg"})
 
 
 @dataclass(frozen=True)
-class Ahead:
-    """A source opened again to be read ahead; `whole(last packet)` tells, once its demuxing
-    ended cleanly, whether all of the file was read (rather than a connection cut short), or
-    raises the hls_vod.SegmentFailed that ended it."""
+class Reading:
+    """How a session reads its source: the container it demuxes; `whole(last packet)`, which
+    tells, once the demuxing ended cleanly, whether all of the file was read (rather than a
+    connection cut short), or raises the hls_vod.SegmentFailed that ended it; and the playlist's
+    fetching thread, if any, which `close` stops with the container (PyAV never closes a
+    file-like input)."""
 
     container: av.container.InputContainer
     whole: Callable[[MediaPacket | None], bool]
+    segments: hls_vod.SegmentStream | None = None
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        finally:
+            if self.segments is not None:
+                self.segments.close()
 
 
 def worth_it(container: av.container.InputContainer, url: str) -> bool:
@@ -64,7 +74,7 @@ def worth_it(container: av.container.InputContainer, url: str) -> bool:
 
 def reopen(container: av.container.InputContainer, url: str, opts: Mapping[str, str],
            io_timeout_s: float, map_error: Callable[[BaseException, str], SourceError],
-           ) -> Ahead | None:
+           ) -> Reading | None:
     """The source opened again, read ahead, with `container` closed; or None, `container` kept
     at its start, if this source is not read ahead after all (a playlist hls_vod does not take),
     or the second open failed or took more than 2 x READ_AHEAD_OPEN_S (a server that takes one
@@ -79,7 +89,7 @@ def reopen(container: av.container.InputContainer, url: str, opts: Mapping[str, 
 
 
 def _async(container: av.container.InputContainer, url: str,
-           opts: Mapping[str, str]) -> Ahead | None:
+           opts: Mapping[str, str]) -> Reading | None:
     """The file through FFmpeg's `async` protocol."""
     ahead_opts = {**opts, "protocol_whitelist": f"async,{opts['protocol_whitelist']}"}
     fmt = container.format.name.split(",")[0]  # known: no second probe of the format
@@ -95,11 +105,11 @@ def _async(container: av.container.InputContainer, url: str,
     # `async` keeps the size it saw at the open, so a connection cut short whose resumption
     # the server refused ends as cleanly as the whole file (read directly, the size turns
     # unknown). The last packet's time then falls short of the end.
-    return Ahead(ahead, lambda last: _read_to_its_end(end, last))
+    return Reading(ahead, lambda last: _read_to_its_end(end, last))
 
 
 def _playlist(url: str, opts: Mapping[str, str], io_timeout_s: float,
-              map_error: Callable[[BaseException, str], SourceError]) -> Ahead | None:
+              map_error: Callable[[BaseException, str], SourceError]) -> Reading | None:
     """A VOD playlist's segments fetched ahead (hls_vod), if it is one hls_vod takes."""
     stream = None
     try:
@@ -119,7 +129,7 @@ def _playlist(url: str, opts: Mapping[str, str], io_timeout_s: float,
         return None
     stream.patience_s = io_timeout_s
     log.info("source.read_ahead url=%s segments=%d", redact(url), len(playlist.segments))
-    return Ahead(ahead, lambda last: stream.ended())
+    return Reading(ahead, lambda last: stream.ended(), stream)
 
 
 def _end_seconds(container: av.container.InputContainer) -> float | None:
