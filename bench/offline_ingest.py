@@ -40,7 +40,8 @@ Files of 64 MiB or more over HTTP(S) are read ahead in FFmpeg's own thread (the 
 them a second time as `async:URL`, pyav_source.READ_AHEAD_MIN_BYTES): the 300 s clip (~81 MB) is,
 the 120 s one (~32 MB) is not. So the limit between those two mixes the two ways of reading (and
 charges the second open, ~13 ms, to the longer clip's "extra" wall); `--seconds 300,600` (the
-600 s clip is made once, ~4 min) gives the pace of files read ahead. HLS is never read ahead.
+600 s clip is made once, ~4 min) gives the pace of files read ahead. A VOD HLS playlist is read
+ahead at any length (its segments fetched by a thread of ours, collector/media/hls_vod.py).
 
 `--profile FILE` then runs collector jobs on the longest clip back to back under
 `py-spy record --nonblocking --threads -f raw` (those jobs are not in the table).

@@ -15,8 +15,10 @@
 - `serve_file_http`: answers with a whole file, of any Content-Type; with `answers`, only the
   first that many requests, later ones with 503 or (`silent`) not at all (a server that takes
   one connection per client).
-- `serve_folder_http`: serves a folder's files (a live playlist an encoder writes), answering 404
-  for the playlist `fail_playlist` times when the test says (an origin that hiccups).
+- `serve_folder_http`: serves a folder's files (a live playlist an encoder writes, a VOD's
+  segments), answering 404 for the playlist when the test says (an origin that hiccups); per
+  file it can answer 404, cut the file short (with or without byte ranges), never answer, or
+  redirect (`FolderHttp`).
 - `serve_garbage`: accepts TCP and writes bytes that are no protocol at all.
 - `serve_silent`: accepts TCP and never says anything.
 """
