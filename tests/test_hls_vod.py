@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from collector.errors import SourceEnded, SourceUnavailable
+from collector.errors import SourceEnded, SourceError, SourceUnavailable
 from collector.media.hls_vod import VodPlaylist, parse
 from collector.media.pyav_source import PyAVOpener
 from tests.client import read_ws, wait_job, ws_url
@@ -43,6 +43,8 @@ SEGMENTS = "#EXTINF:2.0,\nseg0.ts\n#EXTINF:2.0,\nseg1.ts\n"
     f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n{SEGMENTS}",  # live: no end
     "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nlow/index.m3u8\n#EXT-X-ENDLIST\n",  # master
     f"#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\"\n{SEGMENTS}#EXT-X-ENDLIST\n",  # encrypted
+    f"#EXTM3U\n#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"https://k/?METHOD=NONE\"\n{SEGMENTS}"
+    "#EXT-X-ENDLIST\n",  # encrypted, whatever its key's URL says
     f"#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n{SEGMENTS}#EXT-X-ENDLIST\n",  # fMP4
     f"#EXTM3U\n#EXT-X-BYTERANGE:1000@0\n{SEGMENTS}#EXT-X-ENDLIST\n",  # byte ranges
     f"#EXTM3U\n{SEGMENTS}#EXTINF:2.0,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n",  # a local file
@@ -50,8 +52,8 @@ SEGMENTS = "#EXTINF:2.0,\nseg0.ts\n#EXTINF:2.0,\nseg1.ts\n"
     "#EXTM3U\n#EXT-X-ENDLIST\n",  # no segment
     f"{SEGMENTS}#EXT-X-ENDLIST\n",  # not a playlist
     "",
-], ids=["live", "master", "encrypted", "fmp4", "byte-ranges", "local-file", "crypto", "empty",
-        "no-header", "nothing"])
+], ids=["live", "master", "encrypted", "sample-aes", "fmp4", "byte-ranges", "local-file",
+        "crypto", "empty", "no-header", "nothing"])
 def test_other_playlists_are_left_to_ffmpeg(text: str) -> None:
     assert parse(text, URL) is None
 
@@ -70,6 +72,13 @@ async def read_once(url: str, io_timeout_s: float = 10.0) -> tuple[CountingSink,
     with trio.fail_after(30), pytest.raises(Exception) as info:
         await PyAVOpener(trio.CapacityLimiter(2), io_timeout_s=io_timeout_s).run(url, {}, got)
     return got, info.value
+
+
+async def fetching_threads_end(seconds: float) -> None:
+    """Wait until no hls_vod fetching thread is left (a thread has no event to wait on)."""
+    with trio.fail_after(seconds):
+        while any(t.name == "hls-segments" for t in threading.enumerate()):  # noqa: ASYNC110
+            await trio.sleep(0.05)
 
 
 async def test_a_missing_segment_fails_the_session_and_names_it(vod, read_ahead, caplog):
@@ -129,11 +138,14 @@ async def test_a_silent_segment_times_out(vod, read_ahead, caplog):
         elapsed = time.monotonic() - started
         servers.cancel_scope.cancel()
     assert isinstance(error, SourceUnavailable) and error.reason == "timeout", error
-    assert 1.4 < elapsed < 5
+    assert str(error) == f"timed out reading http://127.0.0.1:{server.port}/{BROKEN}"
+    assert 1.4 < elapsed < 3
     assert got.video == 4 * FPS
+    await fetching_threads_end(2)  # with its request
 
 
-async def test_a_session_that_stops_reading_stops_its_fetching_thread(vod, monkeypatch):
+async def test_a_session_that_stops_reading_stops_its_fetching_thread(vod, monkeypatch,
+                                                                     read_ahead, caplog):
     """A session that ends before the playlist does (here its sink fails on the first batch)
     stops the thread that fetches the segments, which was waiting for room in its buffer (one
     chunk here): no thread is left holding a connection, no later segment is asked for."""
@@ -143,17 +155,40 @@ async def test_a_session_that_stops_reading_stops_its_fetching_thread(vod, monke
         async def packets_paced(self, batch, written=None) -> None:  # type: ignore[no-untyped-def]
             raise RuntimeError("the jobs went away")
 
+    read_ahead(True)
     monkeypatch.setattr(hls_vod, "AHEAD_BYTES", 1)
     async with trio.open_nursery() as servers:
         server = await servers.start(serve_folder_http, vod)
         with trio.fail_after(10), pytest.raises(RuntimeError, match="the jobs went away"):
             await PyAVOpener(trio.CapacityLimiter(2)).run(
                 f"http://127.0.0.1:{server.port}/index.m3u8", {}, Failing())
-        with trio.fail_after(5):
-            while any(t.name == "hls-segments" for t in threading.enumerate()):
-                await trio.sleep(0.05)
+        await fetching_threads_end(5)
         servers.cancel_scope.cancel()
+    assert "source.read_ahead url=" in caplog.text and "segments=6" in caplog.text
     assert "seg00005.ts" not in server.requests
+
+
+async def test_an_unexpected_error_fetching_a_segment_fails_the_session(vod, monkeypatch):
+    """Whatever goes wrong in the fetching thread (here a bug, raised as it starts the third
+    segment) fails the session; the input's end is not taken for the playlist's."""
+    from collector.media import hls_vod
+
+    fetch_one = hls_vod.SegmentStream._fetch_one
+
+    def failing(self, url: str) -> bool:  # type: ignore[no-untyped-def]
+        if url.endswith(BROKEN):
+            raise RuntimeError(f"a bug at {url}")
+        return fetch_one(self, url)
+
+    monkeypatch.setattr(hls_vod.SegmentStream, "_fetch_one", failing)
+    async with trio.open_nursery() as servers:
+        server = await servers.start(serve_folder_http, vod)
+        got, error = await read_once(f"http://127.0.0.1:{server.port}/index.m3u8")
+        servers.cancel_scope.cancel()
+    shown = f"http://127.0.0.1:{server.port}/{BROKEN}"
+    assert type(error) is SourceError, error
+    assert str(error) == f"fetching {shown} failed: RuntimeError('a bug at {shown}')"
+    assert got.video == 4 * FPS
 
 
 async def test_a_playlist_that_moved_is_read_by_ffmpeg_where_it_is(vod, read_ahead, caplog):

@@ -22,7 +22,10 @@ they cannot be fetched from the playlist's own URL (the first segment failing fa
 from __future__ import annotations
 
 import collections
+import logging
+import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -32,6 +35,8 @@ import av.error
 
 from collector.errors import SourceEnded, SourceError, SourceUnavailable
 from collector.urls import redact, scheme_of
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 << 10  # what the fetching thread hands over at most at once
 AHEAD_BYTES = 8 << 20  # fetched and not yet demuxed, at most (FFmpeg's `async` keeps as much)
@@ -66,7 +71,7 @@ def parse(text: str, url: str) -> VodPlaylist | None:
             tag, _, value = line.partition(":")
             if tag in _REFUSED_TAGS:
                 return None
-            if tag == "#EXT-X-KEY" and "METHOD=NONE" not in value.upper():
+            if tag == "#EXT-X-KEY" and _attribute(value, "METHOD") != "NONE":
                 return None
             ended = ended or tag == "#EXT-X-ENDLIST"
             continue
@@ -77,6 +82,17 @@ def parse(text: str, url: str) -> VodPlaylist | None:
     if not ended or not segments:
         return None
     return VodPlaylist(url, tuple(segments))
+
+
+def _attribute(attributes: str, name: str) -> str | None:
+    """One attribute of a tag's attribute list (`METHOD=AES-128,URI="..."`), unquoted."""
+    for match in _ATTRIBUTE.finditer(attributes):
+        if match["name"] == name:
+            return match["value"].strip('"')
+    return None
+
+
+_ATTRIBUTE = re.compile(r'(?P<name>[A-Z0-9-]+)=(?P<value>"[^"]*"|[^,]*)')
 
 
 def fetch_playlist(url: str, options: Mapping[str, str], timeout_s: float) -> str:
@@ -115,7 +131,10 @@ class SegmentStream:
         self.playlist = playlist
         self.options = {**options, "raw_packet_size": str(CHUNK_BYTES)}
         self.map_error = map_error
-        self.patience_s = patience_s  # longest a read waits for the fetching thread
+        # longest the fetching thread may go without progress (a segment answered, a chunk)
+        # before a read gives up: a backstop, as FFmpeg's rw_timeout bounds each of its steps
+        self.patience_s = patience_s
+        self._progress_at = time.monotonic()
         self._chunks: collections.deque[bytes] = collections.deque()
         self._held = 0  # bytes in _chunks
         self._done = False  # the fetching thread put its last chunk
@@ -131,9 +150,13 @@ class SegmentStream:
 
     def read(self, size: int) -> bytes:
         with self._lock:
-            if not self._lock.wait_for(lambda: self._chunks or self._done, self.patience_s):
-                self._failure = SegmentFailed(self._timed_out(), self._started)
-                self._done = True  # the input ends here (the fetching thread goes on, unread)
+            while not (self._chunks or self._done):
+                left = self._progress_at + self.patience_s - time.monotonic()
+                if left <= 0:
+                    self._failure = SegmentFailed(self._timed_out(), self._started)
+                    self._done = True  # the input ends here (the fetching thread stops)
+                    break
+                self._lock.wait(left)
             if not self._chunks:
                 return b""  # the end: of the playlist, or where a segment failed (`ended`)
             chunk = self._chunks.popleft()
@@ -167,33 +190,45 @@ class SegmentStream:
 
     def _timed_out(self) -> SourceError:
         return SourceUnavailable(
-            f"timed out reading {redact(self.playlist.url)}: no segment data for "
-            f"{self.patience_s:g} s", reason="timeout")
+            f"timed out reading {redact(self.playlist.url)}: no progress fetching its segments "
+            f"for {self.patience_s:g} s", reason="timeout")
 
     # --- the fetching thread
 
     def _fetch(self) -> None:
         failure = None
+        whole = False
+        url = self.playlist.url
         try:
             for url in self.playlist.segments:
                 if not self._fetch_one(url):
-                    return
+                    break
+            else:
+                whole = True
         except (av.error.FFmpegError, OSError) as exc:
             failure = self.map_error(exc, url)
         except SourceError as exc:
             failure = exc
+        except Exception as exc:  # a bug must not pass for the playlist's end
+            log.exception("hls_vod.fetch_failed url=%s", redact(url))
+            failure = SourceError(f"fetching {redact(url)} failed: {redact(repr(exc))}")
         finally:
             with self._lock:
                 if not self._done:
                     if failure is not None:
                         self._failure = SegmentFailed(failure, self._started)
-                    self._whole = failure is None and not self._closed
+                    self._whole = whole and failure is None and not self._closed
                     self._done = True
                 self._lock.notify_all()
 
     def _fetch_one(self, url: str) -> bool:
         """Fetch one segment into the buffer; False once the stream was closed."""
+        with self._lock:
+            if self._closed or self._done:  # (done: the reader gave up waiting)
+                return False
         with av.open(url, format="data", options=self.options) as container:
+            with self._lock:
+                self._progress_at = time.monotonic()
             size, got = container.size, 0
             for packet in container.demux():
                 if not packet.size:
@@ -209,6 +244,7 @@ class SegmentStream:
                     self._chunks.append(chunk)
                     self._held += len(chunk)
                     self._started = True
+                    self._progress_at = time.monotonic()
                     if len(self._chunks) == 1:
                         self._lock.notify_all()  # the demuxing thread may be waiting
         # FFmpeg ends a read cut short as cleanly as a whole one when the server takes byte

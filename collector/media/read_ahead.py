@@ -41,6 +41,12 @@ READ_AHEAD_OPEN_S = 1.0
 READ_AHEAD_END_SLACK_S = 2.0
 # An MJPEG stream over HTTP is a live camera, some of which announce a made-up Content-Length.
 NOT_READ_AHEAD = frozenset({"mpjpeg"})
+# A playlist's segment is fetched in up to this many steps that FFmpeg's rw_timeout bounds one
+# by one (connect, TLS, the answer, each read): hls_vod gives up after as many without progress.
+SEGMENT_STEPS = 4
+# Options of the user's that the demuxer reading a playlist's segments takes (FFmpeg's HLS
+# demuxer would pass them on to its own).
+PROBE_OPTIONS = frozenset({"probesize", "analyzeduration"})
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,9 @@ def _playlist(url: str, opts: Mapping[str, str], io_timeout_s: float,
             log.info("source.read_ahead_refused url=%s", redact(url))
             return None
         stream = hls_vod.SegmentStream(playlist, opts, map_error, 2 * READ_AHEAD_OPEN_S)
-        ahead = av.open(stream, "r", format="mpegts", buffer_size=hls_vod.CHUNK_BYTES)
+        probing = {k: v for k, v in opts.items() if k in PROBE_OPTIONS}  # the user's, if any
+        ahead = av.open(stream, "r", format="mpegts", options=probing,
+                        buffer_size=hls_vod.CHUNK_BYTES)
     except (av.error.FFmpegError, OSError, ValueError, SourceError) as exc:
         if stream is not None:
             stream.close()
@@ -127,7 +135,7 @@ def _playlist(url: str, opts: Mapping[str, str], io_timeout_s: float,
             exc = stream.failure or exc
         log.warning("source.read_ahead_failed url=%s error=%s", redact(url), redact(str(exc)))
         return None
-    stream.patience_s = io_timeout_s
+    stream.patience_s = SEGMENT_STEPS * io_timeout_s
     log.info("source.read_ahead url=%s segments=%d", redact(url), len(playlist.segments))
     return Reading(ahead, lambda last: stream.ended(), stream)
 
