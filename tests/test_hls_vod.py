@@ -15,7 +15,7 @@ from collector.errors import SourceEnded, SourceError, SourceUnavailable
 from collector.media.hls_vod import VodPlaylist, parse
 from collector.media.pyav_source import PyAVOpener
 from tests.client import read_ws, wait_job, ws_url
-from tests.media.misbehaving import serve_folder_http
+from tests.media.misbehaving import FolderHttp, serve_folder_http
 from tests.media.sink import CountingSink
 from tests.test_recording import FPS, check_source_files
 
@@ -224,19 +224,28 @@ async def test_a_master_playlist_is_read_by_ffmpeg(vod, media_clip, read_ahead, 
     assert got.sessions == 1 and got.video == media_clip.frames
 
 
-async def test_a_job_reads_a_playlist_again_past_a_segment_missing_once(collector, client, vod):
-    """A segment answered with 404 once: the job's next session reads the playlist again and
-    skips what was recorded (rereads.py); the job completes with every frame, none twice."""
+async def collect_vod(collector, client, vod: Path, missing: int, max_attempts: int,
+                      userinfo: str = "") -> tuple[dict, FolderHttp, list[str]]:
+    """One job of the whole VOD whose third segment is answered 404 `missing` times: the job
+    once it ended, the server, and the job's WebSocket messages."""
     async with trio.open_nursery() as servers:
         server = await servers.start(serve_folder_http, vod)
-        server.missing[BROKEN] = 1
-        url = f"http://127.0.0.1:{server.port}/index.m3u8"
+        server.missing[BROKEN] = missing
+        url = f"http://{userinfo}127.0.0.1:{server.port}/index.m3u8"
         with trio.fail_after(40):
             job_id = (await client.post("/collect", json={
                 "streams": [{"name": "vod", "url": url}], "duration": 12, "segment_seconds": 2,
-                "retry": {"initial_backoff": 0.1}})).json()["job_id"]
+                "retry": {"max_attempts": max_attempts, "initial_backoff": 0.1}})).json()["job_id"]
             job = await wait_job(client, job_id)
+            transcript = await read_ws(ws_url(collector.url, job_id))
         servers.cancel_scope.cancel()
+    return job, server, transcript.messages
+
+
+async def test_a_job_reads_a_playlist_again_past_a_segment_missing_once(collector, client, vod):
+    """A segment answered with 404 once: the job's next session reads the playlist again and
+    skips what was recorded (rereads.py); the job completes with every frame, none twice."""
+    job, server, _ = await collect_vod(collector, client, vod, missing=1, max_attempts=3)
     (source,) = job["sources"]
     assert job["status"] == "completed", job
     assert source["attempts"] == 2
@@ -251,22 +260,13 @@ async def test_a_job_whose_segment_stays_missing_fails_naming_it_without_credent
     """A segment that is never found: after the policy's attempts the job fails with the
     segment's URL in its error, its password redacted there, in the job and on the WebSocket;
     what was recorded before it is kept, readable."""
-    async with trio.open_nursery() as servers:
-        server = await servers.start(serve_folder_http, vod)
-        server.missing[BROKEN] = 99
-        url = f"http://viewer:s3cret@127.0.0.1:{server.port}/index.m3u8"
-        with trio.fail_after(40):
-            job_id = (await client.post("/collect", json={
-                "streams": [{"name": "vod", "url": url}], "duration": 12, "segment_seconds": 2,
-                "retry": {"max_attempts": 2, "initial_backoff": 0.1}})).json()["job_id"]
-            job = await wait_job(client, job_id)
-            transcript = await read_ws(ws_url(collector.url, job_id))
-        servers.cancel_scope.cancel()
+    job, server, messages = await collect_vod(collector, client, vod, missing=99,
+                                              max_attempts=2, userinfo="viewer:s3cret@")
     (source,) = job["sources"]
     assert job["status"] == "failed"
     shown = f"http://***@127.0.0.1:{server.port}/{BROKEN}"
     assert f"not found (404) at {shown}" in job["error"], job["error"]
-    assert transcript.messages[-1] == f"Error with Job ID {job_id}: {job['error']}"
-    assert "s3cret" not in repr(job) and "s3cret" not in repr(transcript.messages)
+    assert messages[-1] == f"Error with Job ID {job['job_id']}: {job['error']}"
+    assert "s3cret" not in repr(job) and "s3cret" not in repr(messages)
     assert source["attempts"] == 2 and server.requests.count(BROKEN) == 2
     check_source_files(source, 4)
