@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -34,6 +34,7 @@ import av
 import av.error
 
 from collector.errors import SourceEnded, SourceError, SourceUnavailable
+from collector.media.av_errors import map_av_error
 from collector.urls import redact, scheme_of
 
 log = logging.getLogger(__name__)
@@ -126,11 +127,9 @@ class SegmentStream:
     `ended()` raises the failure."""
 
     def __init__(self, playlist: VodPlaylist, options: Mapping[str, str],
-                 map_error: Callable[[BaseException, str], SourceError],
                  patience_s: float) -> None:
         self.playlist = playlist
         self.options = {**options, "raw_packet_size": str(CHUNK_BYTES)}
-        self.map_error = map_error
         # longest the fetching thread may go without progress (a segment answered, a chunk)
         # before a read gives up: a backstop, as FFmpeg's rw_timeout bounds each of its steps
         self.patience_s = patience_s
@@ -206,7 +205,7 @@ class SegmentStream:
             else:
                 whole = True
         except (av.error.FFmpegError, OSError) as exc:
-            failure = self.map_error(exc, url)
+            failure = map_av_error(exc, url)
         except SourceError as exc:
             failure = exc
         except Exception as exc:  # a bug must not pass for the playlist's end

@@ -25,9 +25,10 @@ import av.error
 import trio
 from av.audio.codeccontext import AudioCodecContext
 
-from collector.errors import SourceEnded, SourceError, SourceUnavailable, UnsupportedSource
+from collector.errors import SourceEnded, SourceUnavailable, UnsupportedSource
 from collector.media import read_ahead, rereads
 from collector.media.aac import audio_specific_config, strip_adts
+from collector.media.av_errors import map_av_error
 from collector.media.hls_vod import SegmentFailed
 from collector.media.opener import FileIdentity, PacketSink, Written
 from collector.media.packets import MediaPacket, StreamInfo
@@ -75,32 +76,6 @@ def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) ->
         opts.setdefault("reconnect_delay_max", "0")
     opts["protocol_whitelist"] = PROTOCOL_WHITELIST[scheme]
     return opts
-
-
-def map_av_error(exc: BaseException, url: str) -> SourceError:
-    """Translate a PyAV/OS error into our tree, with the URL's credentials redacted."""
-    shown = redact(url)
-    match exc:
-        case av.error.HTTPUnauthorizedError() | av.error.HTTPForbiddenError():
-            return SourceUnavailable(f"unauthorized (401/403) from {shown}", reason="unauthorized")
-        case av.error.HTTPNotFoundError():
-            return SourceUnavailable(f"not found (404) at {shown}", reason="not_found")
-        case av.error.ConnectionRefusedError():
-            return SourceUnavailable(f"connection refused by {shown}", reason="refused")
-        case av.error.TimeoutError() | av.error.ExitError():
-            return SourceUnavailable(f"timed out reading {shown}", reason="timeout")
-        case av.error.EOFError():
-            return SourceEnded(f"stream ended at {shown}")
-        case av.error.ProtocolNotFoundError() | av.error.DemuxerNotFoundError():
-            return UnsupportedSource(f"unsupported protocol or format at {shown}")
-        case av.error.FFmpegError() if getattr(exc, "errno", None) in (-2, 2):
-            return SourceUnavailable(f"host not found for {shown}", reason="dns")
-        case av.error.FFmpegError():
-            text = redact(getattr(exc, "strerror", None) or str(exc))
-            return SourceUnavailable(f"{text} ({shown})", reason="ffmpeg")
-        case OSError():
-            return SourceUnavailable(f"{redact(str(exc))} ({shown})", reason="os")
-    return SourceError(redact(str(exc)))
 
 
 def describe_streams(
@@ -310,7 +285,7 @@ class PyAVOpener:
             if (time.monotonic() - started < read_ahead.READ_AHEAD_OPEN_S
                     and read_ahead.worth_it(container, url)):
                 trio_token.run_sync_soon(sink.reading)  # it answered: the second open is no stall
-                ahead = read_ahead.reopen(container, url, opts, self.io_timeout_s, map_av_error)
+                ahead = read_ahead.reopen(container, url, opts, self.io_timeout_s)
         except BaseException:
             container.close()
             raise

@@ -81,14 +81,13 @@ def worth_it(container: av.container.InputContainer, url: str) -> bool:
 
 
 def reopen(container: av.container.InputContainer, url: str, opts: Mapping[str, str],
-           io_timeout_s: float, map_error: Callable[[BaseException, str], SourceError],
-           ) -> Reading | None:
+           io_timeout_s: float) -> Reading | None:
     """The source opened again, read ahead, with `container` closed; or None, `container` kept
     at its start, if this source is not read ahead after all (a playlist hls_vod does not take),
     or the second open failed or took more than 2 x READ_AHEAD_OPEN_S (a server that takes one
     connection only, or holds the second)."""
     if container.format.name == "hls":
-        ahead = _playlist(url, opts, io_timeout_s, map_error)
+        ahead = _playlist(url, opts, io_timeout_s)
     else:
         ahead = _async(container, url, opts)
     if ahead is not None:
@@ -116,8 +115,7 @@ def _async(container: av.container.InputContainer, url: str,
     return Reading(ahead, lambda last: _read_to_its_end(end, last))
 
 
-def _playlist(url: str, opts: Mapping[str, str], io_timeout_s: float,
-              map_error: Callable[[BaseException, str], SourceError]) -> Reading | None:
+def _playlist(url: str, opts: Mapping[str, str], io_timeout_s: float) -> Reading | None:
     """A VOD playlist's segments fetched ahead (hls_vod), if it is one hls_vod takes."""
     stream = None
     try:
@@ -126,7 +124,7 @@ def _playlist(url: str, opts: Mapping[str, str], io_timeout_s: float,
         if playlist is None:
             log.info("source.read_ahead_refused url=%s", redact(url))
             return None
-        stream = hls_vod.SegmentStream(playlist, opts, map_error, 2 * READ_AHEAD_OPEN_S)
+        stream = hls_vod.SegmentStream(playlist, opts, 2 * READ_AHEAD_OPEN_S)
         probing = {k: v for k, v in opts.items() if k in PROBE_OPTIONS}  # the user's, if any
         ahead = av.open(stream, "r", format="mpegts", options=probing,
                         buffer_size=hls_vod.CHUNK_BYTES)
