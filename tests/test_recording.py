@@ -13,7 +13,7 @@ import trio
 
 from collector.media.segments import SegmentFile
 from tests.client import expected_texts, read_ws, wait_job, wait_step, ws_url
-from tests.media.clips import make_clip, make_ts
+from tests.media.clips import make_audio_joining_clip, make_clip, make_ts
 from tests.media.misbehaving import serve_pausing_http
 from tests.media.probe import count_frames, decode_errors, packets, probe
 from tests.media.servers import serve_http, serve_rtmp, serve_rtsp
@@ -229,6 +229,36 @@ async def test_a_file_is_read_once(collector, client, media_ts, media_hls, kind,
         assert job["error"] == error
         assert transcript.messages == [*expected_texts(job_id, 10)[:6],
                                        f"Error with Job ID {job_id}: {error}"]
+
+
+async def test_a_stream_that_appears_mid_file_does_not_fail_the_job(collector, client, tmp_path,
+                                                                     caplog):
+    """An MPEG-TS file of 4 s of video alone, then 4 s with audio. FFmpeg's open sees only the
+    video; PyAV skips the audio's packets, then at the end of the file its flush looked the audio
+    stream up and raised IndexError: the session 'crashed' with every packet of its last batch
+    undelivered, and the job failed after 5 attempts ("internal error: tuple index out of
+    range"), having recorded nothing of an 8 s file. Now the end of the file ends it: the job
+    completes with all 200 frames, and a warning says a stream was left out."""
+    clip = make_audio_joining_clip(tmp_path / "media" / "joined.ts")
+    async with trio.open_nursery() as servers:
+        http = await servers.start(serve_http, clip.path.parent)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [{"name": "file", "url": http.url(clip.path)}], "duration": 8,
+                "segment_seconds": 2})).json()["job_id"]
+            job = await wait_job(client, job_id)
+            transcript = await read_ws(ws_url(collector.url, job_id))
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed", job.get("error")
+    assert transcript.messages == expected_texts(job_id, 4)
+    (source,) = job["sources"]
+    assert source["attempts"] == 1 and source["gaps"] == []
+    assert [s["codec"] for s in source["segments"]] == ["h264"] * 4
+    assert sum(s["frames"] for s in source["segments"]) == clip.frames
+    check_source_files(source, 8)
+    assert (f"source.stream_appeared url={http.url(clip.path)} "
+            "error=no stream 1 among the 1 opened: a stream that appeared mid-file was left out"
+            ) in caplog.text
 
 
 @pytest.mark.parametrize(("ranges", "ahead"),

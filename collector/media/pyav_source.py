@@ -38,6 +38,7 @@ from collector.media.parameter_changes import (
     ParameterWatch,
     parameter_sets,
 )
+from collector.media.pyav_streams import StreamAppeared
 from collector.media.pyav_streams import install as install_stream_lookup
 from collector.urls import PROTOCOL_WHITELIST, is_pull, redact, scheme_of
 
@@ -211,47 +212,53 @@ class PyAVOpener:
             media: MediaPacket | None = None
             flushed_at = beat_at = time.monotonic()
             try:
-                for packet in container.demux(chosen):
-                    if packet.size == 0:  # flush packet at end of stream
-                        continue
-                    index = packet.stream_index
-                    info = None  # the stream described anew from this packet on
-                    if skip is not None:
-                        if skip.skips(packet, index):
-                            if side is not None:
-                                # a new FLV header among what is skipped: FLV does not send it
-                                # again, and what follows the skip is under it
-                                skipped_header = _new_header(side, packet) or skipped_header
-                            if (now := time.monotonic()) - beat_at >= BATCH_SECONDS:
-                                trio.from_thread.check_cancelled()
-                                trio_token.run_sync_soon(sink.reading)  # not a stall
-                                beat_at = now
+                try:
+                    for packet in container.demux(chosen):
+                        if packet.size == 0:  # flush packet at end of stream
                             continue
-                        info, skipped_header = skipped_header, None
-                        if not skip:  # past all of it: no more checks
-                            skip = None
-                    media = convert(packet, bases[index], adts[index])
-                    if watch is not None and media.keyframe and index == watch.info.index:
-                        info = watch.changed(media.data) or info
-                    elif side is not None:
-                        info = _new_header(side, packet) or info
-                    if info is not None:
-                        # described anew right before this packet: what came before first
-                        if batch:
-                            hand_over(batch, time.monotonic())
-                            batch, flushed_at = [], time.monotonic()
-                        paced_hand_over.report()
-                        infos = tuple(info if i.index == info.index else i for i in infos)
-                        if paced:  # a job catching up is waited for, not dropped
-                            trio.from_thread.run(sink.opened_paced, infos)
-                        else:
-                            trio.from_thread.run_sync(sink.opened, infos, True)
-                    batch.append(media)
-                    now = time.monotonic()
-                    if now - flushed_at >= BATCH_SECONDS or len(batch) >= most:
-                        trio.from_thread.check_cancelled()
-                        hand_over(batch, now)
-                        batch, flushed_at = [], now
+                        index = packet.stream_index
+                        info = None  # the stream described anew from this packet on
+                        if skip is not None:
+                            if skip.skips(packet, index):
+                                if side is not None:
+                                    # a new FLV header among what is skipped: FLV does not send it
+                                    # again, and what follows the skip is under it
+                                    skipped_header = _new_header(side, packet) or skipped_header
+                                if (now := time.monotonic()) - beat_at >= BATCH_SECONDS:
+                                    trio.from_thread.check_cancelled()
+                                    trio_token.run_sync_soon(sink.reading)  # not a stall
+                                    beat_at = now
+                                continue
+                            info, skipped_header = skipped_header, None
+                            if not skip:  # past all of it: no more checks
+                                skip = None
+                        media = convert(packet, bases[index], adts[index])
+                        if watch is not None and media.keyframe and index == watch.info.index:
+                            info = watch.changed(media.data) or info
+                        elif side is not None:
+                            info = _new_header(side, packet) or info
+                        if info is not None:
+                            # described anew right before this packet: what came before first
+                            if batch:
+                                hand_over(batch, time.monotonic())
+                                batch, flushed_at = [], time.monotonic()
+                            paced_hand_over.report()
+                            infos = tuple(info if i.index == info.index else i for i in infos)
+                            if paced:  # a job catching up is waited for, not dropped
+                                trio.from_thread.run(sink.opened_paced, infos)
+                            else:
+                                trio.from_thread.run_sync(sink.opened, infos, True)
+                        batch.append(media)
+                        now = time.monotonic()
+                        if now - flushed_at >= BATCH_SECONDS or len(batch) >= most:
+                            trio.from_thread.check_cancelled()
+                            hand_over(batch, now)
+                            batch, flushed_at = [], now
+                except StreamAppeared as exc:
+                    # PyAV's flush at the end of the input looked up a stream that appeared
+                    # after the open, whose packets it skipped (pyav_streams.py): the end
+                    log.warning("source.stream_appeared url=%s error=%s: a stream that appeared "
+                                "mid-file was left out", redact(url), exc)
                 finished = whole(media)
             except (av.error.FFmpegError, OSError) as exc:
                 # (a playlist read ahead, hls_vod, may have failed at a segment's start)

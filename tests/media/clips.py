@@ -101,6 +101,22 @@ def make_switching_clip(path: Path, sizes: tuple[str, ...], seconds: int = 4, fp
                     frames=seconds * fps * len(sizes))
 
 
+def make_audio_joining_clip(path: Path, seconds: int = 4, fps: int = 25) -> ClipInfo:
+    """An MPEG-TS clip of `seconds` of video alone, then `seconds` of video with audio (its
+    program map gains the audio stream there), timestamps continuing, joined byte for byte: a
+    stream that appears mid-file, which FFmpeg's open does not see."""
+    path = Path(path)
+    parts = []
+    for i, audio in enumerate((False, True)):
+        part = path.with_name(f"{path.stem}-{i}.ts")
+        make_clip(part, seconds=seconds, fps=fps, audio=audio, container="ts",
+                  ts_offset=i * seconds)
+        parts.append(part.read_bytes())
+    path.write_bytes(b"".join(parts))
+    return ClipInfo(path=path, seconds=2 * seconds, fps=fps, gop_seconds=2,
+                    frames=2 * seconds * fps)
+
+
 def make_hls(clip: Path, folder: Path, hls_time: int = 2) -> Path:
     """Remux ``clip`` (no re-encode) into a VOD HLS playlist + TS segments; return the .m3u8."""
     folder = Path(folder)
