@@ -8,6 +8,8 @@ collector vs `ffmpeg -c copy` on the same input.
 * The clip is made once per length and cached in $TMPDIR/camera-collector-bench/: the 720p25
   H.264 (~2 Mbit/s, 2 s GOP, no B-frames) + AAC clip of bench/cameras.py, `--seconds` long,
   remuxed without re-encoding to MPEG-TS (`ts`) and to a VOD HLS playlist of 2 s segments (`hls`).
+  A length that is a multiple of 600 s above it (`--seconds 600,3600`: an hour, ~930 MiB, and as
+  much again as HLS) is the 600 s clip looped, remuxed in seconds (ffmpeg `-stream_loop`).
   `python -m http.server` serves it on 127.0.0.1 in its own process (never measured; it is what
   tests/media/servers.serve_http runs, out of this process so it does not share our GIL and its
   "connection reset" tracebacks, when the collector stops reading before the end, stay quiet).
@@ -81,6 +83,8 @@ from bench.cameras import (
 CACHE = Path(tempfile.gettempdir()) / "camera-collector-bench"
 TAIL_S = 2.0  # the job stops this much before the clip ends
 HLS_SEGMENT_S = 2
+# Clips longer than this, in whole multiples of it, are this one looped (make_inputs)
+LOOPED_FROM_S = 600
 SEGMENT_S = 10  # both sides' output segments, by default (--segment-seconds)
 JOB_CEILING_S = 120  # one job, POST to completed
 
@@ -93,18 +97,30 @@ def make_inputs(seconds: int) -> Path:
     folder = CACHE / f"offline-{seconds:g}s"
     if (folder / "done").exists():
         return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    (folder / "hls").mkdir(parents=True)
-    mkv = make_bench_clip(folder / "clip.mkv", seconds)
     base = ["ffmpeg", "-hide_banner", "-nostdin", "-y", "-v", "error"]
-    subprocess.run([*base, "-i", str(mkv), "-map", "0", "-c", "copy", "-f", "mpegts",
-                    str(folder / "clip.ts")], check=True)
+    if seconds > LOOPED_FROM_S and seconds % LOOPED_FROM_S == 0:
+        # an hour is the 10-minute clip played k times, remuxed (timestamps go on across the
+        # joins), in seconds rather than the ~25 minutes of encoding it would take
+        source = make_inputs(LOOPED_FROM_S) / "clip.ts"
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "hls").mkdir(parents=True)
+        subprocess.run([*base, "-stream_loop", str(seconds // LOOPED_FROM_S - 1),
+                        "-i", str(source), "-map", "0", "-c", "copy", "-f", "mpegts",
+                        str(folder / "clip.ts")], check=True)
+        mkv = None
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "hls").mkdir(parents=True)
+        mkv = make_bench_clip(folder / "clip.mkv", seconds)
+        subprocess.run([*base, "-i", str(mkv), "-map", "0", "-c", "copy", "-f", "mpegts",
+                        str(folder / "clip.ts")], check=True)
     subprocess.run([*base, "-i", str(folder / "clip.ts"), "-map", "0", "-c", "copy", "-f", "hls",
                     "-hls_time", str(HLS_SEGMENT_S), "-hls_list_size", "0",
                     "-hls_playlist_type", "vod",
                     "-hls_segment_filename", str(folder / "hls" / "seg%04d.ts"),
                     str(folder / "hls" / "index.m3u8")], check=True)
-    mkv.unlink()
+    if mkv is not None:
+        mkv.unlink()
     (folder / "done").touch()
     return folder
 
