@@ -35,7 +35,7 @@ def test_every_key_gets_pyavs_answer(media_ts: Path) -> None:
             else:
                 assert ours is theirs or ours == theirs, key
         assert streams[0] is streams.video[0] and streams[1] is streams.audio[0]
-        with pytest.raises(IndexError, match="^no stream 2 among the 2 opened$"):
+        with pytest.raises(IndexError, match=r"^no stream 2 among the 2 opened$"):
             streams[2]
 
 
