@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator
 from functools import partial
@@ -570,6 +571,45 @@ async def test_a_live_playlist_read_again_does_not_record_twice(collector, clien
     hashes = [p.data_hash for s in source["segments"] for p in packets(Path(s["path"]))]
     assert len(set(hashes)) == len(hashes), "a frame was recorded twice"
     check_source_files(source, 10)
+
+
+async def test_a_live_playlist_segment_that_fails_is_fetched_again(collector, client,
+                                                                   media_clip, tmp_path):
+    """Live HLS whose origin answers two upcoming segments with 404, once and twice (an edge
+    that lists a segment before it has it). FFmpeg's HLS demuxer skipped such a segment: here
+    the job 'completed' with 8 s of video whose third segment spanned 6 s, seconds lost without
+    a gap, since the timestamps jumped less than 5 s. With `seg_max_retry` 2 it asks again:
+    the job records 8 s of contiguous video in one session."""
+    import re
+
+    from tests.media.misbehaving import serve_folder_http
+
+    live = tmp_path / "live"
+    async with live_hls(media_clip.path, live), trio.open_nursery() as servers:
+        server = await servers.start(serve_folder_http, live)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [f"http://127.0.0.1:{server.port}/live.m3u8"], "duration": 8,
+                "segment_seconds": 2, "retry": {"max_attempts": 1}})).json()["job_id"]
+            await wait_step(client, job_id, 1)
+            text = await trio.Path(live / "live.m3u8").read_text()
+            listed = max(int(n) for n in re.findall(r"^live(\d+)\.ts$", text, re.M))
+            refused = [f"live{listed + 2}.ts", f"live{listed + 3}.ts"]
+            server.missing.update(zip(refused, (1, 2), strict=True))
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert [server.missing[name] for name in refused] == [0, 0]  # each refused as said
+    assert [server.requests.count(name) for name in refused] == [2, 3]
+    assert job["status"] == "completed", job
+    (source,) = job["sources"]
+    assert source["attempts"] == 1 and source["gaps"] == []
+    segments = source["segments"]
+    assert [s["frames"] for s in segments] == [2 * FPS] * 4
+    for s in segments:  # each spans the time of its frames (a skipped segment stretched one)
+        assert abs(s["end_time"] - s["start_time"] - s["duration"]) < 0.2, s
+    for before, after in itertools.pairwise(segments):
+        assert abs(after["start_time"] - before["end_time"]) < 0.2, (before, after)
+    check_source_files(source, 8)
 
 
 async def test_a_live_encoder_that_restarts_its_clock_is_recorded(collector, client,

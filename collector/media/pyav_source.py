@@ -66,6 +66,11 @@ def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) ->
         # abandoned thread kept polling the origin. After 5 unchanged reloads (~2.5 target
         # durations) FFmpeg ends the stream instead. Other formats ignore the option.
         opts.setdefault("m3u8_hold_counters", "5")
+        # A segment whose fetch fails (an edge that lists a segment before it has it, a reset
+        # connection) is asked for again, twice, before FFmpeg skips it: skipped, its seconds
+        # were lost without a trace (the timestamps jump less than the cut plan calls a gap).
+        # Each try counts as an unchanged reload above, so 2 leaves room for the usual 1-2.
+        opts.setdefault("seg_max_retry", "2")
     if scheme in ("http", "https"):
         # A file whose connection breaks part-way is asked for the rest (`Range: bytes=N-`),
         # once, at once; if that fails too the session fails (and the next one skips what was
