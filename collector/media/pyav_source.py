@@ -15,7 +15,7 @@ import io
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from typing import Final
 from urllib.parse import urlsplit
@@ -66,11 +66,13 @@ def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) ->
         # abandoned thread kept polling the origin. After 5 unchanged reloads (~2.5 target
         # durations) FFmpeg ends the stream instead. Other formats ignore the option.
         opts.setdefault("m3u8_hold_counters", "5")
-        # A segment whose fetch fails (an edge that lists a segment before it has it, a reset
-        # connection) is asked for again, twice, before FFmpeg skips it: skipped, its seconds
-        # were lost without a trace (the timestamps jump less than the cut plan calls a gap).
-        # Each try counts as an unchanged reload above, so 2 leaves room for the usual 1-2.
-        opts.setdefault("seg_max_retry", "2")
+        # A segment whose fetch fails is asked for once more before FFmpeg skips it (skipped,
+        # its seconds are lost without a gap: the timestamps jump less than the cut plan calls
+        # one). FFmpeg asks again at once, so this clears a failure that does not last (a reset
+        # connection, an error answered once), not an edge that lacks the segment for longer.
+        # Each try counts as an unchanged reload toward the 5 above: one leaves room for the
+        # reloads spent waiting for a late segment to be listed.
+        opts.setdefault("seg_max_retry", "1")
     if scheme in ("http", "https"):
         # A file whose connection breaks part-way is asked for the rest (`Range: bytes=N-`),
         # once, at once; if that fails too the session fails (and the next one skips what was
@@ -217,53 +219,47 @@ class PyAVOpener:
             media: MediaPacket | None = None
             flushed_at = beat_at = time.monotonic()
             try:
-                try:
-                    for packet in container.demux(chosen):
-                        if packet.size == 0:  # flush packet at end of stream
+                for packet in _demuxed(container, chosen, url):
+                    if packet.size == 0:  # flush packet at end of stream
+                        continue
+                    index = packet.stream_index
+                    info = None  # the stream described anew from this packet on
+                    if skip is not None:
+                        if skip.skips(packet, index):
+                            if side is not None:
+                                # a new FLV header among what is skipped: FLV does not send it
+                                # again, and what follows the skip is under it
+                                skipped_header = _new_header(side, packet) or skipped_header
+                            if (now := time.monotonic()) - beat_at >= BATCH_SECONDS:
+                                trio.from_thread.check_cancelled()
+                                trio_token.run_sync_soon(sink.reading)  # not a stall
+                                beat_at = now
                             continue
-                        index = packet.stream_index
-                        info = None  # the stream described anew from this packet on
-                        if skip is not None:
-                            if skip.skips(packet, index):
-                                if side is not None:
-                                    # a new FLV header among what is skipped: FLV does not send it
-                                    # again, and what follows the skip is under it
-                                    skipped_header = _new_header(side, packet) or skipped_header
-                                if (now := time.monotonic()) - beat_at >= BATCH_SECONDS:
-                                    trio.from_thread.check_cancelled()
-                                    trio_token.run_sync_soon(sink.reading)  # not a stall
-                                    beat_at = now
-                                continue
-                            info, skipped_header = skipped_header, None
-                            if not skip:  # past all of it: no more checks
-                                skip = None
-                        media = convert(packet, bases[index], adts[index])
-                        if watch is not None and media.keyframe and index == watch.info.index:
-                            info = watch.changed(media.data) or info
-                        elif side is not None:
-                            info = _new_header(side, packet) or info
-                        if info is not None:
-                            # described anew right before this packet: what came before first
-                            if batch:
-                                hand_over(batch, time.monotonic())
-                                batch, flushed_at = [], time.monotonic()
-                            paced_hand_over.report()
-                            infos = tuple(info if i.index == info.index else i for i in infos)
-                            if paced:  # a job catching up is waited for, not dropped
-                                trio.from_thread.run(sink.opened_paced, infos)
-                            else:
-                                trio.from_thread.run_sync(sink.opened, infos, True)
-                        batch.append(media)
-                        now = time.monotonic()
-                        if now - flushed_at >= BATCH_SECONDS or len(batch) >= most:
-                            trio.from_thread.check_cancelled()
-                            hand_over(batch, now)
-                            batch, flushed_at = [], now
-                except StreamAppeared as exc:
-                    # PyAV's flush at the end of the input looked up a stream that appeared
-                    # after the open, whose packets it skipped (pyav_streams.py): the end
-                    log.warning("source.stream_appeared url=%s error=%s: a stream that appeared "
-                                "mid-file was left out", redact(url), exc)
+                        info, skipped_header = skipped_header, None
+                        if not skip:  # past all of it: no more checks
+                            skip = None
+                    media = convert(packet, bases[index], adts[index])
+                    if watch is not None and media.keyframe and index == watch.info.index:
+                        info = watch.changed(media.data) or info
+                    elif side is not None:
+                        info = _new_header(side, packet) or info
+                    if info is not None:
+                        # described anew right before this packet: what came before first
+                        if batch:
+                            hand_over(batch, time.monotonic())
+                            batch, flushed_at = [], time.monotonic()
+                        paced_hand_over.report()
+                        infos = tuple(info if i.index == info.index else i for i in infos)
+                        if paced:  # a job catching up is waited for, not dropped
+                            trio.from_thread.run(sink.opened_paced, infos)
+                        else:
+                            trio.from_thread.run_sync(sink.opened, infos, True)
+                    batch.append(media)
+                    now = time.monotonic()
+                    if now - flushed_at >= BATCH_SECONDS or len(batch) >= most:
+                        trio.from_thread.check_cancelled()
+                        hand_over(batch, now)
+                        batch, flushed_at = [], now
                 finished = whole(media)
             except (av.error.FFmpegError, OSError) as exc:
                 # (a playlist read ahead, hls_vod, may have failed at a segment's start)
@@ -322,6 +318,19 @@ class PyAVOpener:
                 raise SourceUnavailable(f"host not found for {redact(url)}",
                                         reason="dns") from None
             raise map_av_error(exc, url) from None
+
+
+def _demuxed(container: av.container.InputContainer, chosen: tuple,
+             url: str) -> Iterator[av.Packet]:
+    """`container.demux(chosen)`, which ends where the input does even when a stream appeared
+    after the open: PyAV skips its packets, then its flush at the end looks it up and raises
+    (pyav_streams.StreamAppeared). Only the demuxing is covered: the same error from anything
+    the session does with a packet stays a failure."""
+    try:
+        yield from container.demux(chosen)
+    except StreamAppeared as exc:
+        log.warning("source.stream_appeared url=%s error=%s: a stream that appeared after the "
+                    "open was left out", redact(url), exc)
 
 
 class _PacedHandOver:
