@@ -97,30 +97,27 @@ def make_inputs(seconds: int) -> Path:
     folder = CACHE / f"offline-{seconds:g}s"
     if (folder / "done").exists():
         return folder
+    # an hour is the 10-minute clip played k times, remuxed (timestamps go on across the joins),
+    # in seconds rather than the ~25 minutes of encoding it would take
+    looped = seconds > LOOPED_FROM_S and seconds % LOOPED_FROM_S == 0
+    source = make_inputs(LOOPED_FROM_S) / "clip.ts" if looped else None
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "hls").mkdir(parents=True)
     base = ["ffmpeg", "-hide_banner", "-nostdin", "-y", "-v", "error"]
-    if seconds > LOOPED_FROM_S and seconds % LOOPED_FROM_S == 0:
-        # an hour is the 10-minute clip played k times, remuxed (timestamps go on across the
-        # joins), in seconds rather than the ~25 minutes of encoding it would take
-        source = make_inputs(LOOPED_FROM_S) / "clip.ts"
-        shutil.rmtree(folder, ignore_errors=True)
-        (folder / "hls").mkdir(parents=True)
+    if source is not None:
         subprocess.run([*base, "-stream_loop", str(seconds // LOOPED_FROM_S - 1),
                         "-i", str(source), "-map", "0", "-c", "copy", "-f", "mpegts",
                         str(folder / "clip.ts")], check=True)
-        mkv = None
     else:
-        shutil.rmtree(folder, ignore_errors=True)
-        (folder / "hls").mkdir(parents=True)
         mkv = make_bench_clip(folder / "clip.mkv", seconds)
         subprocess.run([*base, "-i", str(mkv), "-map", "0", "-c", "copy", "-f", "mpegts",
                         str(folder / "clip.ts")], check=True)
+        mkv.unlink()
     subprocess.run([*base, "-i", str(folder / "clip.ts"), "-map", "0", "-c", "copy", "-f", "hls",
                     "-hls_time", str(HLS_SEGMENT_S), "-hls_list_size", "0",
                     "-hls_playlist_type", "vod",
                     "-hls_segment_filename", str(folder / "hls" / "seg%04d.ts"),
                     str(folder / "hls" / "index.m3u8")], check=True)
-    if mkv is not None:
-        mkv.unlink()
     (folder / "done").touch()
     return folder
 

@@ -216,7 +216,7 @@ class SegmentStream:
                 if not self._done:
                     if failure is not None:
                         self._failure = SegmentFailed(failure, self._started)
-                    self._whole = whole and failure is None and not self._closed
+                    self._whole = whole and not self._closed  # (whole: nothing raised)
                     self._done = True
                 self._lock.notify_all()
 

@@ -87,34 +87,32 @@ def _video_codec(codec: str, gop: int, bframes: int) -> list[str]:
 def make_switching_clip(path: Path, sizes: tuple[str, ...], seconds: int = 4, fps: int = 25,
                         gop_seconds: int = 2, codec: str = "h264") -> ClipInfo:
     """A video-only MPEG-TS clip whose picture size changes every ``seconds`` (a camera
-    reconfigured mid-stream): one clip per size, timestamps continuing, joined byte for byte
-    (MPEG-TS files concatenate); each part starts with a key frame and its own SPS/PPS."""
-    path = Path(path)
-    parts = []
-    for i, size in enumerate(sizes):
-        part = path.with_name(f"{path.stem}-{i}.ts")
-        make_clip(part, seconds=seconds, fps=fps, gop_seconds=gop_seconds, size=size,
-                  audio=False, container="ts", ts_offset=i * seconds, codec=codec)
-        parts.append(part.read_bytes())
-    path.write_bytes(b"".join(parts))
-    return ClipInfo(path=path, seconds=seconds * len(sizes), fps=fps, gop_seconds=gop_seconds,
-                    frames=seconds * fps * len(sizes))
+    reconfigured mid-stream): one clip per size, each starting with a key frame and its own
+    SPS/PPS, joined (`_joined_ts`)."""
+    return _joined_ts(path, [dict(size=size, audio=False, gop_seconds=gop_seconds, codec=codec)
+                             for size in sizes], seconds, fps)
 
 
 def make_audio_joining_clip(path: Path, seconds: int = 4, fps: int = 25) -> ClipInfo:
     """An MPEG-TS clip of `seconds` of video alone, then `seconds` of video with audio (its
-    program map gains the audio stream there), timestamps continuing, joined byte for byte: a
-    stream that appears mid-file, which FFmpeg's open does not see."""
+    program map gains the audio stream there), joined (`_joined_ts`): a stream that appears
+    mid-file, which FFmpeg's open does not see."""
+    return _joined_ts(path, [dict(audio=False), dict(audio=True)], seconds, fps)
+
+
+def _joined_ts(path: Path, parts: list[dict], seconds: int, fps: int) -> ClipInfo:
+    """MPEG-TS clips of `seconds` each, `make_clip` with each of `parts`' options, their
+    timestamps continuing, joined byte for byte (MPEG-TS files concatenate)."""
     path = Path(path)
-    parts = []
-    for i, audio in enumerate((False, True)):
+    data = []
+    for i, options in enumerate(parts):
         part = path.with_name(f"{path.stem}-{i}.ts")
-        make_clip(part, seconds=seconds, fps=fps, audio=audio, container="ts",
-                  ts_offset=i * seconds)
-        parts.append(part.read_bytes())
-    path.write_bytes(b"".join(parts))
-    return ClipInfo(path=path, seconds=2 * seconds, fps=fps, gop_seconds=2,
-                    frames=2 * seconds * fps)
+        make_clip(part, seconds=seconds, fps=fps, container="ts", ts_offset=i * seconds,
+                  **options)
+        data.append(part.read_bytes())
+    path.write_bytes(b"".join(data))
+    return ClipInfo(path=path, seconds=seconds * len(parts), fps=fps,
+                    gop_seconds=parts[0].get("gop_seconds", 2), frames=seconds * fps * len(parts))
 
 
 def make_hls(clip: Path, folder: Path, hls_time: int = 2) -> Path:
