@@ -239,7 +239,8 @@ async def test_a_stream_that_appears_mid_file_does_not_fail_the_job(collector, c
     stream up and raised IndexError: the session 'crashed' with every packet of its last batch
     undelivered, and the job failed after 5 attempts ("internal error: tuple index out of
     range"), having recorded nothing of an 8 s file. Now the end of the file ends it: the job
-    completes with all 200 frames, and a warning says a stream was left out."""
+    completes with all 200 frames (and a warning says a stream was left out, when PyAV's flush
+    looked it up)."""
     clip = make_audio_joining_clip(tmp_path / "media" / "joined.ts")
     async with trio.open_nursery() as servers:
         http = await servers.start(serve_http, clip.path.parent)
@@ -257,10 +258,12 @@ async def test_a_stream_that_appears_mid_file_does_not_fail_the_job(collector, c
     assert [s["codec"] for s in source["segments"]] == ["h264"] * 4
     assert sum(s["frames"] for s in source["segments"]) == clip.frames
     check_source_files(source, 8)
-    assert (f"source.stream_appeared url={http.url(clip.path)} "
-            "error=no stream 1 among the 1 opened: a stream that appeared after the open was left "
-            "out"
-            ) in caplog.text
+    # PyAV's flush looks the new stream up only if a byte it reads past its own array is set
+    # (leftover heap): the warning says so when it does, and only then
+    warned = [r.getMessage() for r in caplog.records if "source.stream_appeared" in r.getMessage()]
+    assert warned in ([], [f"source.stream_appeared url={http.url(clip.path)} error=no stream 1 "
+                           "among the 1 opened: a stream that appeared after the open was left "
+                           "out"])
 
 
 @pytest.mark.parametrize(("ranges", "ahead"),
