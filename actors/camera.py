@@ -205,10 +205,11 @@ class Camera:
             await trio.sleep_until(deadline)
 
     # PacketSink, through _SessionSink: called by the opener in the trio thread
-    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> int:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False,
+               max_jump: float | None = None) -> int:
         """A session's description: a new one numbers it anew for the subscribers (they close
         their segments), but only a new connection counts in `sessions`."""
-        self._describe(streams, reconfigured)
+        self._describe(streams, reconfigured, max_jump)
         assert self._session is not None
         self._broadcast(self._session)
         return self._descriptions
@@ -222,12 +223,15 @@ class Camera:
         await self._deliver(self._session)
         return self._descriptions
 
-    def _describe(self, streams: tuple[StreamInfo, ...], reconfigured: bool) -> None:
+    def _describe(self, streams: tuple[StreamInfo, ...], reconfigured: bool,
+                  max_jump: float | None = None) -> None:
         self._descriptions += 1
         if not reconfigured:
             self._sessions += 1
+        elif self._session is not None:  # the same connection: its kind of source too
+            max_jump = self._session.max_jump
         self._session = SessionInfo(session=self._descriptions, streams=streams,
-                                    reconfigured=reconfigured)
+                                    reconfigured=reconfigured, max_jump=max_jump)
         log.info("camera.open url=%s session=%d reconfigured=%s streams=%s", redact(self.url),
                  self._descriptions, reconfigured, ",".join(f"{s.kind}:{s.codec}" for s in streams))
 
@@ -334,9 +338,10 @@ class _SessionSink:
         self.session: int | None = None
         self._loans_wrote = False  # the last batch went into a loan: its job will have it
 
-    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False,
+               max_jump: float | None = None) -> None:
         if self.active:
-            self.session = self.camera.opened(streams, reconfigured)
+            self.session = self.camera.opened(streams, reconfigured, max_jump)
 
     async def opened_paced(self, streams: tuple[StreamInfo, ...]) -> None:
         if self.active:

@@ -283,8 +283,8 @@ class Job:
                 return False
             case _:
                 raise TypeError(f"job got an unknown camera event {event!r}")
-        if progress.segments:  # fsync'ed and announced by the announcer while we keep muxing
-            announcer.put(progress)
+        if progress.segments or progress.skipped:  # fsync'ed and announced by the announcer
+            announcer.put(progress)  # while we keep muxing
         if progress.done:
             return True
         # Lends the recorder again, for this session's batches, once every event sent so far is
@@ -298,7 +298,7 @@ class Job:
         done = False
         for result in results:
             progress = self._recorded(result.unwrap)
-            if progress.segments:
+            if progress.segments or progress.skipped:
                 announcer.put(progress)
             done = done or progress.done
         return done
@@ -316,7 +316,7 @@ class Job:
         """
         progress = self._recorded(recorder.write, batch, pause=True)
         while progress.paused:
-            if progress.segments:
+            if progress.segments or progress.skipped:
                 announcer.put(progress)
             async with self.segment_turns:
                 progress = self._recorded(recorder.resume)
@@ -370,6 +370,13 @@ class Job:
                 rec.id, src.name, seg.index, seg.frames, seg.duration, seg.bytes, seg.reason,
             )
             self._announce_steps(src, steps)
+        for seconds in progress.skipped:
+            # Media the source skipped within a session (a live playlist's segment its origin
+            # did not serve): a gap of that many seconds, not counted as recorded, at its end
+            now = time.time()
+            src.gaps.append({"start": now - seconds, "end": now, "reason": "skipped"})
+            log.warning("source.skipped job=%s source=%s seconds=%.3f", rec.id, src.name, seconds)
+            self._save(src)
 
 
 @contextlib.contextmanager

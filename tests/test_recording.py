@@ -616,6 +616,45 @@ async def test_a_live_playlist_segment_that_fails_once_is_fetched_again(collecto
     check_source_files(source, 8)
 
 
+async def test_a_live_playlist_segment_skipped_is_a_gap_not_recorded_video(collector, client,
+                                                                          media_clip, tmp_path):
+    """Live HLS whose origin refuses an upcoming segment both times FFmpeg asks: its HLS demuxer
+    skips it, and the video jumps 2 s. That passed as recorded video (a jump under 5 s): the job
+    'completed' 2 s short, with no gap. Now a jump over 1.5 s in a playlist is media missing: the
+    segment before it closes as a discontinuity, the gap is listed (`skipped`, 2 s long), and
+    the job records on until it has its 12 s of video, in one session. (The segment refused is
+    the second after the last listed once the job has 2 s: it comes 8 s into the recording.)"""
+    import re
+
+    from tests.media.misbehaving import serve_folder_http
+
+    live = tmp_path / "live"
+    async with live_hls(media_clip.path, live), trio.open_nursery() as servers:
+        server = await servers.start(serve_folder_http, live)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [f"http://127.0.0.1:{server.port}/live.m3u8"], "duration": 12,
+                "segment_seconds": 2, "retry": {"max_attempts": 1}})).json()["job_id"]
+            await wait_step(client, job_id, 1)
+            text = await trio.Path(live / "live.m3u8").read_text()
+            listed = max(int(n) for n in re.findall(r"^live(\d+)\.ts$", text, re.M))
+            refused = f"live{listed + 2}.ts"
+            server.missing[refused] = 2
+            job = await wait_job(client, job_id)
+        servers.cancel_scope.cancel()
+    assert server.missing[refused] == 0 and server.requests.count(refused) == 2
+    assert job["status"] == "completed", job
+    (source,) = job["sources"]
+    assert source["attempts"] == 1
+    (gap,) = source["gaps"]
+    assert gap["reason"] == "skipped" and abs(gap["end"] - gap["start"] - 2.0) < 1e-3, gap
+    segments = source["segments"]
+    assert [s["end_reason"] for s in segments].count("discontinuity") == 1, segments
+    assert sum(s["frames"] for s in segments) == 12 * FPS, [
+        (s["frames"], s["duration"], s["end_reason"]) for s in segments]
+    check_source_files(source, 12)
+
+
 async def test_a_live_encoder_that_restarts_its_clock_is_recorded(collector, client,
                                                                   media_clip, tmp_path):
     """The live playlist's encoder dies and another starts (other pictures, its clock from the

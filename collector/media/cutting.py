@@ -5,7 +5,10 @@ of the reference stream (first video stream); a segment is cut at the first key 
 each `segment_seconds` boundary; the source is done at the first reference packet at or past
 `duration`. A new session or a timestamp jump ends the current run: its segment is closed and the
 next run starts at the next key frame, continuing the position where the last run ended (the job
-collects `duration` seconds of video on disk; the gap itself is not counted).
+collects `duration` seconds of video on disk; the gap itself is not counted). A forward jump is
+one of more than `max_jump` seconds between reference packets: 5 s by default (a camera may send
+nothing for a while, its frame rate varying), less for a source whose media has no pauses of its
+own (SessionInfo.max_jump: a live HLS playlist, where a jump is a segment skipped).
 
 Steps: the source plans ceil(duration / segment_seconds) steps. A step is done when the segment
 that crossed its boundary is closed; with a key frame interval longer than the segment length one
@@ -47,6 +50,10 @@ class CutPlan:
     steps_done: int = 0
     recorded: float = 0.0  # seconds of video in runs already ended
     done: bool = False
+    max_jump: float = MAX_JUMP_SECONDS  # for the current session (Recorder.new_session)
+    # The forward jump that ended the last run: seconds of media missing between the last frame's
+    # end and the next frame (None: no forward jump ended it). The Recorder reports it.
+    jumped: float | None = None
     _origin: float | None = None  # reference time of the current run's first key frame
     _last: float = 0.0  # reference time of the last reference packet
     _last_end: float = 0.0  # position where the last reference frame ends
@@ -105,7 +112,7 @@ class CutPlan:
                 return None
             return ts + shift, None if dts is None else dts + shift
         last = self._last
-        if t < last - MAX_BACKWARD_SECONDS or t > last + MAX_JUMP_SECONDS:
+        if t < last - MAX_BACKWARD_SECONDS or t > last + self.max_jump:
             return None
         pos = self.recorded + t - origin
         if pos >= self.duration - EPSILON or (
@@ -137,8 +144,11 @@ class CutPlan:
             self._last_end = self.recorded + pkt.duration * scale
             self._shift.clear()
             return Decision.START
-        if t < self._last - MAX_BACKWARD_SECONDS or t > self._last + MAX_JUMP_SECONDS:
+        if t < self._last - MAX_BACKWARD_SECONDS or t > self._last + self.max_jump:
+            # (the media between the end of the last frame and this one)
+            jumped = self.recorded + t - self._origin - self._last_end if t > self._last else None
             self.end_run()
+            self.jumped = jumped
             return Decision.RESTART
         pos = self.recorded + t - self._origin
         if pos >= self.duration - EPSILON:
@@ -156,8 +166,8 @@ class CutPlan:
         return Decision.WRITE
 
     def finish_run(self) -> None:
-        """The source has no more packets (a file read to its end): end the run, and finish the
-        recording, with every step done, if it holds the duration."""
+        """The run is over (a file read to its end; a jump, before the next run starts): end
+        it, and finish the recording, with every step done, if it holds the duration."""
         self.end_run()
         if not self.done and self.recorded >= self.duration - EPSILON:
             self.done, self.steps_done = True, self.steps
@@ -175,4 +185,5 @@ class CutPlan:
         if self._origin is not None:
             self.recorded = self._last_end
         self._origin = None
+        self.jumped = None
         self._scale.clear()  # the next run may come from a new session with other time bases

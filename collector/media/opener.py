@@ -65,10 +65,12 @@ class HandedOver:
 
 
 class PacketSink(Protocol):
-    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False,
+               max_jump: float | None = None) -> None:
         """A session is up; called once per session, before its first packets, and again with
         `reconfigured` when the source describes the same session anew (new codec parameters
-        from the next packet on)."""
+        from the next packet on). `max_jump`: SessionInfo.max_jump for the session (a
+        description anew keeps the session's)."""
 
     async def opened_paced(self, streams: tuple[StreamInfo, ...]) -> None:
         """`opened(streams, reconfigured=True)` for a source that can wait: returns once every

@@ -57,6 +57,10 @@ class SessionInfo:
     session: int  # increases with every (re)connection of the camera and every new description
     streams: tuple[StreamInfo, ...]
     reconfigured: bool = False  # the same connection described anew, not another attempt
+    # A forward jump of the video's timestamps longer than this (seconds) is media missing: the
+    # recording restarts at the next key frame, and the gap is not counted as recorded (None:
+    # the cut plan's default, cutting.MAX_JUMP_SECONDS)
+    max_jump: float | None = None
 
     def reference(self) -> StreamInfo:
         """The stream that paces segments: the first video stream, else the first stream."""

@@ -49,6 +49,11 @@ install_stream_lookup()  # PyAV's demux looks up every packet's stream: see pyav
 BATCH_SECONDS = 0.1  # hand packets to trio at most ~10 times a second per camera
 BATCH_PACKETS = 64  # ...or sooner when a fast source fills a batch (bounds what a stall strands)
 PACED_BATCH_PACKETS = 256  # a file read faster than real time: fewer, larger hand-overs
+# FFmpeg's HLS demuxer skips a segment it cannot fetch (after `seg_max_retry`), or that left
+# the live window while we read: the timestamps then jump forward by the segment's length, and
+# a playlist's media has no pauses of its own. A jump longer than this is media skipped (a gap,
+# not counted as recorded; the cut plan's default, 5 s, let 2-4 s segments pass as recorded).
+HLS_MAX_JUMP_SECONDS = 1.5
 
 
 def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) -> dict[str, str]:
@@ -67,9 +72,9 @@ def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) ->
         # durations) FFmpeg ends the stream instead. Other formats ignore the option.
         opts.setdefault("m3u8_hold_counters", "5")
         # A segment whose fetch fails is asked for once more before FFmpeg skips it (skipped,
-        # its seconds are lost without a gap: the timestamps jump less than the cut plan calls
-        # one). FFmpeg asks again at once, so this clears a failure that does not last (a reset
-        # connection, an error answered once), not an edge that lacks the segment for longer.
+        # its seconds are missing: a gap, see HLS_MAX_JUMP_SECONDS). FFmpeg asks again at
+        # once, so this clears a failure that does not last (a reset connection, an error
+        # answered once), not an edge that lacks the segment for longer.
         # Each try counts as an unchanged reload toward the 5 above: one leaves room for the
         # reloads spent waiting for a late segment to be listed.
         opts.setdefault("seg_max_retry", "1")
@@ -213,7 +218,8 @@ class PyAVOpener:
                     first_wanted = first_wanted and not held.first
                     sink.handed_over(file, held)
 
-            trio.from_thread.run_sync(sink.opened, infos)
+            max_jump = HLS_MAX_JUMP_SECONDS if container.format.name == "hls" else None
+            trio.from_thread.run_sync(sink.opened, infos, False, max_jump)
             most = PACED_BATCH_PACKETS if paced else BATCH_PACKETS
             batch: list[MediaPacket] = []
             media: MediaPacket | None = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.errors import SegmentError
-from collector.media.cutting import CutPlan, Decision
+from collector.media.cutting import MAX_JUMP_SECONDS, CutPlan, Decision
 from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.segments import (
     FAST_IO_BUFFER_BYTES,
@@ -39,6 +39,9 @@ class Progress:
     steps: tuple[int, ...]
     done: bool
     paused: bool = False  # stopped before opening or closing a segment file: `resume()` goes on
+    # Seconds of media the source skipped within a session (a forward jump of its timestamps
+    # that ended a run), one entry per jump, in order
+    skipped: tuple[float, ...] = ()
 
 
 class Recorder:
@@ -51,6 +54,7 @@ class Recorder:
         # Where `write(pause=True)` stopped: the rest of the batch, the packet it stopped before,
         # and what the plan decided for that packet
         self._pending: tuple[Iterator[MediaPacket], MediaPacket, Decision] | None = None
+        self._skipped: list[float] = []  # jumps not yet reported in a Progress
 
     def new_session(self, session: SessionInfo) -> Progress:
         """A (re)connected session: whatever was open belongs to the old one and is closed."""
@@ -58,6 +62,7 @@ class Recorder:
         self.plan.end_run()
         self._session = session
         self.plan.reference = session.reference().index
+        self.plan.max_jump = session.max_jump or MAX_JUMP_SECONDS
         return self._progress(closed)
 
     def write(self, batch: Sequence[MediaPacket], *, pause: bool = False) -> Progress:
@@ -109,7 +114,14 @@ class Recorder:
         """Close and open segments as `decision` says (what it closed goes to `closed`), then
         write `pkt`; True when the recording is finished (and `pkt` not written)."""
         if decision is Decision.RESTART:
+            jumped = self.plan.jumped
+            self.plan.finish_run()  # the run that ended may hold the duration already
+            if self.plan.done:  # (what the jump skipped lies past the end: not a gap)
+                closed += self._close("end")
+                return True
             closed += self._close("discontinuity")
+            if jumped is not None:
+                self._skipped.append(jumped)
             decision = self.plan.decide(pkt)
         match decision:
             case Decision.SKIP:
@@ -177,5 +189,8 @@ class Recorder:
         return [(result, self.plan.steps_done)]
 
     def _progress(self, closed: list[Closed], paused: bool = False) -> Progress:
+        skipped: tuple[float, ...] = ()
+        if self._skipped:
+            skipped, self._skipped = tuple(self._skipped), []
         return Progress(tuple(c[0] for c in closed), tuple(c[1] for c in closed), self.plan.done,
-                        paused)
+                        paused, skipped)

@@ -13,7 +13,8 @@ class CountingSink:
         self.count = self.video = 0
         self._video_index: int | None = None
 
-    def opened(self, streams, reconfigured=False) -> None:  # type: ignore[no-untyped-def]
+    def opened(  # type: ignore[no-untyped-def]
+            self, streams, reconfigured=False, max_jump=None) -> None:
         self.sessions += 1
         self._video_index = next(s.index for s in streams if s.kind == "video")
 

@@ -92,6 +92,35 @@ def test_timestamp_jump_restarts_and_continues_position():
     assert plan.decide(video(51.0, key=True)) is Decision.CUT  # position 2.0 s
 
 
+def test_a_shorter_jump_limit_takes_a_skipped_segment_for_a_gap():
+    """A live playlist's 2 s segment skipped: the video jumps 2 s. Within the default limit
+    (5 s) that passes as recorded video; with a session's `max_jump` of 1.5 s it ends the run,
+    the plan says how much media is missing (from the last frame's end), and the position goes
+    on from the last frame: the gap is not counted."""
+    frames = [video(i * 0.04, key=i == 0) for i in range(25)]  # 1 s, the last ends at 1.0
+    after = video(3.0, key=True)
+
+    lenient = CutPlan(duration=6, segment_seconds=2)
+    assert [lenient.decide(p) for p in frames] == [Decision.START] + [Decision.WRITE] * 24
+    assert lenient.decide(after) is Decision.CUT  # position 3.0 s: two seconds of nothing
+    assert lenient.jumped is None
+
+    plan = CutPlan(duration=6, segment_seconds=2, max_jump=1.5)
+    assert [plan.decide(p) for p in frames] == [Decision.START] + [Decision.WRITE] * 24
+    assert plan.decide(video(1.4)) is Decision.WRITE  # a late frame, within the limit
+    assert plan.decide(after) is Decision.RESTART  # 1.6 s after it
+    assert plan.jumped is not None and abs(plan.jumped - 1.56) < 1e-9  # from 1.44 to 3.0
+    assert abs(plan.recorded - 1.44) < 1e-9
+    assert plan.decide(after) is Decision.START
+    assert plan.out_timestamps(after)[0] == round(1.44 * 90_000)
+    assert plan.jumped is not None  # kept until the run ends
+    plan.end_run()
+    assert plan.jumped is None
+    plan.decide(video(10.0, key=True))
+    assert plan.decide(video(9.0)) is Decision.RESTART  # backward: nothing is missing
+    assert plan.jumped is None
+
+
 def test_new_session_needs_a_key_frame():
     plan = CutPlan(duration=6, segment_seconds=2)
     plan.decide(video(0, key=True))
