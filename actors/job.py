@@ -372,9 +372,12 @@ class Job:
             self._announce_steps(src, steps)
         for seconds in progress.skipped:
             # Media the source skipped within a session (a live playlist's segment its origin
-            # did not serve): a gap of that many seconds, not counted as recorded, at its end
+            # did not serve), not counted as recorded: a gap of that many seconds of media,
+            # listed when the segment before it is; when that media would have come is unknown
+            # (the reader may be well behind the live edge), so the gap has no length in time
             now = time.time()
-            src.gaps.append({"start": now - seconds, "end": now, "reason": "skipped"})
+            src.gaps.append({"start": now, "end": now, "reason": "skipped",
+                             "seconds": round(seconds, 3)})
             log.warning("source.skipped job=%s source=%s seconds=%.3f", rec.id, src.name, seconds)
             self._save(src)
 

@@ -38,7 +38,8 @@ class CountingSink:
         self.count = 0
         self.batches = 0
 
-    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False) -> None:
+    def opened(self, streams: tuple[StreamInfo, ...], reconfigured: bool = False,
+               max_jump: float | None = None) -> None:
         pass
 
     def packets(self, batch: Sequence[MediaPacket]) -> None:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import av
+
 from collector.media.cutting import CutPlan
 from collector.media.packets import MediaPacket, SessionInfo
+from collector.media.pyav_source import HLS_MAX_JUMP_SECONDS, _max_jump
 from collector.media.recorder import Progress, Recorder
-from tests.media.clips import ClipInfo
+from tests.media.clips import ClipInfo, make_clip, make_hls
 from tests.media.probe import count_frames
 from tests.test_recorder_pauses import clip_packets
 
@@ -30,6 +33,12 @@ def without(packets: list[MediaPacket], start: float, end: float) -> list[MediaP
     """The clip with its media from `start` to `end` (seconds) missing: 2 s, a segment."""
     origin = packets[0].seconds
     return [p for p in packets if not start <= p.seconds - origin < end]
+
+
+def later(packet: MediaPacket, seconds: int) -> MediaPacket:
+    shift = round(seconds / packet.time_base)
+    assert packet.pts is not None and packet.dts is not None
+    return packet._replace(pts=packet.pts + shift, dts=packet.dts + shift)
 
 
 def closed(got: list[Progress]) -> list[tuple[int, float, str]]:
@@ -72,3 +81,31 @@ def test_a_jump_once_the_duration_is_recorded_finishes_it(media_clip: ClipInfo, 
     assert [n for p in got for n in p.steps] == [1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["segment-00001.mp4",
                                                           "segment-00002.mp4"]
+
+
+def test_only_a_session_with_its_own_limit_reports_skipped_media(media_clip: ClipInfo,
+                                                                  tmp_path: Path):
+    """A jump past the default limit (5 s: a camera, a file) restarts without a gap, as it
+    always did; so does one of over a minute in a playlist (a clock that changed: an encoder
+    restarted, a discontinuity), which is not taken for that much media skipped."""
+    session, packets = clip_packets(media_clip.path)
+    origin = packets[0].seconds
+    holed = [p if p.seconds - origin < 4.0 else later(p, 90) for p in packets]
+    for max_jump in (None, 1.5):
+        got = record(holed, dataclasses.replace(session, max_jump=max_jump),
+                     tmp_path / str(max_jump), 6)
+        assert closed(got) == [(50, 2.0, "boundary"), (50, 2.0, "discontinuity"),
+                               (50, 2.0, "end")], max_jump
+        assert all(p.skipped == () for p in got)
+
+
+def test_a_playlist_gets_its_limit_unless_its_video_is_slow(media_hls: Path, tmp_path: Path):
+    """FFmpeg's HLS demuxer, 25 fps: 1.5 s. At 1 fps its frames are a second apart and may be
+    more: the default limit."""
+    with av.open(str(media_hls)) as container:
+        assert container.format.name == "hls"
+        assert _max_jump(container, container.streams.video[0].index) == HLS_MAX_JUMP_SECONDS
+    slow = make_clip(tmp_path / "slow.mkv", seconds=6, fps=1, gop_seconds=2)
+    with av.open(str(make_hls(slow.path, tmp_path / "slow"))) as container:
+        assert container.format.name == "hls"
+        assert _max_jump(container, container.streams.video[0].index) is None

@@ -8,7 +8,8 @@ next run starts at the next key frame, continuing the position where the last ru
 collects `duration` seconds of video on disk; the gap itself is not counted). A forward jump is
 one of more than `max_jump` seconds between reference packets: 5 s by default (a camera may send
 nothing for a while, its frame rate varying), less for a source whose media has no pauses of its
-own (SessionInfo.max_jump: a live HLS playlist, where a jump is a segment skipped).
+own (SessionInfo.max_jump: a playlist FFmpeg's HLS demuxer reads, where a jump is a segment
+skipped).
 
 Steps: the source plans ceil(duration / segment_seconds) steps. A step is done when the segment
 that crossed its boundary is closed; with a key frame interval longer than the segment length one
@@ -27,6 +28,10 @@ from collector.media.packets import MediaPacket
 EPSILON = 1e-3  # seconds; timestamps converted from integer time bases are not exact floats
 MAX_JUMP_SECONDS = 5.0  # a forward jump larger than this is a discontinuity, not a late frame
 MAX_BACKWARD_SECONDS = 0.5
+# A forward jump past a session's own `max_jump` is reported as media skipped (Recorder) up to
+# this long; a longer one is taken for a clock that changed (an encoder restarted with a later
+# clock, a playlist's discontinuity), as any jump over 5 s was: a new run, and no gap.
+MAX_SKIPPED_SECONDS = 60.0
 
 
 class Decision(Enum):

@@ -51,9 +51,12 @@ BATCH_PACKETS = 64  # ...or sooner when a fast source fills a batch (bounds what
 PACED_BATCH_PACKETS = 256  # a file read faster than real time: fewer, larger hand-overs
 # FFmpeg's HLS demuxer skips a segment it cannot fetch (after `seg_max_retry`), or that left
 # the live window while we read: the timestamps then jump forward by the segment's length, and
-# a playlist's media has no pauses of its own. A jump longer than this is media skipped (a gap,
-# not counted as recorded; the cut plan's default, 5 s, let 2-4 s segments pass as recorded).
+# a playlist's media has no pauses of its own. Video frames further apart than this are media
+# skipped (a gap, not counted as recorded; the cut plan's default, 5 s, let 2-4 s segments pass
+# as recorded), in a playlist whose video has at least HLS_MIN_FPS frames a second (fewer, and
+# its frames themselves may be that far apart: the default stays).
 HLS_MAX_JUMP_SECONDS = 1.5
+HLS_MIN_FPS = 2
 
 
 def ffmpeg_options(url: str, options: Mapping[str, str], io_timeout_s: float) -> dict[str, str]:
@@ -218,8 +221,7 @@ class PyAVOpener:
                     first_wanted = first_wanted and not held.first
                     sink.handed_over(file, held)
 
-            max_jump = HLS_MAX_JUMP_SECONDS if container.format.name == "hls" else None
-            trio.from_thread.run_sync(sink.opened, infos, False, max_jump)
+            trio.from_thread.run_sync(sink.opened, infos, False, _max_jump(container, video))
             most = PACED_BATCH_PACKETS if paced else BATCH_PACKETS
             batch: list[MediaPacket] = []
             media: MediaPacket | None = None
@@ -324,6 +326,15 @@ class PyAVOpener:
                 raise SourceUnavailable(f"host not found for {redact(url)}",
                                         reason="dns") from None
             raise map_av_error(exc, url) from None
+
+
+def _max_jump(container: av.container.InputContainer, video: int) -> float | None:
+    """SessionInfo.max_jump for the session: HLS_MAX_JUMP_SECONDS for a playlist FFmpeg's HLS
+    demuxer reads, whose video has a known rate of HLS_MIN_FPS or more; else the default."""
+    if container.format.name != "hls":
+        return None
+    rate = container.streams[video].average_rate
+    return HLS_MAX_JUMP_SECONDS if rate is not None and rate >= HLS_MIN_FPS else None
 
 
 def _demuxed(container: av.container.InputContainer, chosen: tuple,
