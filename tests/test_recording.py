@@ -377,6 +377,45 @@ async def test_a_live_http_stream_that_ends_is_read_again(collector, client, med
     check_source_files(source, 12 if cut else 16)  # each file decodes without an error
 
 
+async def test_a_live_stream_that_ends_after_the_duration_completes_the_job(collector, client,
+                                                                             media_ts):
+    """A live stream (no Content-Length) cut inside the frame at 8 s, for a job of 8 s: every
+    frame the duration needs came whole, only the one that would have finished the recording
+    never does. The job waited for the next session (and would have failed had none come),
+    then recorded one frame more in a segment of its own; it now completes at the end of the
+    stream, in one session."""
+    import av
+
+    from tests.media.misbehaving import serve_live_http
+
+    with av.open(str(media_ts)) as container:
+        video = container.streams.video[0]
+        first = None
+        for packet in container.demux(video):
+            if packet.pts is None:
+                continue
+            first = packet.pts if first is None else first
+            if (packet.pts - first) * video.time_base >= 8:
+                cut = packet.pos + 300  # inside the key frame at 8 s
+                break
+    async with trio.open_nursery() as servers:
+        port = await servers.start(serve_live_http, media_ts, cut)
+        with trio.fail_after(40):
+            job_id = (await client.post("/collect", json={
+                "streams": [f"http://127.0.0.1:{port}/live.ts"], "duration": 8,
+                "segment_seconds": 4, "retry": {"initial_backoff": 0.1}})).json()["job_id"]
+            job = await wait_job(client, job_id)
+            transcript = await read_ws(ws_url(collector.url, job_id))
+        servers.cancel_scope.cancel()
+    assert job["status"] == "completed", job
+    assert transcript.messages == expected_texts(job_id, 2)
+    (source,) = job["sources"]
+    assert (source["attempts"], source["gaps"], source["errors"]) == (1, [], []), source
+    assert [(s["end_reason"], s["frames"]) for s in source["segments"]] == [
+        ("boundary", 100), ("end", 100)]
+    check_source_files(source, 8)
+
+
 async def test_mjpeg_frames_are_stamped_when_they_arrive(collector, client):
     """A 10 fps MJPEG camera over HTTP (multipart; ffmpeg serving it live): FFmpeg's demuxer
     numbers its frames at an assumed 25 fps, so 3 s of video took 7.5 s and stored 75 frames

@@ -177,6 +177,12 @@ class CutPlan:
         if not self.done and self.recorded >= self.duration - EPSILON:
             self.done, self.steps_done = True, self.steps
 
+    def holds_duration(self) -> bool:
+        """The video recorded, the current run's included, is the duration already: only the
+        frame that would finish the recording has not come."""
+        reached = self._last_end if self._origin is not None else self.recorded
+        return reached >= self.duration - EPSILON
+
     def count_passed(self) -> None:
         """A run cut short by an outage (its segment closes as a discontinuity, at no key frame):
         the steps whose boundary its video passed are done, as a cut there would have counted

@@ -121,6 +121,20 @@ def test_a_shorter_jump_limit_takes_a_skipped_segment_for_a_gap():
     assert plan.jumped is None
 
 
+def test_holds_duration_once_the_last_frame_needed_is_in():
+    """4 s asked for: the frame at 3.96 s ends at 4.0, so the recording holds the duration,
+    though only the frame at 4.0 s would finish it; also once the run is over."""
+    plan = CutPlan(duration=4, segment_seconds=2)
+    assert not plan.holds_duration()
+    for i in range(99):
+        plan.decide(video(i * 0.04, key=i % 50 == 0))
+        assert not plan.holds_duration()
+    plan.decide(video(99 * 0.04))
+    assert plan.holds_duration() and not plan.done
+    plan.end_run()
+    assert plan.holds_duration()
+
+
 def test_new_session_needs_a_key_frame():
     plan = CutPlan(duration=6, segment_seconds=2)
     plan.decide(video(0, key=True))
