@@ -230,7 +230,7 @@ class Job:
             case Packets():
                 progress = await self._write(recorder, announcer, event.batch)
             case SourceDown(error=SourceEnded(finished=True) as error):
-                await announcer.caught_up()
+                await _caught_up(announcer)
                 progress = await self._durable(self._recorded(recorder.source_finished))
                 self._apply(src, progress)
                 if progress.done:
@@ -261,7 +261,7 @@ class Job:
                 # The session ended after the last frame the duration needs, before the one
                 # that would have finished it: the source is done, as at the end of a file (it
                 # waited for the next session, and failed if none came)
-                await announcer.caught_up()
+                await _caught_up(announcer)
                 progress = await self._durable(self._recorded(recorder.source_finished))
                 self._apply(src, progress)
                 if src.segments:
@@ -390,6 +390,14 @@ class Job:
                              "seconds": round(seconds, 3)})
             log.warning("source.skipped job=%s source=%s seconds=%.3f", rec.id, src.name, seconds)
             self._save(src)
+
+
+async def _caught_up(announcer: _Announcer) -> None:
+    """Before a source finishes: every segment closed so far announced, or its failure raised
+    (a segment that could not be made durable is not followed by the last steps)."""
+    await announcer.caught_up()
+    if announcer.failure is not None:
+        raise announcer.failure
 
 
 @contextlib.contextmanager

@@ -32,6 +32,10 @@ MAX_BACKWARD_SECONDS = 0.5
 # this long; a longer one is taken for a clock that changed (an encoder restarted with a later
 # clock, a playlist's discontinuity), as any jump over 5 s was: a new run, and no gap.
 MAX_SKIPPED_SECONDS = 60.0
+# Under a session's own `max_jump`, video frames up to this many times the last step between
+# them apart are the source's own pace (a restream whose video slowed down after FFmpeg measured
+# its rate), up to MAX_JUMP_SECONDS: only the first slow frame is taken for a jump.
+PACE_FACTOR = 4.0
 
 
 class Decision(Enum):
@@ -61,6 +65,8 @@ class CutPlan:
     jumped: float | None = None
     _origin: float | None = None  # reference time of the current run's first key frame
     _last: float = 0.0  # reference time of the last reference packet
+    _step: float = 0.0  # the last forward step between reference packets (a jump's included)
+    _reordered: bool = False  # a reference packet came before one it follows (B-frames)
     _last_end: float = 0.0  # position where the last reference frame ends
     # Per stream index, for the current run: seconds per tick (float(time_base): Fraction
     # arithmetic per packet cost more than the muxing) and the shift onto the recording's clock.
@@ -124,7 +130,9 @@ class CutPlan:
                 pkt.keyframe and pos >= (self.steps_done + 1) * self.segment_seconds - EPSILON):
             return None
         if t > last:
-            self._last = t
+            self._step, self._last = t - last, t
+        elif t < last:
+            self._reordered = True
         end = pos + pkt.duration * scale
         if end > self._last_end:
             self._last_end = end
@@ -149,18 +157,23 @@ class CutPlan:
             self._last_end = self.recorded + pkt.duration * scale
             self._shift.clear()
             return Decision.START
-        if t < self._last - MAX_BACKWARD_SECONDS or t > self._last + self.max_jump:
+        last = self._last
+        if t < last - MAX_BACKWARD_SECONDS or t > last + self._jump_limit():
             # (the media between the end of the last frame and this one)
-            jumped = self.recorded + t - self._origin - self._last_end if t > self._last else None
+            jumped = self.recorded + t - self._origin - self._last_end if t > last else None
             self.end_run()
             self.jumped = jumped
+            if t > last:
+                self._step = t - last
             return Decision.RESTART
         pos = self.recorded + t - self._origin
         if pos >= self.duration - EPSILON:
             self.done, self.steps_done = True, self.steps
             return Decision.FINISH
-        if t > self._last:
-            self._last = t
+        if t > last:
+            self._step, self._last = t - last, t
+        elif t < last:
+            self._reordered = True
         end = pos + pkt.duration * scale
         if end > self._last_end:
             self._last_end = end
@@ -169,6 +182,15 @@ class CutPlan:
             self.steps_done = min(self.steps - 1, math.floor(pos / self.segment_seconds + EPSILON))
             return Decision.CUT
         return Decision.WRITE
+
+    def new_session(self, max_jump: float) -> None:
+        """A session of the source begins (after `end_run`), with its own jump limit."""
+        self.max_jump, self._step = max_jump, 0.0
+
+    def _jump_limit(self) -> float:
+        if self.max_jump >= MAX_JUMP_SECONDS:
+            return self.max_jump
+        return min(MAX_JUMP_SECONDS, max(self.max_jump, PACE_FACTOR * self._step))
 
     def finish_run(self) -> None:
         """The run is over (a file read to its end; a jump, before the next run starts): end
@@ -179,9 +201,11 @@ class CutPlan:
 
     def holds_duration(self) -> bool:
         """The video recorded, the current run's included, is the duration already: only the
-        frame that would finish the recording has not come."""
+        frame that would finish the recording has not come. Never for video with B-frames,
+        whose last frames before the duration may still be to come after the one ending it,
+        nor before any video was recorded (a duration under EPSILON)."""
         reached = self._last_end if self._origin is not None else self.recorded
-        return reached >= self.duration - EPSILON
+        return not self._reordered and reached > 0 and reached >= self.duration - EPSILON
 
     def count_passed(self) -> None:
         """A run cut short by an outage (its segment closes as a discontinuity, at no key frame):

@@ -69,7 +69,7 @@ class Recorder:
         self.plan.end_run()
         self._session = session
         self.plan.reference = session.reference().index
-        self.plan.max_jump = session.max_jump or MAX_JUMP_SECONDS
+        self.plan.new_session(session.max_jump or MAX_JUMP_SECONDS)
         return self._progress(closed)
 
     def write(self, batch: Sequence[MediaPacket], *, pause: bool = False) -> Progress:

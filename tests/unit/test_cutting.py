@@ -105,20 +105,41 @@ def test_a_shorter_jump_limit_takes_a_skipped_segment_for_a_gap():
     assert lenient.decide(after) is Decision.CUT  # position 3.0 s: two seconds of nothing
     assert lenient.jumped is None
 
-    plan = CutPlan(duration=6, segment_seconds=2, max_jump=1.5)
+    plan = CutPlan(duration=6, segment_seconds=2)
+    plan.new_session(1.5)
     assert [plan.decide(p) for p in frames] == [Decision.START] + [Decision.WRITE] * 24
-    assert plan.decide(video(1.4)) is Decision.WRITE  # a late frame, within the limit
-    assert plan.decide(after) is Decision.RESTART  # 1.6 s after it
-    assert plan.jumped is not None and abs(plan.jumped - 1.56) < 1e-9  # from 1.44 to 3.0
-    assert abs(plan.recorded - 1.44) < 1e-9
+    assert plan.place(after) is None
+    assert plan.decide(after) is Decision.RESTART
+    assert plan.jumped is not None and abs(plan.jumped - 2.0) < 1e-9  # from 1.0 to 3.0
+    assert abs(plan.recorded - 1.0) < 1e-9
     assert plan.decide(after) is Decision.START
-    assert plan.out_timestamps(after)[0] == round(1.44 * 90_000)
+    assert plan.out_timestamps(after)[0] == 90_000
     assert plan.jumped is not None  # kept until the run ends
     plan.end_run()
     assert plan.jumped is None
     plan.decide(video(10.0, key=True))
     assert plan.decide(video(9.0)) is Decision.RESTART  # backward: nothing is missing
     assert plan.jumped is None
+
+
+def test_video_that_slows_down_is_taken_for_a_jump_once():
+    """A playlist whose video goes from 25 fps to a frame every 2 s (a restream of a camera
+    that slows down when nothing moves; FFmpeg measured 25 fps): the first slow frame is a
+    jump, the next ones, no more than 4 times the last step apart, are the video's own pace.
+    (Each slow frame restarted the recording: frames lost, and the job never ended.)"""
+    plan = CutPlan(duration=60, segment_seconds=10)
+    plan.new_session(1.5)
+    fast = [video(i * 0.04, key=i == 0) for i in range(25)]
+    slow = [video(1.0 + 2 * i, key=True) for i in range(1, 6)]
+    assert [plan.decide(p) for p in fast] == [Decision.START] + [Decision.WRITE] * 24
+    assert plan.decide(slow[0]) is Decision.RESTART
+    assert plan.decide(slow[0]) is Decision.START
+    assert [plan.place(p) is not None for p in slow[1:]] == [False] * 4  # beyond 1.5 s...
+    assert [plan.decide(p) for p in slow[1:]] == [Decision.WRITE] * 4  # ...within its pace
+    assert plan.decide(video(11.0 + 5.5, key=True)) is Decision.RESTART  # over 5 s: a jump
+    plan.new_session(1.5)  # a new session forgets the pace
+    plan.decide(video(20.0, key=True))
+    assert plan.decide(video(22.0)) is Decision.RESTART
 
 
 def test_holds_duration_once_the_last_frame_needed_is_in():
@@ -133,6 +154,19 @@ def test_holds_duration_once_the_last_frame_needed_is_in():
     assert plan.holds_duration() and not plan.done
     plan.end_run()
     assert plan.holds_duration()
+
+
+def test_holds_duration_never_with_b_frames_nor_before_any_video():
+    """With B-frames the frame ending at the duration comes before the B-frames before it
+    (decode order): whether those are all in is unknown, so never. A duration under a
+    millisecond is 'held' by nothing at all: never before a frame."""
+    plan = CutPlan(duration=0.001, segment_seconds=1)
+    assert not plan.holds_duration()
+    for order, held in (((0.0, 0.04, 0.08, 0.12), True), ((0.0, 0.12, 0.04, 0.08), False)):
+        plan = CutPlan(duration=0.16, segment_seconds=1)
+        for t in order:  # I P P P; then I P B B, whose P ends at 0.16 before the Bs come
+            plan.decide(video(t, key=t == 0))
+        assert plan.holds_duration() is held, order
 
 
 def test_new_session_needs_a_key_frame():
