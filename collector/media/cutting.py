@@ -65,7 +65,10 @@ class CutPlan:
     jumped: float | None = None
     _origin: float | None = None  # reference time of the current run's first key frame
     _last: float = 0.0  # reference time of the last reference packet
-    _step: float = 0.0  # the last forward step between reference packets (a jump's included)
+    # The last forward step between reference frames (a jump's included), per frame: with
+    # B-frames, a step in decode order spans the frames that came behind it (`_behind`)
+    _step: float = 0.0
+    _behind: int = 0
     _reordered: bool = False  # a reference packet came before one it follows (B-frames)
     _last_end: float = 0.0  # position where the last reference frame ends
     # Per stream index, for the current run: seconds per tick (float(time_base): Fraction
@@ -130,9 +133,10 @@ class CutPlan:
                 pkt.keyframe and pos >= (self.steps_done + 1) * self.segment_seconds - EPSILON):
             return None
         if t > last:
-            self._step, self._last = t - last, t
+            self._step, self._behind, self._last = (t - last) / (self._behind + 1), 0, t
         elif t < last:
             self._reordered = True
+            self._behind += 1
         end = pos + pkt.duration * scale
         if end > self._last_end:
             self._last_end = end
@@ -164,16 +168,17 @@ class CutPlan:
             self.end_run()
             self.jumped = jumped
             if t > last:
-                self._step = t - last
+                self._step, self._behind = t - last, 0
             return Decision.RESTART
         pos = self.recorded + t - self._origin
         if pos >= self.duration - EPSILON:
             self.done, self.steps_done = True, self.steps
             return Decision.FINISH
         if t > last:
-            self._step, self._last = t - last, t
+            self._step, self._behind, self._last = (t - last) / (self._behind + 1), 0, t
         elif t < last:
             self._reordered = True
+            self._behind += 1
         end = pos + pkt.duration * scale
         if end > self._last_end:
             self._last_end = end
@@ -185,7 +190,7 @@ class CutPlan:
 
     def new_session(self, max_jump: float) -> None:
         """A session of the source begins (after `end_run`), with its own jump limit."""
-        self.max_jump, self._step = max_jump, 0.0
+        self.max_jump, self._step, self._behind = max_jump, 0.0, 0
 
     def _jump_limit(self) -> float:
         if self.max_jump >= MAX_JUMP_SECONDS:
@@ -201,9 +206,10 @@ class CutPlan:
 
     def holds_duration(self) -> bool:
         """The video recorded, the current run's included, is the duration already: only the
-        frame that would finish the recording has not come. Never for video with B-frames,
-        whose last frames before the duration may still be to come after the one ending it,
-        nor before any video was recorded (a duration under EPSILON)."""
+        frame that would finish the recording has not come. Not once video was seen to come out
+        of order (B-frames: the last frames before the duration may still be to come after the
+        one ending it; before the first B-frame arrives, a duration within the first group of
+        pictures, under ~0.2 s, can pass for held), nor before any video was recorded."""
         reached = self._last_end if self._origin is not None else self.recorded
         return not self._reordered and reached > 0 and reached >= self.duration - EPSILON
 

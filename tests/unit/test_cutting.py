@@ -142,6 +142,22 @@ def test_video_that_slows_down_is_taken_for_a_jump_once():
     assert plan.decide(video(22.0)) is Decision.RESTART
 
 
+def test_the_pace_is_per_frame_with_b_frames():
+    """5 fps with 2 B-frames: in decode order the P-frames are 0.6 s apart, but the video's
+    pace is 0.2 s a frame, so a skipped 2 s segment (2.2 s from the last P) is a jump. (Taken
+    per step, the limit was 4 x 0.6 s: the 2 s passed as recorded.)"""
+    def frame(t: float, key: bool = False) -> MediaPacket:
+        return video(t, key)._replace(duration=18_000)  # 0.2 s
+
+    plan = CutPlan(duration=20, segment_seconds=10)
+    plan.new_session(1.5)
+    order = [0.0, 0.6, 0.2, 0.4, 1.2, 0.8, 1.0, 1.8, 1.4, 1.6]  # I P B B P B B P B B
+    assert [plan.decide(frame(t, t == 0)) for t in order] == (
+        [Decision.START] + [Decision.WRITE] * 9)
+    assert plan.decide(frame(4.0, True)) is Decision.RESTART
+    assert plan.jumped is not None and abs(plan.jumped - 2.0) < 1e-9
+
+
 def test_holds_duration_once_the_last_frame_needed_is_in():
     """4 s asked for: the frame at 3.96 s ends at 4.0, so the recording holds the duration,
     though only the frame at 4.0 s would finish it; also once the run is over."""
