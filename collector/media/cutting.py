@@ -65,8 +65,8 @@ class CutPlan:
     jumped: float | None = None
     _origin: float | None = None  # reference time of the current run's first key frame
     _last: float = 0.0  # reference time of the last reference packet
-    # The last forward step between reference frames (a jump's included), per frame: with
-    # B-frames, a step in decode order spans the frames that came behind it (`_behind`)
+    # The last forward step between reference frames (a jump's included), and the frames that
+    # came behind it since (B-frames: a step in decode order spans them)
     _step: float = 0.0
     _behind: int = 0
     _reordered: bool = False  # a reference packet came before one it follows (B-frames)
@@ -133,7 +133,7 @@ class CutPlan:
                 pkt.keyframe and pos >= (self.steps_done + 1) * self.segment_seconds - EPSILON):
             return None
         if t > last:
-            self._step, self._behind, self._last = (t - last) / (self._behind + 1), 0, t
+            self._step, self._behind, self._last = t - last, 0, t
         elif t < last:
             self._reordered = True
             self._behind += 1
@@ -175,7 +175,7 @@ class CutPlan:
             self.done, self.steps_done = True, self.steps
             return Decision.FINISH
         if t > last:
-            self._step, self._behind, self._last = (t - last) / (self._behind + 1), 0, t
+            self._step, self._behind, self._last = t - last, 0, t
         elif t < last:
             self._reordered = True
             self._behind += 1
@@ -195,7 +195,8 @@ class CutPlan:
     def _jump_limit(self) -> float:
         if self.max_jump >= MAX_JUMP_SECONDS:
             return self.max_jump
-        return min(MAX_JUMP_SECONDS, max(self.max_jump, PACE_FACTOR * self._step))
+        pace = self._step / (self._behind + 1)  # per frame, the frames behind it included
+        return min(MAX_JUMP_SECONDS, max(self.max_jump, PACE_FACTOR * pace))
 
     def finish_run(self) -> None:
         """The run is over (a file read to its end; a jump, before the next run starts): end
