@@ -342,6 +342,9 @@ async def main(args: argparse.Namespace) -> None:
                             coll.append(await collector.ingest(
                                 client, url, seconds - TAIL_S, f"{name}{seconds}-{i}",
                                 segment_s=args.segment_seconds))
+                            # each side starts with the other's files gone (counted already):
+                            # ffmpeg ran with the collector's output in the page cache
+                            shutil.rmtree(tmp / "collector" / "jobs", ignore_errors=True)
                             ff.append(await ingest_ffmpeg(url, tmp / "ffmpeg" / f"{name}{i}",
                                                           args.segment_seconds))
                             for r in (coll[-1], ff[-1]):
