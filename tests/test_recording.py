@@ -616,13 +616,12 @@ async def test_a_live_playlist_read_again_does_not_record_twice(collector, clien
     check_source_files(source, 10)
 
 
-async def test_a_live_playlist_segment_that_fails_once_is_fetched_again(collector, client,
-                                                                        media_clip, tmp_path):
-    """Live HLS whose origin answers two upcoming segments with 404 once each (a reset
-    connection, an error answered once). FFmpeg's HLS demuxer skipped such a segment: here the
-    job 'completed' with 8 s of video whose third segment spanned 6 s of media, seconds lost
-    without a gap, since the timestamps jumped less than 5 s. With `seg_max_retry` 1 it asks
-    once more: the job records 8 s of contiguous video in one session."""
+async def record_live_refusing(client, media_clip, tmp_path, duration: int,
+                               refusals: dict[int, int]):
+    """A job of `duration` s in 2 s segments on a live playlist whose origin, once the job has
+    its first step, refuses the segment `offset` after the last one listed then `count` times,
+    for each offset: count in `refusals`. Returns the finished job, the origin (its `missing`
+    and `requests`) and the names of the segments refused."""
     import re
 
     from tests.media.misbehaving import serve_folder_http
@@ -632,15 +631,26 @@ async def test_a_live_playlist_segment_that_fails_once_is_fetched_again(collecto
         server = await servers.start(serve_folder_http, live)
         with trio.fail_after(40):
             job_id = (await client.post("/collect", json={
-                "streams": [f"http://127.0.0.1:{server.port}/live.m3u8"], "duration": 8,
+                "streams": [f"http://127.0.0.1:{server.port}/live.m3u8"], "duration": duration,
                 "segment_seconds": 2, "retry": {"max_attempts": 1}})).json()["job_id"]
             await wait_step(client, job_id, 1)
             text = await trio.Path(live / "live.m3u8").read_text()
             listed = max(int(n) for n in re.findall(r"^live(\d+)\.ts$", text, re.M))
-            refused = [f"live{listed + 2}.ts", f"live{listed + 3}.ts"]
-            server.missing.update(dict.fromkeys(refused, 1))
+            refused = {f"live{listed + offset}.ts": count for offset, count in refusals.items()}
+            server.missing.update(refused)
             job = await wait_job(client, job_id)
         servers.cancel_scope.cancel()
+    return job, server, list(refused)
+
+
+async def test_a_live_playlist_segment_that_fails_once_is_fetched_again(collector, client,
+                                                                        media_clip, tmp_path):
+    """Live HLS whose origin answers two upcoming segments with 404 once each (a reset
+    connection, an error answered once). FFmpeg's HLS demuxer skipped such a segment: here the
+    job 'completed' with 8 s of video whose third segment spanned 6 s of media, seconds lost
+    without a gap, since the timestamps jumped less than 5 s. With `seg_max_retry` 1 it asks
+    once more: the job records 8 s of contiguous video in one session."""
+    job, server, refused = await record_live_refusing(client, media_clip, tmp_path, 8, {2: 1, 3: 1})
     assert [server.missing[name] for name in refused] == [0, 0]  # each refused once
     assert [server.requests.count(name) for name in refused] == [2, 2]
     assert job["status"] == "completed", job
@@ -663,24 +673,7 @@ async def test_a_live_playlist_segment_skipped_is_a_gap_not_recorded_video(colle
     segment before it closes as a discontinuity, the gap is listed (`skipped`, 2 s of media), and
     the job records on until it has its 12 s of video, in one session. (The segment refused is
     the second after the last listed once the job has 2 s: it comes 8 s into the recording.)"""
-    import re
-
-    from tests.media.misbehaving import serve_folder_http
-
-    live = tmp_path / "live"
-    async with live_hls(media_clip.path, live), trio.open_nursery() as servers:
-        server = await servers.start(serve_folder_http, live)
-        with trio.fail_after(40):
-            job_id = (await client.post("/collect", json={
-                "streams": [f"http://127.0.0.1:{server.port}/live.m3u8"], "duration": 12,
-                "segment_seconds": 2, "retry": {"max_attempts": 1}})).json()["job_id"]
-            await wait_step(client, job_id, 1)
-            text = await trio.Path(live / "live.m3u8").read_text()
-            listed = max(int(n) for n in re.findall(r"^live(\d+)\.ts$", text, re.M))
-            refused = f"live{listed + 2}.ts"
-            server.missing[refused] = 2
-            job = await wait_job(client, job_id)
-        servers.cancel_scope.cancel()
+    job, server, (refused,) = await record_live_refusing(client, media_clip, tmp_path, 12, {2: 2})
     assert server.missing[refused] == 0 and server.requests.count(refused) == 2
     assert job["status"] == "completed", job
     (source,) = job["sources"]
