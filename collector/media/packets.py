@@ -57,9 +57,9 @@ class SessionInfo:
     session: int  # increases with every (re)connection of the camera and every new description
     streams: tuple[StreamInfo, ...]
     reconfigured: bool = False  # the same connection described anew, not another attempt
-    # A forward jump of the video's timestamps longer than this (seconds) is media missing: the
-    # recording restarts at the next key frame, and the gap is not counted as recorded (None:
-    # the cut plan's default, cutting.MAX_JUMP_SECONDS)
+    # A forward jump of the video's timestamps longer than this (seconds), and than the video's
+    # own pace (CutPlan._jump_limit), is media missing: the recording restarts at the next key
+    # frame, and the gap is not counted as recorded (None: cutting.MAX_JUMP_SECONDS, 5 s)
     max_jump: float | None = None
 
     def reference(self) -> StreamInfo:
