@@ -229,7 +229,12 @@ class Job:
                 progress = self._recorded(recorder.new_session, event)
             case Packets():
                 progress = await self._write(recorder, announcer, event.batch)
-            case SourceDown(error=SourceEnded(finished=True) as error):
+            case SourceDown(error=error) if ((isinstance(error, SourceEnded) and error.finished)
+                                             or recorder.plan.holds_duration()):
+                # A file read to its end, or a session that ended after the last frame the
+                # duration needs, before the one that would have finished it (it waited for the
+                # next session, and failed if none came): the source is done if it holds the
+                # duration, as a file's end decides
                 await _caught_up(announcer)
                 progress = await self._durable(self._recorded(recorder.source_finished))
                 self._apply(src, progress)
@@ -257,16 +262,6 @@ class Job:
                     f"source {src.name!r} ({redact(src.url)}) cannot be recorded: "
                     f"{redact(str(error))}", names_source=True,
                 )
-            case SourceDown() if recorder.plan.holds_duration():
-                # The session ended after the last frame the duration needs, before the one
-                # that would have finished it: the source is done, as at the end of a file (it
-                # waited for the next session, and failed if none came)
-                await _caught_up(announcer)
-                progress = await self._durable(self._recorded(recorder.source_finished))
-                self._apply(src, progress)
-                if src.segments:
-                    self._announce_steps(src, src.steps_total)
-                return True
             case SourceDown(error=error, failures=camera_failures):
                 # The camera counts its consecutive failures since its last stable session; a
                 # job that joined it mid-way counts only those it saw (never more than that).

@@ -60,8 +60,9 @@ class CutPlan:
     recorded: float = 0.0  # seconds of video in runs already ended
     done: bool = False
     max_jump: float = MAX_JUMP_SECONDS  # for the current session (Recorder.new_session)
-    # The forward jump that ended the last run: seconds of media missing between the last frame's
-    # end and the next frame (None: no forward jump ended it). The Recorder reports it.
+    # The media a forward jump that ended the last run skipped: seconds between the last frame's
+    # end and the next frame, when the session has its own limit (a playlist) and it is at most
+    # MAX_SKIPPED_SECONDS; else None. The Recorder reports it.
     jumped: float | None = None
     _origin: float | None = None  # reference time of the current run's first key frame
     _last: float = 0.0  # reference time of the last reference packet
@@ -164,9 +165,11 @@ class CutPlan:
         last = self._last
         if t < last - MAX_BACKWARD_SECONDS or t > last + self._jump_limit():
             # (the media between the end of the last frame and this one)
-            jumped = self.recorded + t - self._origin - self._last_end if t > last else None
+            skipped = self.recorded + t - self._origin - self._last_end
             self.end_run()
-            self.jumped = jumped
+            if (t > last and self.max_jump < MAX_JUMP_SECONDS
+                    and EPSILON < skipped <= MAX_SKIPPED_SECONDS):
+                self.jumped = skipped
             if t > last:
                 self._step, self._behind = t - last, 0
             return Decision.RESTART
@@ -211,16 +214,19 @@ class CutPlan:
         of order (B-frames: the last frames before the duration may still be to come after the
         one ending it; before the first B-frame arrives, a duration within the first group of
         pictures, under ~0.2 s, can pass for held), nor before any video was recorded."""
-        reached = self._last_end if self._origin is not None else self.recorded
+        reached = self._reached()
         return not self._reordered and reached > 0 and reached >= self.duration - EPSILON
 
     def count_passed(self) -> None:
         """A run cut short by an outage (its segment closes as a discontinuity, at no key frame):
         the steps whose boundary its video passed are done, as a cut there would have counted
         them, rather than only at the next segment's close. The last step waits for the finish."""
-        reached = self._last_end if self._origin is not None else self.recorded
-        passed = math.floor((reached + EPSILON) / self.segment_seconds)
+        passed = math.floor((self._reached() + EPSILON) / self.segment_seconds)
         self.steps_done = max(self.steps_done, min(self.steps - 1, passed))
+
+    def _reached(self) -> float:
+        """The position the video recorded reaches, the current run's included."""
+        return self._last_end if self._origin is not None else self.recorded
 
     def end_run(self) -> None:
         """The session ended or jumped: the next packet must start a new run at a key frame."""

@@ -14,13 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.errors import SegmentError
-from collector.media.cutting import (
-    EPSILON,
-    MAX_JUMP_SECONDS,
-    MAX_SKIPPED_SECONDS,
-    CutPlan,
-    Decision,
-)
+from collector.media.cutting import MAX_JUMP_SECONDS, CutPlan, Decision
 from collector.media.packets import MediaPacket, SessionInfo
 from collector.media.segments import (
     FAST_IO_BUFFER_BYTES,
@@ -45,9 +39,8 @@ class Progress:
     steps: tuple[int, ...]
     done: bool
     paused: bool = False  # stopped before opening or closing a segment file: `resume()` goes on
-    # Seconds of media the source skipped within a session, one entry per jump, in order: a
-    # forward jump of its video past the session's own limit (SessionInfo.max_jump, a live
-    # playlist's), of at most MAX_SKIPPED_SECONDS
+    # Seconds of media the source skipped within a session, one entry per jump, in order
+    # (CutPlan.jumped)
     skipped: tuple[float, ...] = ()
 
 
@@ -127,9 +120,7 @@ class Recorder:
                 closed += self._close("end")
                 return True
             closed += self._close("discontinuity")
-            if (jumped is not None and self._session is not None
-                    and self._session.max_jump is not None
-                    and EPSILON < jumped <= MAX_SKIPPED_SECONDS):
+            if jumped is not None:
                 self._skipped.append(jumped)
             decision = self.plan.decide(pkt)
         match decision:
